@@ -1,0 +1,92 @@
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in the store. Messages name the path involved and,
+/// where the user can act, end with a hint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("Failed to {action} `{}`", path.display())]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sled index failed.
+    #[error("Failed to access the store index")]
+    Index(#[from] sled::Error),
+    /// Another process holds the store.
+    #[error(
+        "The store `{}` is in use by another dag process (pid {pid})\n\nhint: wait for it to finish, or use another store with `--store DIR`",
+        root.display()
+    )]
+    Locked {
+        /// Store root.
+        root: PathBuf,
+        /// Pid written in the lock file by the holder (or `unknown`).
+        pid: String,
+    },
+    /// The store was written by an incompatible version.
+    #[error(
+        "The store `{}` has schema `{found}`, this dag expects `{expected}`\n\nhint: point `--store` at a fresh directory; stores are never migrated in place",
+        root.display()
+    )]
+    Schema {
+        /// Store root.
+        root: PathBuf,
+        /// Version found on disk.
+        found: String,
+        /// Version this build writes.
+        expected: &'static str,
+    },
+    /// A blob's bytes no longer hash to its name.
+    #[error(
+        "Artifact blob `{}` is corrupt: its content hashes to {actual}, not {expected}\n\nhint: run `dag verify --repair` to quarantine it, then rerun to recompute it",
+        path.display()
+    )]
+    Corrupt {
+        /// Blob path.
+        path: PathBuf,
+        /// Name of the blob.
+        expected: String,
+        /// What the bytes hash to now.
+        actual: String,
+    },
+    /// A blob the index refers to is gone.
+    #[error(
+        "Artifact blob `{}` is missing from the store\n\nhint: run `dag verify --repair`, then rerun to recompute it",
+        path.display()
+    )]
+    MissingBlob {
+        /// Blob path.
+        path: PathBuf,
+    },
+    /// No artifact with this digest is known.
+    #[error("No artifact `{0}` in the store")]
+    UnknownArtifact(String),
+    /// A string that is not a 64-hex-digit digest.
+    #[error("`{0}` is not a blake3 digest (64 hex digits)")]
+    BadDigest(String),
+    /// A stored record could not be decoded.
+    #[error("Failed to decode the store record `{what}`: {detail}")]
+    Decode {
+        /// Which record.
+        what: String,
+        /// The decoder's message.
+        detail: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,789 @@
+//! The store itself: durable blobs, the sled index, and the operations the engine needs.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use sled::Transactional;
+
+use crate::digest::{hash_file, hash_tree_manifest};
+use crate::index::{
+    ArtifactRecord, CacheEntry, Layout, RunRecord, StatKey, StatRecord, TreeEntry, decode, encode,
+    trees,
+};
+use crate::lock::StoreLock;
+use crate::{Digest, Error, STORE_SCHEMA};
+
+/// An artifact whose blobs are durable on disk but which the index does not name yet.
+/// Committing it (alone or with a cache entry) makes it visible in one transaction.
+#[derive(Debug, Clone)]
+pub struct PendingArtifact {
+    /// The artifact's digest.
+    pub digest: Digest,
+    /// The record to write.
+    pub record: ArtifactRecord,
+}
+
+/// An open store. Only one process may hold a store at a time.
+pub struct Store {
+    root: PathBuf,
+    db: sled::Db,
+    artifacts: sled::Tree,
+    cache: sled::Tree,
+    consumers: sled::Tree,
+    runs: sled::Tree,
+    heads: sled::Tree,
+    pins: sled::Tree,
+    stat: sled::Tree,
+    progress: sled::Tree,
+    verified: sled::Tree,
+    tmp_counter: AtomicU64,
+    _lock: StoreLock,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish()
+    }
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn mkdir(p: &Path) -> Result<(), Error> {
+    fs::create_dir_all(p).map_err(|e| Error::io("create directory", p, e))
+}
+
+fn fsync_dir(p: &Path) -> Result<(), Error> {
+    fs::File::open(p)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("sync directory", p, e))
+}
+
+fn stat_key(meta: &fs::Metadata) -> StatKey {
+    StatKey {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+    }
+}
+
+/// All regular files below `dir`, as sorted `/`-separated relative paths.
+fn walk_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).map_err(|e| Error::io("read directory", &d, e))? {
+            let entry = entry.map_err(|e| Error::io("read directory", &d, e))?;
+            let path = entry.path();
+            let ft = entry.file_type().map_err(|e| Error::io("stat", &path, e))?;
+            if ft.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .expect("walked path is below its root")
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((rel, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The Merkle root of a tree: the domain-separated hash of its canonical manifest.
+fn tree_digest(entries: &[TreeEntry]) -> Digest {
+    let mut manifest = String::new();
+    for e in entries {
+        manifest.push_str(&format!("{}\t{}\t{}\n", e.digest, e.size, e.path));
+    }
+    hash_tree_manifest(manifest.as_bytes())
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`, taking its lock.
+    pub fn open(root: &Path) -> Result<Store, Error> {
+        mkdir(root)?;
+        let lock = StoreLock::acquire(root)?;
+        let version_path = root.join("STORE_VERSION");
+        match fs::read_to_string(&version_path) {
+            Ok(v) if v.trim() == STORE_SCHEMA => {}
+            Ok(v) => {
+                return Err(Error::Schema {
+                    root: root.to_path_buf(),
+                    found: v.trim().to_string(),
+                    expected: STORE_SCHEMA,
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                for d in ["blobs", "trees", "tmp", "quarantine"] {
+                    mkdir(&root.join(d))?;
+                }
+                let w = |p: &Path, s: &str| fs::write(p, s).map_err(|e| Error::io("write", p, e));
+                w(
+                    &root.join("CACHEDIR.TAG"),
+                    "Signature: 8a477f597d28d172789f06886806bc55\n# dag artifact store\n",
+                )?;
+                w(&root.join(".gitignore"), "*\n")?;
+                w(&version_path, &format!("{STORE_SCHEMA}\n"))?;
+            }
+            Err(e) => return Err(Error::io("read", &version_path, e)),
+        }
+        let db = sled::Config::new()
+            .path(root.join("index"))
+            .cache_capacity(64 << 20)
+            .open()?;
+        let t = |n: &str| db.open_tree(n);
+        let store = Store {
+            artifacts: t(trees::ARTIFACTS)?,
+            cache: t(trees::CACHE)?,
+            consumers: t(trees::CONSUMERS)?,
+            runs: t(trees::RUNS)?,
+            heads: t(trees::HEADS)?,
+            pins: t(trees::PINS)?,
+            stat: t(trees::STAT)?,
+            progress: t(trees::PROGRESS)?,
+            verified: t(trees::VERIFIED)?,
+            db,
+            root: root.to_path_buf(),
+            tmp_counter: AtomicU64::new(0),
+            _lock: lock,
+        };
+        Ok(store)
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn blob_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.to_hex();
+        self.root.join("blobs").join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// A fresh, empty directory under `tmp/` for a node to write its outputs into.
+    /// Staging files from here into the store is a rename, never a copy.
+    pub fn scratch_dir(&self, label: &str) -> Result<PathBuf, Error> {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let safe: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let dir =
+            self.root
+                .join("tmp")
+                .join(format!("{}-{}-{n}-{safe}", std::process::id(), now_secs()));
+        let _ = fs::remove_dir_all(&dir);
+        mkdir(&dir)?;
+        Ok(dir)
+    }
+
+    /// Moves (or copies, across filesystems) `src` into the blob area, durably.
+    /// Returns the digest and size. An identical blob already present costs no space:
+    /// `src` is then simply dropped.
+    fn put_blob(
+        &self,
+        src: &Path,
+        digest: Option<Digest>,
+        keep_src: bool,
+    ) -> Result<(Digest, u64), Error> {
+        let digest = match digest {
+            Some(d) => d,
+            None => hash_file(src)?,
+        };
+        let size = fs::metadata(src)
+            .map_err(|e| Error::io("stat", src, e))?
+            .len();
+        let dest = self.blob_path(&digest);
+        if dest.exists() {
+            if !keep_src {
+                let _ = fs::remove_file(src);
+            }
+            return Ok((digest, size));
+        }
+        let parent = dest.parent().expect("blob path has a parent");
+        mkdir(parent)?;
+        let staged = if keep_src || !src.starts_with(&self.root) {
+            // Copy into our tmp first so the final rename is atomic on our filesystem.
+            let tmp = self.scratch_dir("blob")?.join("blob");
+            fs::copy(src, &tmp).map_err(|e| Error::io("copy", src, e))?;
+            tmp
+        } else {
+            src.to_path_buf()
+        };
+        fs::File::open(&staged)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("sync", &staged, e))?;
+        let mut perm = fs::metadata(&staged)
+            .map_err(|e| Error::io("stat", &staged, e))?
+            .permissions();
+        perm.set_mode(0o444);
+        fs::set_permissions(&staged, perm).map_err(|e| Error::io("make read-only", &staged, e))?;
+        fs::rename(&staged, &dest).map_err(|e| Error::io("move into the store", &staged, e))?;
+        fsync_dir(parent)?;
+        Ok((digest, size))
+    }
+
+    fn record(
+        &self,
+        digest: Digest,
+        layout: Layout,
+        kind: &str,
+        size: u64,
+        entries: Vec<TreeEntry>,
+        children: Vec<Digest>,
+        meta: serde_json::Value,
+    ) -> PendingArtifact {
+        PendingArtifact {
+            digest,
+            record: ArtifactRecord {
+                digest,
+                layout,
+                kind: kind.to_string(),
+                size,
+                entries,
+                children,
+                meta_json: meta.to_string(),
+                producer: None,
+                created: now_secs(),
+            },
+        }
+    }
+
+    /// Makes `bytes` a durable blob and returns the artifact, not yet indexed.
+    pub fn stage_bytes(
+        &self,
+        bytes: &[u8],
+        kind: &str,
+        meta: serde_json::Value,
+    ) -> Result<PendingArtifact, Error> {
+        let tmp = self.scratch_dir("bytes")?.join("data");
+        let mut f = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io("write", &tmp, e))?;
+        drop(f);
+        let digest = crate::hash_bytes(bytes);
+        let (digest, size) = self.put_blob(&tmp, Some(digest), false)?;
+        let _ = fs::remove_dir(tmp.parent().expect("tmp file has a parent"));
+        Ok(self.record(digest, Layout::File, kind, size, vec![], vec![], meta))
+    }
+
+    /// Moves a file (inside the store's scratch area, or copies one from outside) into
+    /// the store as a file artifact, not yet indexed.
+    pub fn stage_file(
+        &self,
+        path: &Path,
+        kind: &str,
+        meta: serde_json::Value,
+    ) -> Result<PendingArtifact, Error> {
+        let (digest, size) = self.put_blob(path, None, false)?;
+        Ok(self.record(digest, Layout::File, kind, size, vec![], vec![], meta))
+    }
+
+    /// Moves every file below `dir` into the store as one tree artifact. Files are
+    /// hashed in parallel; each becomes a blob shared with any other tree holding it.
+    pub fn stage_dir(
+        &self,
+        dir: &Path,
+        kind: &str,
+        meta: serde_json::Value,
+    ) -> Result<PendingArtifact, Error> {
+        let files = walk_files(dir)?;
+        let entries: Vec<TreeEntry> = files
+            .par_iter()
+            .map(|(rel, path)| {
+                let (digest, size) = self.put_blob(path, None, false)?;
+                Ok(TreeEntry {
+                    path: rel.clone(),
+                    digest,
+                    size,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        let size = entries.iter().map(|e| e.size).sum();
+        let digest = tree_digest(&entries);
+        Ok(self.record(digest, Layout::Tree, kind, size, entries, vec![], meta))
+    }
+
+    /// A list artifact: an ordered, named list of other artifacts (the checkpoints of a
+    /// finetune). Its content is the JSON list, and `gc` keeps the elements alive with it.
+    pub fn stage_list(
+        &self,
+        items: &[(String, Digest)],
+        kind: &str,
+        meta: serde_json::Value,
+    ) -> Result<PendingArtifact, Error> {
+        let json: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(name, d)| serde_json::json!({ "name": name, "artifact": d.to_hex() }))
+            .collect();
+        let bytes = serde_json::to_vec_pretty(&json).expect("JSON list serialises");
+        let mut p = self.stage_bytes(&bytes, kind, meta)?;
+        p.record.children = items.iter().map(|(_, d)| *d).collect();
+        Ok(p)
+    }
+
+    /// Reads the elements of a list artifact.
+    pub fn read_list(&self, d: &Digest) -> Result<Vec<(String, Digest)>, Error> {
+        let bytes = self.read(d)?;
+        let v: Vec<serde_json::Value> =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+                what: format!("list artifact {d}"),
+                detail: e.to_string(),
+            })?;
+        v.iter()
+            .map(|item| {
+                let name = item["name"].as_str().unwrap_or_default().to_string();
+                let digest = item["artifact"].as_str().unwrap_or_default().parse()?;
+                Ok((name, digest))
+            })
+            .collect()
+    }
+
+    /// Indexes staged artifacts (already durable) in one transaction.
+    pub fn commit_artifacts(&self, pending: Vec<PendingArtifact>) -> Result<(), Error> {
+        self.artifacts
+            .transaction(|t| {
+                for p in &pending {
+                    Self::index_artifact(t, p, None)?;
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(tx_err)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Inserts an artifact record unless present: the first producer is kept, and
+    /// identical content from another computation costs nothing more.
+    fn index_artifact(
+        t: &sled::transaction::TransactionalTree,
+        p: &PendingArtifact,
+        producer: Option<Digest>,
+    ) -> sled::transaction::ConflictableTransactionResult<(), ()> {
+        if t.get(p.digest.0)?.is_none() {
+            let mut rec = p.record.clone();
+            rec.producer = producer;
+            t.insert(&p.digest.0, encode(&rec))?;
+        }
+        Ok(())
+    }
+
+    /// Records a node instance's completion: its output artifacts, its cache entry, the
+    /// consumer edges of its inputs and the graph's head pointer for `scope`, all in one
+    /// transaction after every blob is durable.
+    pub fn commit_node(
+        &self,
+        entry: &CacheEntry,
+        pending: &[PendingArtifact],
+        head_scope: Option<&str>,
+    ) -> Result<(), Error> {
+        let entry_bytes = encode(entry);
+        (&self.artifacts, &self.cache, &self.consumers, &self.heads)
+            .transaction(|(arts, cache, cons, heads)| {
+                for p in pending {
+                    Self::index_artifact(arts, p, Some(entry.key))?;
+                }
+                cache.insert(&entry.key.0, entry_bytes.clone())?;
+                for input in &entry.inputs {
+                    let mut k = input.0.to_vec();
+                    k.extend_from_slice(&entry.key.0);
+                    cons.insert(k, &[])?;
+                }
+                if let Some(scope) = head_scope {
+                    heads.insert(scope.as_bytes(), &entry.key.0)?;
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(tx_err)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Points `scope` (a graph node instance) at an already cached key, so that `status`
+    /// explains later changes against what the user last ran.
+    pub fn set_head(&self, scope: &str, key: &Digest) -> Result<(), Error> {
+        self.heads.insert(scope.as_bytes(), &key.0)?;
+        Ok(())
+    }
+
+    /// The key that `scope` last completed with.
+    pub fn head(&self, scope: &str) -> Result<Option<Digest>, Error> {
+        Ok(self
+            .heads
+            .get(scope.as_bytes())?
+            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok().map(Digest)))
+    }
+
+    /// The cache entry for a key, if that computation is stored and its outputs are
+    /// all still indexed.
+    pub fn cache_get(&self, key: &Digest) -> Result<Option<CacheEntry>, Error> {
+        let Some(bytes) = self.cache.get(key.0)? else {
+            return Ok(None);
+        };
+        let entry: CacheEntry = decode("cache entry", &bytes)?;
+        for (_, d) in &entry.outputs {
+            if !self.artifacts.contains_key(d.0)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(entry))
+    }
+
+    /// Drops a cache entry (the computation will run again).
+    pub fn cache_remove(&self, key: &Digest) -> Result<(), Error> {
+        self.cache.remove(key.0)?;
+        Ok(())
+    }
+
+    /// Every cache entry.
+    pub fn cache_entries(&self) -> Result<Vec<CacheEntry>, Error> {
+        self.cache
+            .iter()
+            .map(|r| {
+                let (_, v) = r?;
+                decode("cache entry", &v)
+            })
+            .collect()
+    }
+
+    /// The artifact record for a digest.
+    pub fn artifact(&self, d: &Digest) -> Result<Option<ArtifactRecord>, Error> {
+        match self.artifacts.get(d.0)? {
+            Some(v) => Ok(Some(decode("artifact", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every artifact record.
+    pub fn artifacts(&self) -> Result<Vec<ArtifactRecord>, Error> {
+        self.artifacts
+            .iter()
+            .map(|r| {
+                let (_, v) = r?;
+                decode("artifact", &v)
+            })
+            .collect()
+    }
+
+    /// Finds artifacts whose hex digest starts with `prefix`.
+    pub fn resolve_prefix(&self, prefix: &str) -> Result<Vec<Digest>, Error> {
+        let prefix = prefix.to_ascii_lowercase();
+        Ok(self
+            .artifacts()?
+            .into_iter()
+            .map(|a| a.digest)
+            .filter(|d| d.to_hex().starts_with(&prefix))
+            .collect())
+    }
+
+    /// Cache keys of node instances that read artifact `d`.
+    pub fn consumers(&self, d: &Digest) -> Result<Vec<Digest>, Error> {
+        self.consumers
+            .scan_prefix(d.0)
+            .map(|r| {
+                let (k, _) = r?;
+                let key: [u8; 32] = k[32..].try_into().expect("consumer keys are 64 bytes");
+                Ok(Digest(key))
+            })
+            .collect()
+    }
+
+    /// Checks a blob against its name before handing it out. A blob whose file identity
+    /// (inode, size, mtime, ctime) is unchanged since its last successful check is not
+    /// re-hashed; `dag verify` re-hashes everything regardless.
+    fn ensure_verified(&self, d: &Digest) -> Result<PathBuf, Error> {
+        let path = self.blob_path(d);
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(_) => return Err(Error::MissingBlob { path }),
+        };
+        let key = stat_key(&meta);
+        if let Some(v) = self.verified.get(d.0)?
+            && decode::<StatKey>("verified", &v)? == key
+        {
+            return Ok(path);
+        }
+        let actual = hash_file(&path)?;
+        if actual != *d {
+            return Err(Error::Corrupt {
+                path,
+                expected: d.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        self.verified.insert(d.0, encode(&key))?;
+        Ok(path)
+    }
+
+    /// The verified bytes of a file artifact.
+    pub fn read(&self, d: &Digest) -> Result<Vec<u8>, Error> {
+        let path = self.ensure_verified(d)?;
+        let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        // Re-check what we actually read: a concurrent corruption must not slip through.
+        let actual = crate::hash_bytes(&bytes);
+        if actual != *d {
+            return Err(Error::Corrupt {
+                path,
+                expected: d.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// A read-only path to an artifact's content: the blob itself for a file, or a
+    /// directory of hard links for a tree. Every blob is verified first.
+    pub fn path(&self, d: &Digest) -> Result<PathBuf, Error> {
+        let rec = self
+            .artifact(d)?
+            .ok_or_else(|| Error::UnknownArtifact(d.to_hex()))?;
+        match rec.layout {
+            Layout::File => self.ensure_verified(d),
+            Layout::Tree => {
+                let view = self.root.join("trees").join(d.to_hex());
+                for e in &rec.entries {
+                    let blob = self.ensure_verified(&e.digest)?;
+                    let dest = view.join(&e.path);
+                    if dest.exists() {
+                        continue;
+                    }
+                    mkdir(dest.parent().expect("tree entry has a parent"))?;
+                    if fs::hard_link(&blob, &dest).is_err() {
+                        fs::copy(&blob, &dest).map_err(|e| Error::io("copy", &blob, e))?;
+                    }
+                }
+                mkdir(&view)?;
+                Ok(view)
+            }
+        }
+    }
+
+    /// Copies an artifact out of the store to `dest` (a file, or a new directory).
+    pub fn export(&self, d: &Digest, dest: &Path) -> Result<(), Error> {
+        let rec = self
+            .artifact(d)?
+            .ok_or_else(|| Error::UnknownArtifact(d.to_hex()))?;
+        match rec.layout {
+            Layout::File => {
+                let src = self.ensure_verified(d)?;
+                fs::copy(&src, dest).map_err(|e| Error::io("copy to", dest, e))?;
+                let mut perm = fs::metadata(dest)
+                    .map_err(|e| Error::io("stat", dest, e))?
+                    .permissions();
+                perm.set_mode(0o644);
+                fs::set_permissions(dest, perm).map_err(|e| Error::io("chmod", dest, e))?;
+            }
+            Layout::Tree => {
+                for e in &rec.entries {
+                    let src = self.ensure_verified(&e.digest)?;
+                    let out = dest.join(&e.path);
+                    mkdir(out.parent().expect("tree entry has a parent"))?;
+                    fs::copy(&src, &out).map_err(|e| Error::io("copy to", &out, e))?;
+                    let mut perm = fs::metadata(&out)
+                        .map_err(|e| Error::io("stat", &out, e))?
+                        .permissions();
+                    perm.set_mode(0o644);
+                    fs::set_permissions(&out, perm).map_err(|e| Error::io("chmod", &out, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The content digest of an external input (a file or a directory such as a model
+    /// folder), computed once and then answered from the stat cache while the file's
+    /// (device, inode, size, mtime, ctime) is unchanged. A directory's digest equals the
+    /// digest the same files would have as a stored tree artifact.
+    pub fn hash_external(&self, path: &Path) -> Result<Digest, Error> {
+        let meta = fs::metadata(path).map_err(|e| Error::io("read", path, e))?;
+        if meta.is_dir() {
+            let files = walk_files(path)?;
+            let entries = files
+                .par_iter()
+                .map(|(rel, p)| {
+                    let m = fs::metadata(p).map_err(|e| Error::io("stat", p, e))?;
+                    Ok(TreeEntry {
+                        path: rel.clone(),
+                        digest: self.hash_external_file(p, &m)?,
+                        size: m.len(),
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            Ok(tree_digest(&entries))
+        } else {
+            self.hash_external_file(path, &meta)
+        }
+    }
+
+    fn hash_external_file(&self, path: &Path, meta: &fs::Metadata) -> Result<Digest, Error> {
+        let abs = fs::canonicalize(path).map_err(|e| Error::io("resolve", path, e))?;
+        let key = abs.as_os_str().as_encoded_bytes().to_vec();
+        let stat = stat_key(meta);
+        if let Some(v) = self.stat.get(&key)? {
+            let rec: StatRecord = decode("stat cache", &v)?;
+            if rec.stat == stat {
+                return Ok(rec.digest);
+            }
+        }
+        let digest = hash_file(path)?;
+        // Re-stat: if the file changed while we hashed it, do not cache the result.
+        let after = fs::metadata(path).map_err(|e| Error::io("stat", path, e))?;
+        if stat_key(&after) == stat {
+            self.stat
+                .insert(key, encode(&StatRecord { stat, digest }))?;
+        }
+        Ok(digest)
+    }
+
+    /// Saves one completed batch of a resumable node's items. Durable on return.
+    pub fn progress_save(&self, key: &Digest, batch: u64, bytes: &[u8]) -> Result<(), Error> {
+        let pending = self.stage_bytes(bytes, "progress", serde_json::Value::Null)?;
+        let mut k = key.0.to_vec();
+        k.extend_from_slice(&batch.to_be_bytes());
+        self.progress.insert(k, &pending.digest.0)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Batches saved so far for `key`, in batch order.
+    pub fn progress_load(&self, key: &Digest) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        let mut out = Vec::new();
+        for r in self.progress.scan_prefix(key.0) {
+            let (k, v) = r?;
+            let batch = u64::from_be_bytes(k[32..40].try_into().expect("progress key is 40 bytes"));
+            let d = Digest(v.as_ref().try_into().expect("progress value is a digest"));
+            match self.read(&d) {
+                Ok(bytes) => out.push((batch, bytes)),
+                // A lost or corrupt batch is simply recomputed.
+                Err(Error::Corrupt { .. } | Error::MissingBlob { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets the saved batches of `key` (after its outputs are committed).
+    pub fn progress_clear(&self, key: &Digest) -> Result<(), Error> {
+        for r in self.progress.scan_prefix(key.0) {
+            let (k, _) = r?;
+            self.progress.remove(k)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn progress_blobs(&self) -> Result<Vec<Digest>, Error> {
+        self.progress
+            .iter()
+            .map(|r| {
+                let (_, v) = r?;
+                Ok(Digest(
+                    v.as_ref().try_into().expect("progress value is a digest"),
+                ))
+            })
+            .collect()
+    }
+
+    /// Writes (or overwrites) a run record. Durable on return.
+    pub fn put_run(&self, run: &RunRecord) -> Result<(), Error> {
+        self.runs.insert(run.id.as_bytes(), encode(run))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// One run record.
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, Error> {
+        match self.runs.get(id.as_bytes())? {
+            Some(v) => Ok(Some(decode("run", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All run records, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, Error> {
+        self.runs
+            .iter()
+            .map(|r| {
+                let (_, v) = r?;
+                decode("run", &v)
+            })
+            .collect()
+    }
+
+    /// Pins an artifact under a name: `gc` never removes it.
+    pub fn pin(&self, name: &str, d: &Digest) -> Result<(), Error> {
+        if self.artifact(d)?.is_none() {
+            return Err(Error::UnknownArtifact(d.to_hex()));
+        }
+        self.pins.insert(name.as_bytes(), &d.0)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Removes a pin; returns whether it existed.
+    pub fn unpin(&self, name: &str) -> Result<bool, Error> {
+        let existed = self.pins.remove(name.as_bytes())?.is_some();
+        self.db.flush()?;
+        Ok(existed)
+    }
+
+    /// All pins, by name.
+    pub fn pins(&self) -> Result<Vec<(String, Digest)>, Error> {
+        self.pins
+            .iter()
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    Digest(v.as_ref().try_into().expect("pin value is a digest")),
+                ))
+            })
+            .collect()
+    }
+
+    pub(crate) fn remove_artifact(&self, d: &Digest) -> Result<(), Error> {
+        self.artifacts.remove(d.0)?;
+        Ok(())
+    }
+
+    pub(crate) fn forget_verified(&self, d: &Digest) -> Result<(), Error> {
+        self.verified.remove(d.0)?;
+        Ok(())
+    }
+
+    pub(crate) fn flush(&self) -> Result<(), Error> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn tx_err(e: sled::transaction::TransactionError<()>) -> Error {
+    match e {
+        sled::transaction::TransactionError::Storage(e) => Error::Index(e),
+        sled::transaction::TransactionError::Abort(()) => Error::Decode {
+            what: "transaction".into(),
+            detail: "aborted".into(),
+        },
+    }
+}

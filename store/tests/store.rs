@@ -1,0 +1,270 @@
+//! Store behaviour that users rely on: dedupe, trees, verification, gc, locking.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use dag_store::{CacheEntry, Digest, Error, GcOptions, Layout, Store, hash_bytes};
+use serde_json::json;
+
+fn disk_usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        total += if p.is_dir() {
+            disk_usage(&p)
+        } else {
+            fs::metadata(&p).unwrap().len()
+        };
+    }
+    total
+}
+
+fn entry(key: &str, outputs: &[(&str, Digest)]) -> CacheEntry {
+    CacheEntry {
+        key: hash_bytes(key.as_bytes()),
+        outputs: outputs.iter().map(|(p, d)| (p.to_string(), *d)).collect(),
+        preimage_json: json!({"key": key}).to_string(),
+        inputs: vec![],
+        seconds: 0.0,
+        run_id: "r1".into(),
+    }
+}
+
+#[test]
+fn identical_content_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join(".dag")).unwrap();
+    let big = vec![7u8; 1 << 20];
+    let a = store.stage_bytes(&big, "dataset", json!({})).unwrap();
+    store.commit_artifacts(vec![a.clone()]).unwrap();
+    let before = disk_usage(&store.root().join("blobs"));
+    let b = store
+        .stage_bytes(&big, "dataset", json!({"other": 1}))
+        .unwrap();
+    store.commit_artifacts(vec![b.clone()]).unwrap();
+    assert_eq!(a.digest, b.digest);
+    assert_eq!(disk_usage(&store.root().join("blobs")), before);
+    assert_eq!(store.read(&a.digest).unwrap(), big);
+    // Blobs are read-only so a node cannot scribble over its inputs.
+    let mode = fs::metadata(store.path(&a.digest).unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o222, 0);
+}
+
+#[test]
+fn trees_are_merkle_roots_that_share_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join(".dag")).unwrap();
+    let mk = |name: &str, weights: &[u8]| {
+        let d = store.scratch_dir(name).unwrap();
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(d.join("tokenizer.json"), b"{\"shared\": true}").unwrap();
+        fs::write(d.join("sub/weights.bin"), weights).unwrap();
+        d
+    };
+    let t1 = store
+        .stage_dir(&mk("c1", b"w1"), "model", json!({}))
+        .unwrap();
+    let t2 = store
+        .stage_dir(&mk("c2", b"w2"), "model", json!({}))
+        .unwrap();
+    let t1b = store
+        .stage_dir(&mk("c3", b"w1"), "model", json!({}))
+        .unwrap();
+    assert_eq!(t1.record.layout, Layout::Tree);
+    assert_eq!(t1.digest, t1b.digest, "same files, same digest");
+    assert_ne!(t1.digest, t2.digest);
+    let shared = |t: &dag_store::PendingArtifact| {
+        t.record
+            .entries
+            .iter()
+            .find(|e| e.path == "tokenizer.json")
+            .unwrap()
+            .digest
+    };
+    assert_eq!(shared(&t1), shared(&t2), "the shared file is one blob");
+    store.commit_artifacts(vec![t1.clone(), t2]).unwrap();
+    let view = store.path(&t1.digest).unwrap();
+    assert_eq!(fs::read(view.join("sub/weights.bin")).unwrap(), b"w1");
+    // An external folder with the same files has the same identity as the stored tree.
+    let ext = dir.path().join("model");
+    fs::create_dir_all(ext.join("sub")).unwrap();
+    fs::write(ext.join("tokenizer.json"), b"{\"shared\": true}").unwrap();
+    fs::write(ext.join("sub/weights.bin"), b"w1").unwrap();
+    assert_eq!(store.hash_external(&ext).unwrap(), t1.digest);
+    let out = dir.path().join("exported");
+    store.export(&t1.digest, &out).unwrap();
+    assert_eq!(
+        fs::read(out.join("tokenizer.json")).unwrap(),
+        b"{\"shared\": true}"
+    );
+}
+
+#[test]
+fn corrupt_and_missing_blobs_fail_loudly_and_verify_repairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join(".dag")).unwrap();
+    let good = store.stage_bytes(b"good", "report", json!({})).unwrap();
+    let bad = store
+        .stage_bytes(b"original bytes", "report", json!({}))
+        .unwrap();
+    let gone = store
+        .stage_bytes(b"to be deleted", "report", json!({}))
+        .unwrap();
+    store
+        .commit_node(&entry("k", &[("out", bad.digest)]), &[bad.clone()], None)
+        .unwrap();
+    store
+        .commit_artifacts(vec![good.clone(), gone.clone()])
+        .unwrap();
+    let path = store.path(&bad.digest).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&path, b"flipped bytes!").unwrap();
+    fs::remove_file(store.path(&gone.digest).unwrap()).unwrap();
+    assert!(matches!(
+        store.read(&bad.digest),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.read(&gone.digest),
+        Err(Error::MissingBlob { .. })
+    ));
+    let report = store.verify(false).unwrap();
+    assert_eq!(report.problems.len(), 2);
+    assert!(report.artifacts_dropped.is_empty());
+    let report = store.verify(true).unwrap();
+    assert_eq!(report.quarantined.len(), 1);
+    assert_eq!(report.artifacts_dropped.len(), 2);
+    assert!(store.artifact(&bad.digest).unwrap().is_none());
+    // The computation that produced it is no longer a cache hit: it will rerun.
+    assert!(store.cache_get(&hash_bytes(b"k")).unwrap().is_none());
+    assert!(store.verify(false).unwrap().problems.is_empty());
+    assert_eq!(store.read(&good.digest).unwrap(), b"good");
+}
+
+#[test]
+fn second_open_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".dag");
+    let _held = Store::open(&root).unwrap();
+    let err = Store::open(&root).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&std::process::id().to_string()), "{msg}");
+    assert!(msg.contains("in use"), "{msg}");
+}
+
+#[test]
+fn gc_keeps_pins_and_recent_runs_and_removes_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join(".dag")).unwrap();
+    let pinned = store.stage_bytes(b"pinned", "report", json!({})).unwrap();
+    let used = store
+        .stage_bytes(b"used by a run", "report", json!({}))
+        .unwrap();
+    let element = store
+        .stage_bytes(b"list element", "model", json!({}))
+        .unwrap();
+    let list = store
+        .stage_list(
+            &[("ckpt-1".into(), element.digest)],
+            "checkpoints",
+            json!({}),
+        )
+        .unwrap();
+    let garbage = store.stage_bytes(b"garbage", "report", json!({})).unwrap();
+    store
+        .commit_artifacts(vec![
+            pinned.clone(),
+            used.clone(),
+            element.clone(),
+            list.clone(),
+            garbage.clone(),
+        ])
+        .unwrap();
+    store.pin("keep", &pinned.digest).unwrap();
+    store
+        .put_run(&dag_store::RunRecord {
+            id: "20260101T000000-1".into(),
+            graph: "/g.toml".into(),
+            profile: None,
+            started: 0,
+            finished: Some(1),
+            host: "h".into(),
+            tool_version: "0".into(),
+            status: dag_store::RunStatus::Succeeded,
+            nodes: vec![dag_store::NodeRunRecord {
+                instance: "n".into(),
+                node_type: "t".into(),
+                key: None,
+                status: dag_store::NodeRunStatus::Ran,
+                seconds: 0.0,
+                params_json: "{}".into(),
+                outputs: vec![("a".into(), used.digest), ("b".into(), list.digest)],
+            }],
+        })
+        .unwrap();
+    let dry = store
+        .gc(&GcOptions {
+            keep_runs: 1,
+            dry_run: true,
+        })
+        .unwrap();
+    assert_eq!(dry.artifacts_removed, 1);
+    assert!(
+        store.artifact(&garbage.digest).unwrap().is_some(),
+        "dry run removes nothing"
+    );
+    let report = store
+        .gc(&GcOptions {
+            keep_runs: 1,
+            dry_run: false,
+        })
+        .unwrap();
+    assert_eq!(report.artifacts_removed, 1);
+    assert_eq!(report.blobs_removed, 1);
+    assert!(store.artifact(&garbage.digest).unwrap().is_none());
+    for kept in [&pinned, &used, &element, &list] {
+        store.read(&kept.digest).unwrap();
+    }
+    assert_eq!(
+        store.read_list(&list.digest).unwrap(),
+        vec![("ckpt-1".to_string(), element.digest)]
+    );
+}
+
+#[test]
+fn stat_cache_answers_without_rehashing_until_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join(".dag")).unwrap();
+    let f = dir.path().join("data.csv");
+    fs::write(&f, b"a,b\n1,2\n").unwrap();
+    let d1 = store.hash_external(&f).unwrap();
+    assert_eq!(d1, hash_bytes(b"a,b\n1,2\n"));
+    // Same size, content changed: the ctime/mtime change makes the cache miss.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(&f, b"a,b\n1,3\n").unwrap();
+    assert_eq!(store.hash_external(&f).unwrap(), hash_bytes(b"a,b\n1,3\n"));
+}
+
+#[test]
+fn progress_batches_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".dag");
+    let key = hash_bytes(b"node");
+    {
+        let store = Store::open(&root).unwrap();
+        store.progress_save(&key, 0, b"batch0").unwrap();
+        store.progress_save(&key, 1, b"batch1").unwrap();
+    }
+    let store = Store::open(&root).unwrap();
+    let batches = store.progress_load(&key).unwrap();
+    assert_eq!(
+        batches,
+        vec![(0, b"batch0".to_vec()), (1, b"batch1".to_vec())]
+    );
+    store.progress_clear(&key).unwrap();
+    assert!(store.progress_load(&key).unwrap().is_empty());
+}
