@@ -102,6 +102,9 @@ pub struct CacheEntry {
     pub seconds: f64,
     /// The run that computed it.
     pub run_id: String,
+    /// The graph node instance that first computed it (`probe[layer=12]`); not part of
+    /// the key, so two graphs computing the same thing share the entry.
+    pub label: String,
 }
 
 impl CacheEntry {

@@ -28,6 +28,7 @@ fn entry(key: &str, outputs: &[(&str, Digest)]) -> CacheEntry {
         inputs: vec![],
         seconds: 0.0,
         run_id: "r1".into(),
+        label: "n".into(),
     }
 }
 

@@ -1,0 +1,67 @@
+//! Cache keys: blake3 over a canonical pre-image of a node instance.
+
+use std::collections::BTreeMap;
+
+use dag_store::Digest;
+use serde_json::{Value as Json, json};
+
+use crate::spec::ParamType;
+use crate::{NodeSpec, Value};
+
+/// Everything that determines a node instance's outputs, in canonical form. The key
+/// is its hash; the pre-image itself is stored with the cache entry so that "why did
+/// this rerun?" is answered by a diff, never a guess.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preimage(pub Json);
+
+impl Preimage {
+    /// Builds the pre-image. `path_digests` holds the content digest of every
+    /// [`ParamType::Path`] param: a path enters the key by content, not by name, so
+    /// moving a data file does not invalidate anything and editing it does.
+    pub fn new(
+        spec: &NodeSpec,
+        params: &BTreeMap<String, Value>,
+        path_digests: &BTreeMap<String, Digest>,
+        inputs: &BTreeMap<String, Vec<Digest>>,
+    ) -> Preimage {
+        let mut p = serde_json::Map::new();
+        for (k, v) in params {
+            let is_path = spec.param(k).is_some_and(|s| s.ty == ParamType::Path);
+            let j = match (is_path, path_digests.get(k)) {
+                (true, Some(d)) => json!({ "content": d.to_hex() }),
+                _ => v.to_json(),
+            };
+            p.insert(k.clone(), j);
+        }
+        let mut i = serde_json::Map::new();
+        for (port, ds) in inputs {
+            i.insert(
+                port.clone(),
+                ds.iter().map(|d| Json::String(d.to_hex())).collect(),
+            );
+        }
+        Preimage(json!({
+            "type": spec.name,
+            "version": spec.version,
+            "params": p,
+            "inputs": i,
+        }))
+    }
+
+    /// The key.
+    pub fn key(&self) -> Digest {
+        let mut h = blake3::Hasher::new_derive_key("dag node cache key v1");
+        h.update(self.0.to_string().as_bytes());
+        h.finalize().into()
+    }
+}
+
+/// The key of a node instance (see [`Preimage::new`]).
+pub fn node_key(
+    spec: &NodeSpec,
+    params: &BTreeMap<String, Value>,
+    path_digests: &BTreeMap<String, Digest>,
+    inputs: &BTreeMap<String, Vec<Digest>>,
+) -> Digest {
+    Preimage::new(spec, params, path_digests, inputs).key()
+}

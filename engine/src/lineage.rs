@@ -1,0 +1,108 @@
+//! Lineage: where an artifact came from, and what used it.
+
+use dag_store::{Digest, Store};
+use serde::Serialize;
+
+/// One artifact in a lineage tree.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineageNode {
+    /// The artifact.
+    pub artifact: String,
+    /// Its kind.
+    pub kind: String,
+    /// The node instance that produced it (`None` for external inputs).
+    pub producer: Option<Producer>,
+    /// Upstream (for [`upstream`]) or downstream (for [`downstream`]) artifacts.
+    pub next: Vec<LineageNode>,
+}
+
+/// A producing computation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Producer {
+    /// Instance that first computed it.
+    pub instance: String,
+    /// Node type and version, params, inputs: the cache key's pre-image.
+    pub preimage: serde_json::Value,
+    /// The cache key.
+    pub key: String,
+    /// The run that computed it.
+    pub run_id: String,
+}
+
+fn producer(
+    store: &Store,
+    key: &Digest,
+) -> Result<Option<(Producer, dag_store::CacheEntry)>, dag_store::Error> {
+    Ok(store.cache_get(key)?.map(|e| {
+        (
+            Producer {
+                instance: e.label.clone(),
+                preimage: e.preimage(),
+                key: key.to_hex(),
+                run_id: e.run_id.clone(),
+            },
+            e,
+        )
+    }))
+}
+
+/// The full upstream tree of an artifact: each producer and, recursively, its inputs.
+pub fn upstream(store: &Store, d: &Digest) -> Result<LineageNode, dag_store::Error> {
+    let rec = store.artifact(d)?;
+    let kind = rec
+        .as_ref()
+        .map(|r| r.kind.clone())
+        .unwrap_or_else(|| "unknown".into());
+    let mut node = LineageNode {
+        artifact: d.to_hex(),
+        kind,
+        producer: None,
+        next: vec![],
+    };
+    if let Some(key) = rec.and_then(|r| r.producer)
+        && let Some((p, entry)) = producer(store, &key)?
+    {
+        node.producer = Some(p);
+        for i in &entry.inputs {
+            node.next.push(upstream(store, i)?);
+        }
+    }
+    Ok(node)
+}
+
+/// Everything computed from an artifact, recursively ("what used this dataset?").
+pub fn downstream(store: &Store, d: &Digest) -> Result<LineageNode, dag_store::Error> {
+    let mut seen = std::collections::HashSet::new();
+    down(store, d, &mut seen)
+}
+
+fn down(
+    store: &Store,
+    d: &Digest,
+    seen: &mut std::collections::HashSet<Digest>,
+) -> Result<LineageNode, dag_store::Error> {
+    let rec = store.artifact(d)?;
+    let kind = rec
+        .as_ref()
+        .map(|r| r.kind.clone())
+        .unwrap_or_else(|| "unknown".into());
+    let mut node = LineageNode {
+        artifact: d.to_hex(),
+        kind,
+        producer: None,
+        next: vec![],
+    };
+    if !seen.insert(*d) {
+        return Ok(node);
+    }
+    for key in store.consumers(d)? {
+        if let Some((p, entry)) = producer(store, &key)? {
+            for (_, out) in &entry.outputs {
+                let mut child = down(store, out, seen)?;
+                child.producer = Some(p.clone());
+                node.next.push(child);
+            }
+        }
+    }
+    Ok(node)
+}

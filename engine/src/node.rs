@@ -1,0 +1,317 @@
+//! The contract between the engine and node implementations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dag_store::{Digest, Store};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{ArtifactKind, NodeSpec, Value};
+
+/// A node type's implementation. `run` is called on a blocking thread with the
+/// instance's inputs (verified, read-only paths) and writes its outputs through the
+/// context; the engine stores them only if `run` returns `Ok`.
+pub trait Node: Send + Sync + 'static {
+    /// The type's ports, params and resources.
+    fn spec(&self) -> &NodeSpec;
+    /// Computes the outputs.
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError>;
+}
+
+/// Why a node failed, with what the user can do about it.
+#[derive(Debug, Clone)]
+pub struct NodeError {
+    /// What went wrong, "Failed to ..." style.
+    pub message: String,
+    /// Causes, outermost first.
+    pub causes: Vec<String>,
+    /// What to do about it.
+    pub hint: Option<String>,
+    /// The node stopped because the run was cancelled.
+    pub cancelled: bool,
+}
+
+impl NodeError {
+    /// A failure with a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        NodeError {
+            message: message.into(),
+            causes: vec![],
+            hint: None,
+            cancelled: false,
+        }
+    }
+    /// A failure caused by `err` (its source chain becomes the causes).
+    pub fn caused(message: impl Into<String>, err: &dyn std::error::Error) -> Self {
+        let mut e = NodeError::msg(message);
+        let mut cur: Option<&dyn std::error::Error> = Some(err);
+        while let Some(c) = cur {
+            e.causes.push(c.to_string());
+            cur = c.source();
+        }
+        e
+    }
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    /// The run was cancelled.
+    pub fn cancelled() -> Self {
+        NodeError {
+            cancelled: true,
+            ..NodeError::msg("cancelled")
+        }
+    }
+}
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        for c in &self.causes {
+            write!(f, "\n  Caused by: {c}")?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<dag_store::Error> for NodeError {
+    fn from(e: dag_store::Error) -> Self {
+        NodeError::caused("Failed to use the artifact store", &e)
+    }
+}
+
+/// One input artifact as a node sees it.
+#[derive(Debug, Clone)]
+pub struct InputArtifact {
+    /// The artifact's digest.
+    pub digest: Digest,
+    /// Its kind.
+    pub kind: ArtifactKind,
+    /// A read-only path: the file, or a directory for tree artifacts.
+    pub path: PathBuf,
+    /// Metadata written by the producer.
+    pub meta: serde_json::Value,
+    /// Where it came from (`finetune.checkpoints[step-30]`), for labels in reports.
+    pub label: String,
+}
+
+/// What a running node can see and do.
+pub struct RunContext<'a> {
+    pub(crate) instance: String,
+    pub(crate) params: BTreeMap<String, Value>,
+    pub(crate) inputs: BTreeMap<String, Vec<InputArtifact>>,
+    pub(crate) out_dir: PathBuf,
+    pub(crate) meta: BTreeMap<String, serde_json::Value>,
+    pub(crate) store: &'a Store,
+    pub(crate) key: Digest,
+    pub(crate) cancel: Arc<AtomicBool>,
+    pub(crate) progress: indicatif::ProgressBar,
+    pub(crate) next_batch: u64,
+    pub(crate) spec: &'a NodeSpec,
+}
+
+impl<'a> RunContext<'a> {
+    /// The instance name (`probe[layer=12]`).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// All params, coerced to their declared types; paths are absolute.
+    pub fn params(&self) -> &BTreeMap<String, Value> {
+        &self.params
+    }
+
+    fn param(&self, name: &str) -> Option<&Value> {
+        debug_assert!(self.spec.param(name).is_some(), "undeclared param {name}");
+        self.params.get(name)
+    }
+
+    /// A string (or enum, path, secret-env) param; `None` when absent.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.param(name).and_then(Value::as_str)
+    }
+
+    /// An integer param.
+    pub fn int(&self, name: &str) -> Option<i64> {
+        match self.param(name) {
+            Some(Value::Int(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// A float param.
+    pub fn float(&self, name: &str) -> Option<f64> {
+        match self.param(name) {
+            Some(Value::Float(f)) => Some(*f),
+            Some(Value::Int(i)) => Some(*i as f64),
+            _ => None,
+        }
+    }
+
+    /// A boolean param.
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        match self.param(name) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// A list or table param, any value.
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.param(name)
+    }
+
+    /// The artifacts connected to `port` (empty for an unconnected optional port).
+    pub fn inputs(&self, port: &str) -> &[InputArtifact] {
+        self.inputs.get(port).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The single artifact connected to `port`.
+    pub fn input(&self, port: &str) -> Result<&InputArtifact, NodeError> {
+        self.inputs(port)
+            .first()
+            .ok_or_else(|| NodeError::msg(format!("Input `{port}` is not connected")))
+    }
+
+    /// Where to write the output `port`: a file path, or (for directory ports) a
+    /// directory that already exists.
+    pub fn output_path(&self, port: &str) -> PathBuf {
+        let spec = self
+            .spec
+            .output(port)
+            .unwrap_or_else(|| panic!("node type {} has no output {port}", self.spec.name));
+        let p = self.out_dir.join(port);
+        if spec.dir || spec.kind.element().is_some() {
+            let _ = std::fs::create_dir_all(&p);
+        }
+        p
+    }
+
+    /// For a list output (checkpoints), a fresh directory for the element `name`;
+    /// elements are listed in the order they were created.
+    pub fn list_item(&self, port: &str, name: &str) -> Result<PathBuf, NodeError> {
+        let dir = self.output_path(port);
+        let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        let p = dir.join(format!("{n:06}-{name}"));
+        std::fs::create_dir_all(&p)
+            .map_err(|e| NodeError::caused(format!("Failed to create `{}`", p.display()), &e))?;
+        Ok(p)
+    }
+
+    /// Attaches metadata (row counts, columns...) to an output.
+    pub fn set_meta(&mut self, port: &str, meta: serde_json::Value) {
+        self.meta.insert(port.to_string(), meta);
+    }
+
+    /// A scratch directory that is removed after the node finishes.
+    pub fn scratch(&self) -> PathBuf {
+        let p = self.out_dir.join(".scratch");
+        let _ = std::fs::create_dir_all(&p);
+        p
+    }
+
+    /// Fails with [`NodeError::cancelled`] once the user pressed Ctrl-C. Long nodes call
+    /// this between batches.
+    pub fn check_cancelled(&self) -> Result<(), NodeError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(NodeError::cancelled())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sets the total number of items, for the progress bar.
+    pub fn set_total(&self, total: u64) {
+        self.progress.set_length(total);
+    }
+
+    /// Advances the progress bar.
+    pub fn advance(&self, n: u64) {
+        self.progress.inc(n);
+    }
+
+    /// Prints a line above the progress bars.
+    pub fn info(&self, msg: impl AsRef<str>) {
+        tracing::info!(node = %self.instance, "{}", msg.as_ref());
+        self.progress
+            .println(format!("[{}] {}", self.instance, msg.as_ref()));
+    }
+
+    /// Items completed by earlier, interrupted attempts at this same computation, in
+    /// the order they were saved. A node that processes many items calls this first and
+    /// skips what it returns, then saves each new batch with [`Self::save_items`]: a
+    /// kill -9 loses at most the batch in flight.
+    pub fn resume_items<T: DeserializeOwned>(&mut self) -> Result<Vec<T>, NodeError> {
+        let mut out = Vec::new();
+        let batches = self.store.progress_load(&self.key)?;
+        let mut expected = 0;
+        for (idx, bytes) in batches {
+            // A gap (a lost batch) ends what we can trust: later batches are redone.
+            if idx != expected {
+                break;
+            }
+            let items: Vec<T> = serde_json::from_slice(&bytes)
+                .map_err(|e| NodeError::caused("Failed to decode a saved batch of items", &e))?;
+            out.extend(items);
+            expected += 1;
+        }
+        self.next_batch = expected;
+        if !out.is_empty() {
+            self.info(format!("resuming: {} items already done", out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Durably saves a batch of completed items (see [`Self::resume_items`]).
+    pub fn save_items<T: Serialize>(&mut self, items: &[T]) -> Result<(), NodeError> {
+        let bytes = serde_json::to_vec(items)
+            .map_err(|e| NodeError::caused("Failed to encode a batch of items", &e))?;
+        self.store
+            .progress_save(&self.key, self.next_batch, &bytes)?;
+        self.next_batch += 1;
+        Ok(())
+    }
+
+    /// The store root, for nodes that keep caches beside it.
+    pub fn store_root(&self) -> &Path {
+        self.store.root()
+    }
+}
+
+/// The node types a graph may use.
+#[derive(Default, Clone)]
+pub struct Registry {
+    nodes: HashMap<&'static str, Arc<dyn Node>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a node type.
+    pub fn register(&mut self, node: impl Node) {
+        let name = node.spec().name;
+        self.nodes.insert(name, Arc::new(node));
+    }
+
+    /// The node type named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Node>> {
+        self.nodes.get(name)
+    }
+
+    /// All type names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self.nodes.keys().copied().collect();
+        v.sort();
+        v
+    }
+}

@@ -1,0 +1,837 @@
+//! The scheduler: expands the graph into node instances, keys them, answers what it
+//! can from the cache and runs the rest concurrently within resource limits.
+//!
+//! Each declared node is one future that waits for its upstream nodes, expands into
+//! instances (static matrix, and a dynamic map over list artifacts once they exist),
+//! and settles each instance from the cache or by running it on a blocking thread. A
+//! cached instance costs a key computation and one index lookup, so a no-op run is
+//! linear in the number of nodes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use dag_store::{
+    CacheEntry, Digest, NodeRunRecord, NodeRunStatus, PendingArtifact, RunRecord, RunStatus, Store,
+};
+use futures::FutureExt;
+use futures::future::{LocalBoxFuture, Shared};
+use tokio::sync::Semaphore;
+
+use crate::explain::{NodeState, StatusLine, explain_change};
+use crate::graph::NodeDecl;
+use crate::key::Preimage;
+use crate::node::{InputArtifact, NodeError, RunContext};
+use crate::spec::ParamType;
+use crate::{ArtifactKind, Graph, Resources, Value};
+
+/// Execute, or only say what would happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Run what is not cached.
+    Execute,
+    /// Compute keys and states; run nothing (`dag status`, `dag plan`).
+    DryRun,
+}
+
+/// How many of each resource may be held at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// CPU slots (default: the number of cores).
+    pub cpu: u32,
+    /// GPU slots (default 1).
+    pub gpu: u32,
+    /// Concurrent API connections (default 8).
+    pub api: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            cpu: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            gpu: 1,
+            api: 8,
+        }
+    }
+}
+
+/// Options of one run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Execute or dry-run.
+    pub mode: RunMode,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Stop starting new nodes after the first failure (default: keep going).
+    pub fail_fast: bool,
+    /// Only these nodes and what they need (empty: all).
+    pub targets: Vec<String>,
+    /// Set to stop: running nodes see it through `check_cancelled`.
+    pub cancel: Arc<AtomicBool>,
+    /// Draw progress bars.
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            mode: RunMode::Execute,
+            limits: Limits::default(),
+            fail_fast: false,
+            targets: vec![],
+            cancel: Arc::new(AtomicBool::new(false)),
+            progress: false,
+        }
+    }
+}
+
+/// What happened, as it happens: for logs and for tests that snapshot execution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Outputs came from the cache.
+    Cached(String),
+    /// Started executing.
+    Started(String),
+    /// Finished and committed.
+    Finished(String),
+    /// Failed.
+    Failed(String, String),
+    /// Skipped because upstream failed.
+    Skipped(String),
+}
+
+/// The outcome of a run (or dry run).
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Run id (empty for dry runs).
+    pub run_id: String,
+    /// Overall status.
+    pub status: RunStatus,
+    /// Per instance, in a topological order.
+    pub lines: Vec<StatusLine>,
+    /// Records as stored.
+    pub records: Vec<NodeRunRecord>,
+}
+
+#[derive(Debug, Clone)]
+struct InstOutcome {
+    name: String,
+    assignment: BTreeMap<String, Value>,
+    outputs: Option<Vec<(&'static str, Digest, ArtifactKind)>>,
+    /// Instances that are not settled: they will run, or failed.
+    blocked_by: Vec<String>,
+    failed: bool,
+}
+
+#[derive(Debug, Default)]
+struct DeclOutcome {
+    instances: Vec<InstOutcome>,
+}
+
+/// Runs one graph against one store.
+pub struct Runner {
+    store: Arc<Store>,
+    graph: Arc<Graph>,
+    opts: RunOptions,
+    run_id: String,
+    cpu: Arc<Semaphore>,
+    gpu: Arc<Semaphore>,
+    api: Arc<Semaphore>,
+    multi: indicatif::MultiProgress,
+    log: std::sync::Mutex<Vec<(StatusLine, NodeRunRecord)>>,
+    failed_once: AtomicBool,
+}
+
+fn run_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm) so ids sort.
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}-{}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        std::process::id()
+    )
+}
+
+fn instance_name(
+    decl: &str,
+    assignment: &BTreeMap<String, Value>,
+    element: Option<&str>,
+) -> String {
+    let mut parts: Vec<String> = assignment
+        .iter()
+        .map(|(k, v)| match v {
+            Value::Str(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    if let Some(e) = element {
+        parts.push(e.to_string());
+    }
+    if parts.is_empty() {
+        decl.to_string()
+    } else {
+        format!("{decl}[{}]", parts.join(","))
+    }
+}
+
+fn cartesian(matrix: &[(String, Vec<Value>)]) -> Vec<BTreeMap<String, Value>> {
+    let mut out = vec![BTreeMap::new()];
+    for (k, vs) in matrix {
+        out = out
+            .into_iter()
+            .flat_map(|a| {
+                vs.iter().map(move |v| {
+                    let mut a = a.clone();
+                    a.insert(k.clone(), v.clone());
+                    a
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+impl Runner {
+    /// A runner for `graph` on `store`.
+    pub fn new(store: Arc<Store>, graph: Arc<Graph>, opts: RunOptions) -> Runner {
+        let l = opts.limits;
+        let multi = if opts.progress {
+            indicatif::MultiProgress::new()
+        } else {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+        };
+        Runner {
+            store,
+            graph,
+            run_id: run_id(),
+            cpu: Arc::new(Semaphore::new(l.cpu.max(1) as usize)),
+            gpu: Arc::new(Semaphore::new(l.gpu.max(1) as usize)),
+            api: Arc::new(Semaphore::new(l.api.max(1) as usize)),
+            opts,
+            multi,
+            log: Default::default(),
+            failed_once: AtomicBool::new(false),
+        }
+    }
+
+    /// The id this run is recorded under.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn scope(&self, instance: &str) -> String {
+        format!("{}::{instance}", self.graph.path.display())
+    }
+
+    /// Runs (or dry-runs) the graph; `on_event` sees each instance settle.
+    pub async fn run(
+        &self,
+        on_event: &(dyn Fn(&Event) + Sync),
+    ) -> Result<RunSummary, dag_store::Error> {
+        let g = &self.graph;
+        let needed = self.needed();
+        let started = dag_store_now();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let mut record = RunRecord {
+            id: self.run_id.clone(),
+            graph: g.path.display().to_string(),
+            profile: g.profile.clone(),
+            started,
+            finished: None,
+            host,
+            tool_version: crate::VERSION.to_string(),
+            status: RunStatus::Running,
+            nodes: vec![],
+        };
+        let execute = self.opts.mode == RunMode::Execute;
+        if execute {
+            self.store.put_run(&record)?;
+        }
+        let mut futs: Vec<Option<Shared<LocalBoxFuture<'_, Arc<DeclOutcome>>>>> =
+            vec![None; g.nodes.len()];
+        for &d in &g.order {
+            if !needed.contains(&d) {
+                continue;
+            }
+            let ups: Vec<(usize, Shared<LocalBoxFuture<'_, Arc<DeclOutcome>>>)> = g.nodes[d]
+                .inputs
+                .iter()
+                .flat_map(|i| i.sources.iter().map(|s| s.node))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|u| {
+                    (
+                        u,
+                        futs[u]
+                            .clone()
+                            .expect("upstream precedes in topological order"),
+                    )
+                })
+                .collect();
+            let fut = async move {
+                let mut done: BTreeMap<usize, Arc<DeclOutcome>> = BTreeMap::new();
+                for (u, f) in ups {
+                    done.insert(u, f.await);
+                }
+                Arc::new(self.settle_decl(d, &done, on_event).await)
+            }
+            .boxed_local()
+            .shared();
+            futs[d] = Some(fut);
+        }
+        futures::future::join_all(futs.into_iter().flatten()).await;
+        let mut log = std::mem::take(&mut *self.log.lock().expect("log lock"));
+        // Report in graph order, instances in creation order.
+        let pos: BTreeMap<&str, usize> = g
+            .order
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| (g.nodes[d].name.as_str(), i))
+            .collect();
+        log.sort_by_key(|(l, _)| {
+            pos.get(l.instance.split('[').next().unwrap_or(""))
+                .copied()
+                .unwrap_or(usize::MAX)
+        });
+        let (lines, records): (Vec<_>, Vec<_>) = log.into_iter().unzip();
+        let status = if self.opts.cancel.load(Ordering::Relaxed) {
+            RunStatus::Cancelled
+        } else if records.iter().any(|r: &NodeRunRecord| {
+            matches!(
+                r.status,
+                NodeRunStatus::Failed(_) | NodeRunStatus::Skipped(_)
+            )
+        }) {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        record.status = status;
+        record.finished = Some(dag_store_now());
+        record.nodes = records.clone();
+        if execute {
+            self.store.put_run(&record)?;
+        }
+        Ok(RunSummary {
+            run_id: if execute {
+                self.run_id.clone()
+            } else {
+                String::new()
+            },
+            status,
+            lines,
+            records,
+        })
+    }
+
+    /// The declared nodes the targets need (all when no targets).
+    fn needed(&self) -> HashSet<usize> {
+        let g = &self.graph;
+        if self.opts.targets.is_empty() {
+            return (0..g.nodes.len()).collect();
+        }
+        let mut stack: Vec<usize> = self.opts.targets.iter().filter_map(|t| g.node(t)).collect();
+        let mut seen = HashSet::new();
+        while let Some(n) = stack.pop() {
+            if seen.insert(n) {
+                stack.extend(
+                    g.nodes[n]
+                        .inputs
+                        .iter()
+                        .flat_map(|i| i.sources.iter().map(|s| s.node)),
+                );
+            }
+        }
+        seen
+    }
+
+    async fn settle_decl(
+        &self,
+        d: usize,
+        done: &BTreeMap<usize, Arc<DeclOutcome>>,
+        on_event: &(dyn Fn(&Event) + Sync),
+    ) -> DeclOutcome {
+        let decl = &self.graph.nodes[d];
+        let mut out = DeclOutcome::default();
+        // A dynamic map expands over the list elements of its `[*]` source.
+        let each = decl
+            .inputs
+            .iter()
+            .find_map(|i| i.sources.iter().find(|s| s.each).map(|s| (i.port, s)));
+        for assignment in cartesian(&decl.matrix) {
+            let mut elements: Vec<Option<(String, Digest)>> = vec![None];
+            let mut blocked = vec![];
+            if let Some((_, src)) = each {
+                elements.clear();
+                for up in matching(&done[&src.node], &assignment) {
+                    match &up.outputs {
+                        Some(outs) => {
+                            let list = outs
+                                .iter()
+                                .find(|(p, _, _)| *p == src.port)
+                                .expect("declared output")
+                                .1;
+                            match self.store.read_list(&list) {
+                                Ok(items) => elements.extend(items.into_iter().map(Some)),
+                                Err(e) => blocked.push(format!("{} ({e})", up.name)),
+                            }
+                        }
+                        None => blocked.push(up.name.clone()),
+                    }
+                }
+                if !blocked.is_empty() {
+                    elements = vec![None];
+                }
+            }
+            for element in elements {
+                let name = instance_name(
+                    &decl.name,
+                    &assignment,
+                    element.as_ref().map(|(n, _)| n.as_str()),
+                );
+                let inst = self
+                    .settle_instance(decl, name, &assignment, element, done, &blocked, on_event)
+                    .await;
+                out.instances.push(inst);
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn settle_instance(
+        &self,
+        decl: &NodeDecl,
+        name: String,
+        assignment: &BTreeMap<String, Value>,
+        element: Option<(String, Digest)>,
+        done: &BTreeMap<usize, Arc<DeclOutcome>>,
+        each_blocked: &[String],
+        on_event: &(dyn Fn(&Event) + Sync),
+    ) -> InstOutcome {
+        let spec = decl.node.spec();
+        let mut params = decl.params.clone();
+        params.extend(assignment.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let params_json = {
+            let mut m = serde_json::Map::new();
+            for (k, v) in &params {
+                m.insert(k.clone(), v.to_json());
+            }
+            serde_json::Value::Object(m).to_string()
+        };
+        let mut outcome = InstOutcome {
+            name: name.clone(),
+            assignment: assignment.clone(),
+            outputs: None,
+            blocked_by: vec![],
+            failed: false,
+        };
+        let mut record = NodeRunRecord {
+            instance: name.clone(),
+            node_type: spec.name.to_string(),
+            key: None,
+            status: NodeRunStatus::Cancelled,
+            seconds: 0.0,
+            params_json,
+            outputs: vec![],
+        };
+        // Resolve inputs from settled upstream instances.
+        let mut inputs: BTreeMap<String, Vec<(Digest, ArtifactKind, String)>> = BTreeMap::new();
+        let mut waiting: Vec<String> = each_blocked.to_vec();
+        let mut failed_up: Vec<String> = vec![];
+        for inp in &decl.inputs {
+            let entry = inputs.entry(inp.port.to_string()).or_default();
+            for src in &inp.sources {
+                if src.each {
+                    if let Some((ename, d)) = &element {
+                        let k = spec
+                            .input(inp.port)
+                            .map(|p| p.kind)
+                            .unwrap_or(ArtifactKind::Model);
+                        entry.push((
+                            *d,
+                            k,
+                            format!("{}.{}[{ename}]", self.graph.nodes[src.node].name, src.port),
+                        ));
+                    }
+                    continue;
+                }
+                for up in matching(&done[&src.node], assignment) {
+                    match &up.outputs {
+                        Some(outs) => {
+                            let (_, dg, kind) = outs
+                                .iter()
+                                .find(|(p, _, _)| *p == src.port)
+                                .expect("declared output");
+                            entry.push((*dg, *kind, format!("{}.{}", up.name, src.port)));
+                        }
+                        None if up.failed => failed_up.push(up.name.clone()),
+                        None => waiting.push(up.name.clone()),
+                    }
+                }
+            }
+        }
+        let finish = |outcome: InstOutcome,
+                      line_state: NodeState,
+                      key: Option<Digest>,
+                      record: NodeRunRecord| {
+            let line = StatusLine {
+                instance: name.clone(),
+                node_type: spec.name.to_string(),
+                key: key.map(|k| k.to_hex()),
+                state: line_state,
+            };
+            self.log.lock().expect("log lock").push((line, record));
+            outcome
+        };
+        if !failed_up.is_empty() {
+            failed_up.dedup();
+            on_event(&Event::Skipped(name.clone()));
+            record.status =
+                NodeRunStatus::Skipped(format!("upstream failed: {}", failed_up.join(", ")));
+            outcome.failed = true;
+            outcome.blocked_by = failed_up.clone();
+            return finish(
+                outcome,
+                NodeState::Skipped {
+                    upstream: failed_up,
+                },
+                None,
+                record,
+            );
+        }
+        if !waiting.is_empty() {
+            waiting.dedup();
+            outcome.blocked_by = waiting.clone();
+            return finish(
+                outcome,
+                NodeState::Waiting { upstream: waiting },
+                None,
+                record,
+            );
+        }
+        if self.opts.cancel.load(Ordering::Relaxed)
+            || (self.opts.fail_fast && self.failed_once.load(Ordering::Relaxed))
+        {
+            outcome.failed = true;
+            return finish(outcome, NodeState::Cancelled, None, record);
+        }
+        // Key: type, version, canonical params (paths by content), input digests.
+        let mut path_digests = BTreeMap::new();
+        for (k, v) in &params {
+            if spec.param(k).is_some_and(|p| p.ty == ParamType::Path)
+                && let Value::Str(p) = v
+            {
+                match self.store.hash_external(std::path::Path::new(p)) {
+                    Ok(d) => {
+                        path_digests.insert(k.clone(), d);
+                    }
+                    Err(e) => {
+                        let msg = format!("Failed to read input file `{p}` (param `{k}`): {e}");
+                        return self.fail(outcome, record, None, msg, on_event, &finish);
+                    }
+                }
+            }
+        }
+        let input_digests: BTreeMap<String, Vec<Digest>> = inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().map(|x| x.0).collect()))
+            .collect();
+        let pre = Preimage::new(spec, &params, &path_digests, &input_digests);
+        let key = pre.key();
+        record.key = Some(key);
+        let scope = self.scope(&name);
+        let cached = match self.store.cache_get(&key) {
+            Ok(c) => c,
+            Err(e) => {
+                return self.fail(
+                    outcome,
+                    record,
+                    Some(key),
+                    format!("Failed to read the cache: {e}"),
+                    on_event,
+                    &finish,
+                );
+            }
+        };
+        if let Some(entry) = cached {
+            let outs = self.kinds(spec, &entry.outputs);
+            record.outputs = entry.outputs.clone();
+            record.status = NodeRunStatus::Cached;
+            if self.opts.mode == RunMode::Execute
+                && self.store.head(&scope).ok().flatten() != Some(key)
+            {
+                let _ = self.store.set_head(&scope, &key);
+            }
+            on_event(&Event::Cached(name.clone()));
+            outcome.outputs = Some(outs);
+            return finish(outcome, NodeState::Cached, Some(key), record);
+        }
+        if self.opts.mode == RunMode::DryRun {
+            let state = match self
+                .store
+                .head(&scope)
+                .ok()
+                .flatten()
+                .and_then(|h| self.store.cache_get(&h).ok().flatten())
+            {
+                Some(prev) => NodeState::Stale {
+                    reasons: explain_change(&prev.preimage(), &pre.0),
+                },
+                None => NodeState::NeverRun,
+            };
+            outcome.blocked_by = vec![name.clone()];
+            return finish(outcome, state, Some(key), record);
+        }
+        // Execute.
+        let res = spec.resources;
+        let permits = self.acquire(res).await;
+        if self.opts.cancel.load(Ordering::Relaxed) {
+            drop(permits);
+            outcome.failed = true;
+            return finish(outcome, NodeState::Cancelled, Some(key), record);
+        }
+        on_event(&Event::Started(name.clone()));
+        let t0 = Instant::now();
+        let store = self.store.clone();
+        let node = decl.node.clone();
+        let cancel = self.opts.cancel.clone();
+        let bar = self.multi.add(indicatif::ProgressBar::no_length());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {prefix} {wide_bar} {pos}/{len} {eta}",
+            )
+            .expect("static template"),
+        );
+        bar.set_prefix(name.clone());
+        let inst = name.clone();
+        let preimage_json = pre.0.to_string();
+        let run_id = self.run_id.clone();
+        let label = name.clone();
+        let result =
+            tokio::task::spawn_blocking(move || -> Result<Vec<(String, Digest)>, NodeError> {
+                let out_dir = store.scratch_dir(&inst)?;
+                let mut resolved: BTreeMap<String, Vec<InputArtifact>> = BTreeMap::new();
+                let mut all_inputs = vec![];
+                for (port, items) in inputs {
+                    let v = resolved.entry(port).or_default();
+                    for (d, kind, label) in items {
+                        let path = store.path(&d)?;
+                        let meta = store.artifact(&d)?.map(|a| a.meta()).unwrap_or_default();
+                        all_inputs.push(d);
+                        v.push(InputArtifact {
+                            digest: d,
+                            kind,
+                            path,
+                            meta,
+                            label,
+                        });
+                    }
+                }
+                let spec = node.spec();
+                let mut ctx = RunContext {
+                    instance: inst.clone(),
+                    params,
+                    inputs: resolved,
+                    out_dir: out_dir.clone(),
+                    meta: BTreeMap::new(),
+                    store: &store,
+                    key,
+                    cancel,
+                    progress: bar.clone(),
+                    next_batch: 0,
+                    spec,
+                };
+                let ran = node.run(&mut ctx);
+                bar.finish_and_clear();
+                let meta = std::mem::take(&mut ctx.meta);
+                drop(ctx);
+                if let Err(e) = ran {
+                    let _ = std::fs::remove_dir_all(&out_dir);
+                    return Err(e);
+                }
+                let (outputs, pending) = ingest(&store, spec, &out_dir, &meta)?;
+                let entry = CacheEntry {
+                    key,
+                    outputs: outputs.clone(),
+                    preimage_json,
+                    inputs: all_inputs,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    run_id,
+                    label,
+                };
+                store.commit_node(&entry, &pending, Some(&format!("{}", scope)))?;
+                store.progress_clear(&key)?;
+                let _ = std::fs::remove_dir_all(&out_dir);
+                Ok(outputs)
+            })
+            .await;
+        drop(permits);
+        record.seconds = t0.elapsed().as_secs_f64();
+        match result {
+            Ok(Ok(outputs)) => {
+                on_event(&Event::Finished(name.clone()));
+                outcome.outputs = Some(self.kinds(spec, &outputs));
+                record.outputs = outputs;
+                record.status = NodeRunStatus::Ran;
+                finish(outcome, NodeState::Ran, Some(key), record)
+            }
+            Ok(Err(e)) if e.cancelled => {
+                outcome.failed = true;
+                finish(outcome, NodeState::Cancelled, Some(key), record)
+            }
+            Ok(Err(e)) => self.fail(outcome, record, Some(key), e.to_string(), on_event, &finish),
+            Err(join) => self.fail(
+                outcome,
+                record,
+                Some(key),
+                format!("node panicked: {join}"),
+                on_event,
+                &finish,
+            ),
+        }
+    }
+
+    fn fail(
+        &self,
+        mut outcome: InstOutcome,
+        mut record: NodeRunRecord,
+        key: Option<Digest>,
+        msg: String,
+        on_event: &(dyn Fn(&Event) + Sync),
+        finish: &dyn Fn(InstOutcome, NodeState, Option<Digest>, NodeRunRecord) -> InstOutcome,
+    ) -> InstOutcome {
+        self.failed_once.store(true, Ordering::Relaxed);
+        on_event(&Event::Failed(outcome.name.clone(), msg.clone()));
+        record.status = NodeRunStatus::Failed(msg.clone());
+        outcome.failed = true;
+        finish(outcome, NodeState::Failed { error: msg }, key, record)
+    }
+
+    fn kinds(
+        &self,
+        spec: &crate::NodeSpec,
+        outs: &[(String, Digest)],
+    ) -> Vec<(&'static str, Digest, ArtifactKind)> {
+        spec.outputs
+            .iter()
+            .filter_map(|p| {
+                outs.iter()
+                    .find(|(n, _)| n == p.name)
+                    .map(|(_, d)| (p.name, *d, p.kind))
+            })
+            .collect()
+    }
+
+    async fn acquire(&self, r: Resources) -> Vec<tokio::sync::OwnedSemaphorePermit> {
+        let mut permits = vec![];
+        for (sem, n) in [(&self.gpu, r.gpu), (&self.api, r.api), (&self.cpu, r.cpu)] {
+            let n = n.min(sem.available_permits().max(1) as u32).max(0);
+            if n > 0 {
+                permits.push(
+                    sem.clone()
+                        .acquire_many_owned(n)
+                        .await
+                        .expect("semaphores are never closed"),
+                );
+            }
+        }
+        permits
+    }
+}
+
+/// Upstream instances that agree with `assignment` on their shared matrix variables.
+fn matching<'o>(
+    up: &'o DeclOutcome,
+    assignment: &BTreeMap<String, Value>,
+) -> impl Iterator<Item = &'o InstOutcome> {
+    up.instances.iter().filter(move |i| {
+        i.assignment
+            .iter()
+            .all(|(k, v)| assignment.get(k).is_none_or(|a| a == v))
+    })
+}
+
+/// Stores what a node wrote, per its output ports. Nothing is indexed here: the caller
+/// commits the cache entry and these artifacts in one transaction.
+fn ingest(
+    store: &Store,
+    spec: &crate::NodeSpec,
+    out_dir: &std::path::Path,
+    meta: &BTreeMap<String, serde_json::Value>,
+) -> Result<(Vec<(String, Digest)>, Vec<PendingArtifact>), NodeError> {
+    let mut outputs = vec![];
+    let mut pending = vec![];
+    for port in &spec.outputs {
+        let path = out_dir.join(port.name);
+        if !path.exists() {
+            return Err(NodeError::msg(format!(
+                "Node type `{}` finished without writing its output `{}`",
+                spec.name, port.name
+            ))
+            .hint("this is a bug in the node implementation; please report it"));
+        }
+        let m = meta
+            .get(port.name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        let p = if let Some(elem) = port.kind.element() {
+            let mut dirs: Vec<_> = std::fs::read_dir(&path)
+                .map_err(|e| NodeError::caused(format!("Failed to list `{}`", path.display()), &e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            dirs.sort();
+            let mut items = vec![];
+            for d in dirs {
+                let fname = d
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let name = fname
+                    .split_once('-')
+                    .map(|(_, n)| n.to_string())
+                    .unwrap_or(fname);
+                let item = store.stage_dir(&d, elem.name(), serde_json::json!({ "name": name }))?;
+                items.push((name, item.digest));
+                pending.push(item);
+            }
+            store.stage_list(&items, port.kind.name(), m)?
+        } else if port.dir {
+            store.stage_dir(&path, port.kind.name(), m)?
+        } else {
+            store.stage_file(&path, port.kind.name(), m)?
+        };
+        outputs.push((port.name.to_string(), p.digest));
+        pending.push(p);
+    }
+    Ok((outputs, pending))
+}
+
+fn dag_store_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

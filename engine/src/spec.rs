@@ -1,0 +1,276 @@
+//! What a node type declares: its ports with artifact kinds, its params, its resources.
+
+use std::fmt;
+
+use crate::Value;
+
+/// The kind of an artifact, checked at every edge before anything runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ArtifactKind {
+    /// Rows of JSON objects (JSONL).
+    Dataset,
+    /// A model: a folder or file a runtime can load (base, merged, or base + adapter).
+    Model,
+    /// An ordered list of model checkpoints (a list artifact whose elements are models).
+    Checkpoints,
+    /// Model generations: one row per sample.
+    Generations,
+    /// Stored activations of one layer.
+    Activations,
+    /// A trained probe.
+    Probe,
+    /// Per-row scores.
+    Scores,
+    /// Metric tables.
+    Metrics,
+    /// A human-readable report (plots, tables).
+    Report,
+}
+
+impl ArtifactKind {
+    /// The name used in graph files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArtifactKind::Dataset => "dataset",
+            ArtifactKind::Model => "model",
+            ArtifactKind::Checkpoints => "checkpoints",
+            ArtifactKind::Generations => "generations",
+            ArtifactKind::Activations => "activations",
+            ArtifactKind::Probe => "probe",
+            ArtifactKind::Scores => "scores",
+            ArtifactKind::Metrics => "metrics",
+            ArtifactKind::Report => "report",
+        }
+    }
+
+    /// For a list kind, the kind of its elements (what `node.port[*]` maps over).
+    pub fn element(self) -> Option<ArtifactKind> {
+        match self {
+            ArtifactKind::Checkpoints => Some(ArtifactKind::Model),
+            _ => None,
+        }
+    }
+
+    /// Whether an output of kind `self` may feed an input declared as `input`.
+    /// Generations are rows and may be read as a dataset (the distillation step trains
+    /// on them); everything else must match exactly.
+    pub fn feeds(self, input: ArtifactKind) -> bool {
+        self == input || (self == ArtifactKind::Generations && input == ArtifactKind::Dataset)
+    }
+}
+
+impl fmt::Display for ArtifactKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One input or output port.
+#[derive(Debug, Clone)]
+pub struct PortSpec {
+    /// Port name.
+    pub name: &'static str,
+    /// Artifact kind.
+    pub kind: ArtifactKind,
+    /// Inputs: accepts several artifacts (a list of references or a fanned-out node).
+    pub many: bool,
+    /// Inputs: may be left unconnected.
+    pub optional: bool,
+    /// Outputs: a directory (tree artifact) rather than one file.
+    pub dir: bool,
+    /// One line for `dag` help and errors.
+    pub doc: &'static str,
+}
+
+impl PortSpec {
+    /// A required single input, or a single-file output.
+    pub const fn new(name: &'static str, kind: ArtifactKind, doc: &'static str) -> Self {
+        PortSpec {
+            name,
+            kind,
+            many: false,
+            optional: false,
+            dir: false,
+            doc,
+        }
+    }
+    /// Accepts several artifacts.
+    pub const fn many(mut self) -> Self {
+        self.many = true;
+        self
+    }
+    /// May be left unconnected.
+    pub const fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+    /// Written as a directory.
+    pub const fn dir(mut self) -> Self {
+        self.dir = true;
+        self
+    }
+}
+
+/// The type of a parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamType {
+    /// A string.
+    Str,
+    /// An integer.
+    Int,
+    /// A float (integers are accepted and converted).
+    Float,
+    /// A boolean.
+    Bool,
+    /// One of a fixed set of strings.
+    Enum(&'static [&'static str]),
+    /// A local file or directory, relative to the graph file. Its *content* digest
+    /// enters the cache key (through the store's stat cache), not its name.
+    Path,
+    /// A list of values of one type.
+    List(Box<ParamType>),
+    /// A table of string keys to values of one type.
+    Map(Box<ParamType>),
+    /// The *name* of an environment variable holding a secret. Only the name enters keys
+    /// and records; the value is read by the node at run time.
+    SecretEnv,
+}
+
+impl fmt::Display for ParamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamType::Str => f.write_str("a string"),
+            ParamType::Int => f.write_str("an integer"),
+            ParamType::Float => f.write_str("a number"),
+            ParamType::Bool => f.write_str("a boolean"),
+            ParamType::Enum(vs) => write!(
+                f,
+                "one of {}",
+                vs.iter()
+                    .map(|v| format!("\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            ParamType::Path => f.write_str("a path (string)"),
+            ParamType::List(t) => write!(f, "a list of {t}"),
+            ParamType::Map(t) => write!(f, "a table of {t}"),
+            ParamType::SecretEnv => f.write_str("the name of an environment variable"),
+        }
+    }
+}
+
+/// One parameter.
+#[derive(Debug, Clone)]
+pub struct ParamSpec {
+    /// Name as written in the graph.
+    pub name: &'static str,
+    /// Type.
+    pub ty: ParamType,
+    /// Must the graph give it?
+    pub required: bool,
+    /// Value used when not given; `None` on an optional param leaves it out of the
+    /// node's params (and so out of its key).
+    pub default: Option<Value>,
+    /// One line for help and errors.
+    pub doc: &'static str,
+}
+
+impl ParamSpec {
+    /// A required param.
+    pub fn required(name: &'static str, ty: ParamType, doc: &'static str) -> Self {
+        ParamSpec {
+            name,
+            ty,
+            required: true,
+            default: None,
+            doc,
+        }
+    }
+    /// A param with a default.
+    pub fn with_default(
+        name: &'static str,
+        ty: ParamType,
+        default: Value,
+        doc: &'static str,
+    ) -> Self {
+        ParamSpec {
+            name,
+            ty,
+            required: false,
+            default: Some(default),
+            doc,
+        }
+    }
+    /// A param that may be absent (the node decides what absence means).
+    pub fn optional(name: &'static str, ty: ParamType, doc: &'static str) -> Self {
+        ParamSpec {
+            name,
+            ty,
+            required: false,
+            default: None,
+            doc,
+        }
+    }
+}
+
+/// Resources one instance of a node type holds while running; the scheduler bounds
+/// their sum by the run's [`crate::Limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU slots.
+    pub cpu: u32,
+    /// GPU slots.
+    pub gpu: u32,
+    /// Concurrent connections to a remote API.
+    pub api: u32,
+}
+
+impl Resources {
+    /// One CPU slot: light nodes.
+    pub const CPU: Resources = Resources {
+        cpu: 1,
+        gpu: 0,
+        api: 0,
+    };
+    /// One GPU slot (and a CPU to drive it).
+    pub const GPU: Resources = Resources {
+        cpu: 1,
+        gpu: 1,
+        api: 0,
+    };
+}
+
+/// Everything the engine needs to know about a node type.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Type name used in graphs (`generate`).
+    pub name: &'static str,
+    /// Implementation version: bump it when outputs would change for the same inputs,
+    /// and every cached result of this type is invalidated.
+    pub version: u32,
+    /// One paragraph for `dag` help.
+    pub doc: &'static str,
+    /// Input ports.
+    pub inputs: Vec<PortSpec>,
+    /// Output ports.
+    pub outputs: Vec<PortSpec>,
+    /// Params.
+    pub params: Vec<ParamSpec>,
+    /// Resources held while running.
+    pub resources: Resources,
+}
+
+impl NodeSpec {
+    /// The input port named `name`.
+    pub fn input(&self, name: &str) -> Option<&PortSpec> {
+        self.inputs.iter().find(|p| p.name == name)
+    }
+    /// The output port named `name`.
+    pub fn output(&self, name: &str) -> Option<&PortSpec> {
+        self.outputs.iter().find(|p| p.name == name)
+    }
+    /// The param named `name`.
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
