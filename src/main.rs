@@ -1,1 +1,25 @@
-fn main() {}
+//! `dag`: run, inspect and maintain dataflow graphs of AI-safety research pipelines.
+//!
+//! The binary only parses arguments, picks a command and maps its outcome to an exit
+//! code: 0 success, 1 a node failed, 2 bad input (graph, arguments, store), 130
+//! cancelled. Everything else lives in the library crates.
+
+mod cli;
+mod commands;
+mod locate;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match commands::dispatch(args) {
+        Ok(code) => code.into(),
+        Err(e) => {
+            render::error(&e);
+            render::Exit::BadInput.into()
+        }
+    }
+}

@@ -1,1 +1,22 @@
-//! dag-nodes
+//! Node implementations for `dag`.
+//!
+//! Each node type is one module: its [`dag_engine::NodeSpec`] (ports, params, doc) and
+//! its `run`. [`registry`] lists the types a graph may use. Reading and writing tables
+//! (JSONL, JSON, CSV, Parquet, gzip) lives in [`table`], shared by every node that
+//! takes rows.
+#![deny(missing_docs)]
+
+mod balance;
+mod dataset;
+pub mod table;
+
+pub use balance::Balance;
+pub use dataset::Dataset;
+
+/// Every node type this build provides.
+pub fn registry() -> dag_engine::Registry {
+    let mut r = dag_engine::Registry::new();
+    r.register(Dataset::new());
+    r.register(Balance::new());
+    r
+}

@@ -1,0 +1,157 @@
+//! `balance`: seeded per-label resampling to equal class counts, optionally within
+//! strata of another column.
+
+use std::collections::BTreeMap;
+
+use dag_engine::{
+    ArtifactKind, Node, NodeError, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, RunContext,
+    Value,
+};
+use rand::{RngExt, SeedableRng};
+use serde_json::json;
+
+use crate::table::{self, Row};
+
+/// The `balance` node type.
+pub struct Balance(NodeSpec);
+
+impl Balance {
+    /// The node type with its spec.
+    pub fn new() -> Self {
+        Balance(NodeSpec {
+            name: "balance",
+            version: 1,
+            doc: "Resamples rows so every value of `label` has the same count (within each value of `stratify`, when set): \
+                  `down` keeps a seeded sample of each class as large as the smallest, `up` repeats seeded draws of the \
+                  smaller classes up to the largest. Reports counts before and after.",
+            inputs: vec![PortSpec::new(
+                "dataset",
+                ArtifactKind::Dataset,
+                "rows to balance",
+            )],
+            outputs: vec![PortSpec::new(
+                "dataset",
+                ArtifactKind::Dataset,
+                "balanced rows, in input order",
+            )],
+            params: vec![
+                ParamSpec::required("label", ParamType::Str, "column whose values are balanced"),
+                ParamSpec::optional(
+                    "stratify",
+                    ParamType::Str,
+                    "balance separately within each value of this column",
+                ),
+                ParamSpec::with_default(
+                    "mode",
+                    ParamType::Enum(&["down", "up"]),
+                    Value::Str("down".into()),
+                    "downsample to the smallest class, or upsample to the largest",
+                ),
+                ParamSpec::with_default("seed", ParamType::Int, Value::Int(0), "seed of the draws"),
+            ],
+            resources: Resources::CPU,
+        })
+    }
+}
+
+impl Default for Balance {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+type Counts = BTreeMap<String, BTreeMap<String, usize>>;
+
+fn column<'r>(r: &'r Row, col: &str, i: usize) -> Result<&'r serde_json::Value, NodeError> {
+    r.get(col).ok_or_else(|| {
+        NodeError::msg(format!("Row {i} has no column `{col}`")).hint(format!(
+            "columns are: {}",
+            r.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+impl Node for Balance {
+    fn spec(&self) -> &NodeSpec {
+        &self.0
+    }
+
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        let input = ctx.input("dataset")?;
+        let rows = table::read_dataset(&input.path)
+            .map_err(|e| NodeError::caused("Failed to read the input dataset", &e))?;
+        let label = ctx.str("label").expect("required").to_string();
+        let stratify = ctx.str("stratify").map(str::to_string);
+        let up = ctx.str("mode") == Some("up");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ctx.int("seed").unwrap_or(0) as u64);
+        // stratum -> label -> row indices, in input order
+        let mut groups: BTreeMap<String, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            let l = table::as_text(column(r, &label, i)?);
+            let s = match &stratify {
+                Some(c) => table::as_text(column(r, c, i)?),
+                None => String::new(),
+            };
+            groups.entry(s).or_default().entry(l).or_default().push(i);
+        }
+        let mut before: Counts = BTreeMap::new();
+        let mut after: Counts = BTreeMap::new();
+        let mut chosen: Vec<usize> = vec![];
+        for (s, by_label) in &groups {
+            if by_label.len() < 2 {
+                ctx.info(format!(
+                    "stratum `{s}` has a single label value; kept as is"
+                ));
+            }
+            let target = if up {
+                by_label.values().map(Vec::len).max()
+            } else {
+                by_label.values().map(Vec::len).min()
+            }
+            .unwrap_or(0);
+            for (l, idx) in by_label {
+                before
+                    .entry(s.clone())
+                    .or_default()
+                    .insert(l.clone(), idx.len());
+                let picked: Vec<usize> = if idx.len() >= target {
+                    let mut pos = rand::seq::index::sample(&mut rng, idx.len(), target).into_vec();
+                    pos.sort_unstable();
+                    pos.into_iter().map(|p| idx[p]).collect()
+                } else {
+                    let mut v = idx.clone();
+                    for _ in idx.len()..target {
+                        v.push(idx[rng.random_range(0..idx.len())]);
+                    }
+                    v
+                };
+                after
+                    .entry(s.clone())
+                    .or_default()
+                    .insert(l.clone(), picked.len());
+                chosen.extend(picked);
+            }
+        }
+        chosen.sort_unstable();
+        let out: Vec<Row> = chosen.into_iter().map(|i| rows[i].clone()).collect();
+        let path = ctx.output_path("dataset");
+        table::write_jsonl(&path, &out)
+            .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))?;
+        let flat = |c: &Counts| -> serde_json::Value {
+            if stratify.is_none() {
+                json!(c.get("").cloned().unwrap_or_default())
+            } else {
+                json!(c)
+            }
+        };
+        ctx.info(format!(
+            "{} rows -> {} rows; counts before {} after {}",
+            rows.len(),
+            out.len(),
+            flat(&before),
+            flat(&after)
+        ));
+        ctx.set_meta("dataset", json!({ "rows": out.len(), "label": label, "stratify": stratify, "before": flat(&before), "after": flat(&after) }));
+        Ok(())
+    }
+}

@@ -1,0 +1,868 @@
+//! The commands: each builds library objects from arguments and prints the result.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, anyhow, bail};
+use dag_engine::{Event, Graph, LoadOptions, NodeState, RunMode, RunOptions, Runner};
+use dag_store::{Digest, Layout, NodeRunStatus, RunRecord, RunStatus, Store};
+use serde_json::json;
+
+use crate::cli::{Cli, Command, GraphArgs, LineageFormat};
+use crate::locate::store_root;
+use crate::render::{Exit, cell, table};
+
+/// Runs the command `cli` asks for.
+pub fn dispatch(cli: Cli) -> Result<Exit> {
+    let json = cli.json;
+    let explicit = cli.store.as_deref();
+    match cli.command {
+        Command::Run(a) => run(explicit, &a, json),
+        Command::Status(g) => status(explicit, &g, json, false),
+        Command::Plan(g) => status(explicit, &g, json, true),
+        Command::Lineage(a) => {
+            let store = open(explicit, a.graph.as_deref())?;
+            let d = resolve(&store, &a.target, a.graph.as_deref())?;
+            let tree = if a.down {
+                dag_engine::downstream(&store, &d)?
+            } else {
+                dag_engine::upstream(&store, &d)?
+            };
+            match (json, a.format) {
+                (true, _) | (_, LineageFormat::Json) => {
+                    println!("{}", serde_json::to_string_pretty(&tree)?)
+                }
+                (_, LineageFormat::Text) => print!("{}", lineage_text(&tree, a.down)),
+                (_, LineageFormat::Dot) => print!("{}", lineage_dot(&tree, a.down)),
+            }
+            Ok(Exit::Success)
+        }
+        Command::Show(a) => {
+            let store = open(explicit, a.graph.as_deref())?;
+            let d = resolve(&store, &a.target, a.graph.as_deref())?;
+            show(&store, &d, a.rows, json)?;
+            Ok(Exit::Success)
+        }
+        Command::Log(a) => log(
+            explicit,
+            a.graph.as_deref(),
+            a.limit,
+            a.run.as_deref(),
+            json,
+        ),
+        Command::Diff(a) => diff(explicit, &a.a, &a.b, json),
+        Command::Export(a) => {
+            let store = open(explicit, a.graph.as_deref())?;
+            let d = resolve(&store, &a.target, a.graph.as_deref())?;
+            if a.dest.exists() {
+                bail!(
+                    "`{}` already exists\n\nhint: choose a new path; export never overwrites",
+                    a.dest.display()
+                );
+            }
+            store.export(&d, &a.dest)?;
+            println!("exported {} to {}", d.short(), a.dest.display());
+            Ok(Exit::Success)
+        }
+        Command::Verify(a) => {
+            let store = open(explicit, None)?;
+            let r = store.verify(a.repair)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "checked {} blobs ({} bytes)",
+                    r.blobs_checked, r.bytes_checked
+                );
+                for p in &r.problems {
+                    match p {
+                        dag_store::VerifyProblem::Corrupt { blob, artifacts } => println!(
+                            "corrupt blob {} (in {} artifact(s))",
+                            blob.short(),
+                            artifacts.len()
+                        ),
+                        dag_store::VerifyProblem::Missing { blob, artifacts } => println!(
+                            "missing blob {} (in {} artifact(s))",
+                            blob.short(),
+                            artifacts.len()
+                        ),
+                    }
+                }
+                if a.repair {
+                    println!(
+                        "quarantined {} blob(s); dropped {} artifact(s), which the next run recomputes",
+                        r.quarantined.len(),
+                        r.artifacts_dropped.len()
+                    );
+                } else if !r.problems.is_empty() {
+                    eprintln!(
+                        "\nhint: run `dag verify --repair` to quarantine them; the next run recomputes what needs them"
+                    );
+                }
+            }
+            Ok(if r.problems.is_empty() || a.repair {
+                Exit::Success
+            } else {
+                Exit::NodeFailed
+            })
+        }
+        Command::Gc(a) => {
+            let store = open(explicit, None)?;
+            let r = store.gc(&dag_store::GcOptions {
+                keep_runs: a.keep_runs,
+                dry_run: a.dry_run,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let verb = if a.dry_run { "would remove" } else { "removed" };
+                println!(
+                    "{verb} {} artifact(s), {} blob(s), {} bytes; {} cache entr(ies) dropped; kept {} artifact(s)",
+                    r.artifacts_removed,
+                    r.blobs_removed,
+                    r.bytes_freed,
+                    r.cache_entries_removed,
+                    r.artifacts_kept
+                );
+            }
+            Ok(Exit::Success)
+        }
+        Command::Pin(a) => {
+            let store = open(explicit, a.graph.as_deref())?;
+            let d = resolve(&store, &a.target, a.graph.as_deref())?;
+            store.pin(&a.name, &d)?;
+            println!("pinned {} as {}", d.short(), a.name);
+            Ok(Exit::Success)
+        }
+        Command::Unpin(a) => {
+            let store = open(explicit, None)?;
+            if !store.unpin(&a.name)? {
+                bail!("no pin named `{}`", a.name);
+            }
+            Ok(Exit::Success)
+        }
+        Command::Nodes(a) => {
+            nodes(a.name.as_deref(), json)?;
+            Ok(Exit::Success)
+        }
+    }
+}
+
+fn open(explicit: Option<&Path>, graph: Option<&Path>) -> Result<Store> {
+    let root = store_root(explicit, graph);
+    Store::open(&root).with_context(|| format!("Failed to open the store `{}`", root.display()))
+}
+
+fn load(g: &GraphArgs) -> Result<Graph> {
+    let registry = dag_nodes::registry();
+    let opts = LoadOptions {
+        profile: g.profile.clone(),
+        set: g.set.clone(),
+    };
+    let graph = Graph::load(&g.graph, &registry, &opts)?;
+    for t in &g.only {
+        if graph.node(t).is_none() {
+            bail!("`--only {t}` names no node of `{}`", g.graph.display());
+        }
+    }
+    Ok(graph)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_log(store: &Store, run_id: &str) -> Option<std::path::PathBuf> {
+    let dir = store.root().join("logs");
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join(format!("{run_id}.log"));
+    let file = std::fs::File::create(&path).ok()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DAG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .ok()?;
+    Some(path)
+}
+
+fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<Exit> {
+    let graph = Arc::new(load(&a.graph)?);
+    let store = Arc::new(open(explicit, Some(&a.graph.graph))?);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut limits = dag_engine::Limits::default();
+    if let Some(j) = a.jobs {
+        limits.cpu = j;
+    }
+    limits.gpu = a.gpus;
+    limits.api = a.api_connections;
+    let opts = RunOptions {
+        mode: RunMode::Execute,
+        limits,
+        fail_fast: a.fail_fast,
+        targets: a.graph.only.clone(),
+        cancel: cancel.clone(),
+        progress: !a.quiet && !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let runner = Runner::new(store.clone(), graph.clone(), opts);
+    let log_path = init_log(&store, runner.run_id());
+    let rt = runtime()?;
+    let quiet = a.quiet || json;
+    let summary = rt.block_on(async {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.store(true, Ordering::Relaxed);
+                eprintln!("\nstopping: waiting for running nodes to stop (finished results are kept); press Ctrl-C again to abort now");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let on_event = |e: &Event| {
+            if quiet {
+                return;
+            }
+            match e {
+                Event::Started(n) => eprintln!("  running  {n}"),
+                Event::Finished(n) => eprintln!("     done  {n}"),
+                Event::Failed(n, msg) => eprintln!("   FAILED  {n}: {}", msg.lines().next().unwrap_or("")),
+                Event::Cached(_) | Event::Skipped(_) => {}
+            }
+        };
+        runner.run(&on_event).await
+    })?;
+    let count = |f: &dyn Fn(&NodeRunStatus) -> bool| {
+        summary.records.iter().filter(|r| f(&r.status)).count()
+    };
+    let ran = count(&|s| matches!(s, NodeRunStatus::Ran));
+    let cached = count(&|s| matches!(s, NodeRunStatus::Cached));
+    let failed: Vec<_> = summary
+        .records
+        .iter()
+        .filter(|r| matches!(r.status, NodeRunStatus::Failed(_)))
+        .collect();
+    let skipped = count(&|s| matches!(s, NodeRunStatus::Skipped(_)));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "run": summary.run_id,
+                "status": format!("{:?}", summary.status).to_lowercase(),
+                "nodes": summary.lines,
+            }))?
+        );
+    } else {
+        for f in &failed {
+            if let NodeRunStatus::Failed(msg) = &f.status {
+                eprintln!("\nerror: node `{}` failed: {msg}", f.instance);
+            }
+        }
+        eprintln!(
+            "\nrun {}: {ran} ran, {cached} cached, {} failed, {skipped} skipped{}",
+            summary.run_id,
+            failed.len(),
+            log_path
+                .map(|p| format!(" (log: {})", p.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(match summary.status {
+        RunStatus::Succeeded => Exit::Success,
+        RunStatus::Cancelled => Exit::Cancelled,
+        _ => Exit::NodeFailed,
+    })
+}
+
+fn status(explicit: Option<&Path>, g: &GraphArgs, json: bool, plan_only: bool) -> Result<Exit> {
+    let graph = Arc::new(load(g)?);
+    let store = Arc::new(open(explicit, Some(&g.graph))?);
+    let opts = RunOptions {
+        mode: RunMode::DryRun,
+        targets: g.only.clone(),
+        ..Default::default()
+    };
+    let runner = Runner::new(store, graph, opts);
+    let summary = runtime()?.block_on(runner.run(&|_| {}))?;
+    let lines: Vec<_> = summary
+        .lines
+        .iter()
+        .filter(|l| !plan_only || !matches!(l.state, NodeState::Cached))
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+        return Ok(Exit::Success);
+    }
+    let mut rows = vec![];
+    for l in &lines {
+        let (state, why) = match &l.state {
+            NodeState::Cached => ("cached", String::new()),
+            NodeState::Stale { reasons } => ("stale", reasons.join("; ")),
+            NodeState::NeverRun => ("never run", String::new()),
+            NodeState::Waiting { upstream } => {
+                ("pending", format!("after {}", upstream.join(", ")))
+            }
+            other => ("?", format!("{other:?}")),
+        };
+        let state = if plan_only && state != "pending" {
+            "will run"
+        } else {
+            state
+        };
+        rows.push(vec![
+            state.to_string(),
+            l.instance.clone(),
+            l.node_type.clone(),
+            why,
+        ]);
+    }
+    if plan_only && rows.is_empty() {
+        println!("nothing to run: every node is cached");
+    } else {
+        print!("{}", table(&rows));
+    }
+    Ok(Exit::Success)
+}
+
+/// Resolves a target: a pin, a digest prefix, or `node[.port]` of the latest run.
+fn resolve(store: &Store, target: &str, graph: Option<&Path>) -> Result<Digest> {
+    if let Some((_, d)) = store.pins()?.into_iter().find(|(n, _)| n == target) {
+        return Ok(d);
+    }
+    if target.len() >= 4 && target.chars().all(|c| c.is_ascii_hexdigit()) {
+        let found = store.resolve_prefix(target)?;
+        match found.len() {
+            1 => return Ok(found[0]),
+            0 => {}
+            n => bail!("`{target}` matches {n} artifacts\n\nhint: give more hex digits"),
+        }
+    }
+    let graph_abs = graph.map(|g| {
+        std::path::absolute(g)
+            .unwrap_or_else(|_| g.to_path_buf())
+            .display()
+            .to_string()
+    });
+    let mut runs = store.runs()?;
+    runs.reverse();
+    let (inst, port) = match target.rsplit_once('.') {
+        Some((i, p)) if !i.is_empty() => (i, Some(p)),
+        _ => (target, None),
+    };
+    for run in runs
+        .iter()
+        .filter(|r| graph_abs.as_ref().is_none_or(|g| &r.graph == g))
+    {
+        for n in &run.nodes {
+            let candidates = [(target, None), (inst, port)];
+            for (name, port) in candidates {
+                if n.instance == name && !n.outputs.is_empty() {
+                    let out = match port {
+                        Some(p) => n.outputs.iter().find(|(o, _)| o == p),
+                        None => n.outputs.first(),
+                    };
+                    if let Some((_, d)) = out {
+                        return Ok(*d);
+                    }
+                }
+            }
+        }
+    }
+    Err(anyhow!(
+        "`{target}` is not a pin, an artifact digest, or a node output of a recorded run\n\nhint: run `dag log` to see runs, or `dag status GRAPH` for node names"
+    ))
+}
+
+fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
+    let rec = store
+        .artifact(d)?
+        .ok_or_else(|| anyhow!("no artifact {d}"))?;
+    let producer = rec
+        .producer
+        .and_then(|k| store.cache_get(&k).ok().flatten());
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "artifact": d.to_hex(), "kind": rec.kind, "size": rec.size, "meta": rec.meta(),
+                "producer": producer.as_ref().map(|p| json!({"instance": p.label, "run": p.run_id, "preimage": p.preimage()})),
+                "files": rec.entries.iter().map(|e| json!({"path": e.path, "size": e.size, "blob": e.digest.to_hex()})).collect::<Vec<_>>(),
+            }))?
+        );
+        return Ok(());
+    }
+    println!("artifact  {}", d.to_hex());
+    println!("kind      {}", rec.kind);
+    println!("size      {} bytes", rec.size);
+    if let Some(p) = &producer {
+        println!("produced  by {} in run {}", p.label, p.run_id);
+    }
+    let meta = rec.meta();
+    if !meta.is_null() {
+        println!("meta      {meta}");
+    }
+    println!();
+    match rec.layout {
+        Layout::Tree => {
+            let r: Vec<Vec<String>> = rec
+                .entries
+                .iter()
+                .map(|e| vec![e.size.to_string(), e.path.clone()])
+                .collect();
+            print!("{}", table(&r));
+        }
+        Layout::File if !rec.children.is_empty() || rec.kind == "checkpoints" => {
+            for (name, d) in store.read_list(d)? {
+                println!("{}  {name}", d.short());
+            }
+        }
+        Layout::File => {
+            let bytes = store.read(d)?;
+            let text = String::from_utf8_lossy(&bytes);
+            let parsed: Vec<serde_json::Map<String, serde_json::Value>> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .take(rows + 1)
+                .collect();
+            if !parsed.is_empty()
+                && text.lines().next().is_some_and(|l| l.starts_with('{'))
+                && text.lines().count() > 1
+                || rec.kind == "dataset"
+                || rec.kind == "generations"
+            {
+                let cols: Vec<String> = parsed
+                    .first()
+                    .map(|r| r.keys().cloned().collect())
+                    .unwrap_or_default();
+                let mut t = vec![cols.clone()];
+                for r in parsed.iter().take(rows) {
+                    t.push(
+                        cols.iter()
+                            .map(|c| {
+                                cell(
+                                    &dag_nodes::table::as_text(
+                                        r.get(c).unwrap_or(&serde_json::Value::Null),
+                                    ),
+                                    40,
+                                )
+                            })
+                            .collect(),
+                    );
+                }
+                print!("{}", table(&t));
+                let total = text.lines().count();
+                if total > rows {
+                    println!("... {} more rows (--rows N to see more)", total - rows);
+                }
+            } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", text.chars().take(4000).collect::<String>());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lineage_text(n: &dag_engine::LineageNode, down: bool) -> String {
+    fn walk(n: &dag_engine::LineageNode, depth: usize, down: bool, out: &mut String) {
+        let pad = "  ".repeat(depth);
+        let what = match &n.producer {
+            Some(p) => {
+                let params = p
+                    .preimage
+                    .get("params")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                let t = p
+                    .preimage
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("?");
+                let arrow = if down { "used by" } else { "from" };
+                format!(
+                    "{arrow} {} ({t} v{}) {}",
+                    p.instance,
+                    p.preimage["version"],
+                    cell(&params, 100)
+                )
+            }
+            None if depth == 0 || down => String::new(),
+            None => "external".into(),
+        };
+        out.push_str(&format!("{pad}{} {} {what}\n", &n.artifact[..12], n.kind));
+        for c in &n.next {
+            walk(c, depth + 1, down, out);
+        }
+    }
+    let mut s = String::new();
+    walk(n, 0, down, &mut s);
+    s
+}
+
+fn lineage_dot(n: &dag_engine::LineageNode, down: bool) -> String {
+    fn walk(
+        n: &dag_engine::LineageNode,
+        down: bool,
+        out: &mut String,
+        seen: &mut std::collections::HashSet<String>,
+    ) {
+        if !seen.insert(n.artifact.clone()) {
+            return;
+        }
+        let label = match &n.producer {
+            Some(p) => format!("{}\\n{} {}", p.instance, n.kind, &n.artifact[..12]),
+            None => format!("{} {}", n.kind, &n.artifact[..12]),
+        };
+        out.push_str(&format!("  \"{}\" [label=\"{label}\"];\n", n.artifact));
+        for c in &n.next {
+            let (a, b) = if down {
+                (&n.artifact, &c.artifact)
+            } else {
+                (&c.artifact, &n.artifact)
+            };
+            out.push_str(&format!("  \"{a}\" -> \"{b}\";\n"));
+            walk(c, down, out, seen);
+        }
+    }
+    let mut s = String::from("digraph lineage {\n  rankdir=LR;\n");
+    walk(n, down, &mut s, &mut Default::default());
+    s.push_str("}\n");
+    s
+}
+
+fn find_run(store: &Store, id: &str) -> Result<RunRecord> {
+    let runs = store.runs()?;
+    if let Some(back) = id.strip_prefix("last") {
+        let n: usize = back
+            .strip_prefix('~')
+            .map(str::parse)
+            .transpose()?
+            .unwrap_or(0);
+        return runs
+            .iter()
+            .rev()
+            .nth(n)
+            .cloned()
+            .ok_or_else(|| anyhow!("there are only {} runs", runs.len()));
+    }
+    let found: Vec<_> = runs.into_iter().filter(|r| r.id.starts_with(id)).collect();
+    match found.len() {
+        1 => Ok(found.into_iter().next().expect("one")),
+        0 => bail!("no run `{id}`\n\nhint: `dag log` lists runs"),
+        n => bail!("`{id}` matches {n} runs\n\nhint: give more of the id"),
+    }
+}
+
+fn log(
+    explicit: Option<&Path>,
+    graph: Option<&Path>,
+    limit: usize,
+    one: Option<&str>,
+    json: bool,
+) -> Result<Exit> {
+    let store = open(explicit, graph)?;
+    if let Some(id) = one {
+        let r = find_run(&store, id)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&run_json(&r))?);
+        } else {
+            println!(
+                "run {} of {} ({:?}) on {}, dag {}",
+                r.id, r.graph, r.status, r.host, r.tool_version
+            );
+            let rows: Vec<Vec<String>> = r
+                .nodes
+                .iter()
+                .map(|n| {
+                    let st = match &n.status {
+                        NodeRunStatus::Failed(m) => {
+                            format!("failed: {}", m.lines().next().unwrap_or(""))
+                        }
+                        NodeRunStatus::Skipped(m) => format!("skipped: {m}"),
+                        other => format!("{other:?}").to_lowercase(),
+                    };
+                    vec![
+                        n.instance.clone(),
+                        n.node_type.clone(),
+                        format!("{:.2}s", n.seconds),
+                        st,
+                    ]
+                })
+                .collect();
+            print!("{}", table(&rows));
+        }
+        return Ok(Exit::Success);
+    }
+    let graph_abs = graph.map(|g| {
+        std::path::absolute(g)
+            .unwrap_or_else(|_| g.to_path_buf())
+            .display()
+            .to_string()
+    });
+    let runs: Vec<RunRecord> = store
+        .runs()?
+        .into_iter()
+        .filter(|r| graph_abs.as_ref().is_none_or(|g| &r.graph == g))
+        .collect();
+    let shown: Vec<&RunRecord> = runs.iter().rev().take(limit).collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&shown.iter().map(|r| run_json(r)).collect::<Vec<_>>())?
+        );
+        return Ok(Exit::Success);
+    }
+    let mut rows = vec![vec![
+        "run".into(),
+        "status".into(),
+        "ran".into(),
+        "cached".into(),
+        "failed".into(),
+        "seconds".into(),
+        "graph".into(),
+    ]];
+    for r in shown {
+        let c = |f: fn(&NodeRunStatus) -> bool| {
+            r.nodes.iter().filter(|n| f(&n.status)).count().to_string()
+        };
+        rows.push(vec![
+            r.id.clone(),
+            format!("{:?}", r.status).to_lowercase(),
+            c(|s| matches!(s, NodeRunStatus::Ran)),
+            c(|s| matches!(s, NodeRunStatus::Cached)),
+            c(|s| matches!(s, NodeRunStatus::Failed(_))),
+            r.finished
+                .map(|f| (f.saturating_sub(r.started)).to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.graph.clone(),
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(Exit::Success)
+}
+
+fn run_json(r: &RunRecord) -> serde_json::Value {
+    json!({
+        "id": r.id, "graph": r.graph, "profile": r.profile, "status": format!("{:?}", r.status).to_lowercase(),
+        "started": r.started, "finished": r.finished, "host": r.host, "tool_version": r.tool_version,
+        "nodes": r.nodes.iter().map(|n| json!({
+            "instance": n.instance, "type": n.node_type, "key": n.key.map(|k| k.to_hex()),
+            "status": format!("{:?}", n.status), "seconds": n.seconds,
+            "params": serde_json::from_str::<serde_json::Value>(&n.params_json).unwrap_or_default(),
+            "outputs": n.outputs.iter().map(|(p, d)| (p.clone(), json!(d.to_hex()))).collect::<serde_json::Map<_, _>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Numbers at the top level (or one level down) of a metrics JSON artifact.
+fn metric_numbers(store: &Store, d: &Digest) -> Vec<(String, f64)> {
+    let Ok(bytes) = store.read(d) else {
+        return vec![];
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return vec![];
+    };
+    let mut out = vec![];
+    if let Some(o) = v.as_object() {
+        for (k, v) in o {
+            if let Some(x) = v.as_f64() {
+                out.push((k.clone(), x));
+            } else if let Some(inner) = v.as_object() {
+                for (k2, v2) in inner {
+                    if let Some(x) = v2.as_f64() {
+                        out.push((format!("{k}.{k2}"), x));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn diff(explicit: Option<&Path>, a: &str, b: &str, json: bool) -> Result<Exit> {
+    let store = open(explicit, None)?;
+    let (ra, rb) = (find_run(&store, a)?, find_run(&store, b)?);
+    let mut names: Vec<&str> = ra
+        .nodes
+        .iter()
+        .chain(&rb.nodes)
+        .map(|n| n.instance.as_str())
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut out = vec![];
+    for name in names {
+        let na = ra.nodes.iter().find(|n| n.instance == name);
+        let nb = rb.nodes.iter().find(|n| n.instance == name);
+        let pa: serde_json::Value = na
+            .map(|n| serde_json::from_str(&n.params_json).unwrap_or_default())
+            .unwrap_or_default();
+        let pb: serde_json::Value = nb
+            .map(|n| serde_json::from_str(&n.params_json).unwrap_or_default())
+            .unwrap_or_default();
+        let mut changes = vec![];
+        if let (Some(oa), Some(ob)) = (pa.as_object(), pb.as_object()) {
+            let mut keys: Vec<&String> = oa.keys().chain(ob.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                if oa.get(k) != ob.get(k) {
+                    changes.push(json!({"param": k, "a": oa.get(k), "b": ob.get(k)}));
+                }
+            }
+        } else if na.is_none() || nb.is_none() {
+            changes.push(json!({"node": if na.is_none() { "only in b" } else { "only in a" }}));
+        }
+        let oa = na.map(|n| n.outputs.clone()).unwrap_or_default();
+        let ob = nb.map(|n| n.outputs.clone()).unwrap_or_default();
+        for (port, da) in &oa {
+            let db = ob.iter().find(|(p, _)| p == port).map(|(_, d)| *d);
+            if Some(*da) != db {
+                let kind = store
+                    .artifact(da)
+                    .ok()
+                    .flatten()
+                    .map(|r| r.kind)
+                    .unwrap_or_default();
+                let mut entry =
+                    json!({"output": port, "a": da.short(), "b": db.map(|d| d.short())});
+                if kind == "metrics"
+                    && let Some(db) = db
+                {
+                    let ma = metric_numbers(&store, da);
+                    let mb = metric_numbers(&store, &db);
+                    let rows: Vec<_> = ma
+                        .iter()
+                        .filter_map(|(k, x)| {
+                            mb.iter()
+                                .find(|(k2, _)| k2 == k)
+                                .map(|(_, y)| json!({"metric": k, "a": x, "b": y, "delta": y - x}))
+                        })
+                        .collect();
+                    entry["metrics"] = json!(rows);
+                }
+                changes.push(entry);
+            }
+        }
+        if !changes.is_empty() {
+            out.push(json!({"node": name, "changes": changes}));
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if out.is_empty() {
+        println!(
+            "runs {} and {} have the same params and outputs",
+            ra.id, rb.id
+        );
+    } else {
+        println!("a = {}\nb = {}\n", ra.id, rb.id);
+        for n in &out {
+            println!("{}", n["node"].as_str().unwrap_or_default());
+            for c in n["changes"].as_array().into_iter().flatten() {
+                if let Some(p) = c.get("param") {
+                    println!(
+                        "  param {}: {} -> {}",
+                        p.as_str().unwrap_or_default(),
+                        c["a"],
+                        c["b"]
+                    );
+                } else if let Some(o) = c.get("output") {
+                    println!(
+                        "  output {}: {} -> {}",
+                        o.as_str().unwrap_or_default(),
+                        c["a"].as_str().unwrap_or("-"),
+                        c["b"].as_str().unwrap_or("-")
+                    );
+                    for m in c
+                        .get("metrics")
+                        .and_then(|m| m.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
+                        println!(
+                            "    {:<30} {:>12.6} {:>12.6} {:>+12.6}",
+                            m["metric"].as_str().unwrap_or_default(),
+                            m["a"].as_f64().unwrap_or(f64::NAN),
+                            m["b"].as_f64().unwrap_or(f64::NAN),
+                            m["delta"].as_f64().unwrap_or(f64::NAN)
+                        );
+                    }
+                } else {
+                    println!("  {c}");
+                }
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn nodes(only: Option<&str>, json: bool) -> Result<()> {
+    let reg = dag_nodes::registry();
+    let mut all = vec![];
+    for name in reg.names() {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let s = reg.get(name).expect("listed").spec();
+        all.push(json!({
+            "type": s.name, "version": s.version, "doc": s.doc,
+            "resources": {"cpu": s.resources.cpu, "gpu": s.resources.gpu, "api": s.resources.api},
+            "inputs": s.inputs.iter().map(|p| json!({"name": p.name, "kind": p.kind.name(), "many": p.many, "optional": p.optional, "doc": p.doc})).collect::<Vec<_>>(),
+            "outputs": s.outputs.iter().map(|p| json!({"name": p.name, "kind": p.kind.name(), "doc": p.doc})).collect::<Vec<_>>(),
+            "params": s.params.iter().map(|p| json!({"name": p.name, "type": p.ty.to_string(), "required": p.required, "default": p.default.as_ref().map(|d| d.to_json()), "doc": p.doc})).collect::<Vec<_>>(),
+        }));
+    }
+    if let Some(o) = only
+        && all.is_empty()
+    {
+        bail!("no node type `{o}`\n\nhint: `dag nodes` lists them");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    for n in &all {
+        println!(
+            "{} (v{})\n  {}",
+            n["type"].as_str().unwrap_or_default(),
+            n["version"],
+            n["doc"].as_str().unwrap_or_default()
+        );
+        for (title, key) in [("inputs", "inputs"), ("outputs", "outputs")] {
+            for p in n[key].as_array().into_iter().flatten() {
+                println!(
+                    "  {title:<8} {:<12} {:<12} {}",
+                    p["name"].as_str().unwrap_or_default(),
+                    p["kind"].as_str().unwrap_or_default(),
+                    p["doc"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        for p in n["params"].as_array().into_iter().flatten() {
+            let dflt = if p["required"].as_bool() == Some(true) {
+                "required".to_string()
+            } else {
+                match &p["default"] {
+                    serde_json::Value::Null => "optional".into(),
+                    d => format!("= {d}"),
+                }
+            };
+            println!(
+                "  param    {:<18} {:<14} {}  ({})",
+                p["name"].as_str().unwrap_or_default(),
+                dflt,
+                p["doc"].as_str().unwrap_or_default(),
+                p["type"].as_str().unwrap_or_default()
+            );
+        }
+        println!();
+    }
+    Ok(())
+}

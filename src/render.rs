@@ -1,0 +1,105 @@
+//! Rendering for people: `error:` / `Caused by:` / `hint:`, and tables.
+
+use std::io::Write;
+
+/// How the process ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything succeeded.
+    Success,
+    /// A node failed (others may have finished).
+    NodeFailed,
+    /// The input was wrong: graph, arguments, store.
+    BadInput,
+    /// Stopped by Ctrl-C.
+    Cancelled,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(match e {
+            Exit::Success => 0,
+            Exit::NodeFailed => 1,
+            Exit::BadInput => 2,
+            Exit::Cancelled => 130,
+        })
+    }
+}
+
+/// Prints an error with its causes; a hint inside a message (after a blank line, as
+/// the store's errors carry them) is printed last.
+pub fn error(e: &anyhow::Error) {
+    let mut err = std::io::stderr().lock();
+    let mut hints = vec![];
+    let mut first = true;
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let (body, hint) = match text.split_once("\n\nhint: ") {
+            Some((b, h)) => (b.to_string(), Some(h.to_string())),
+            None => (text, None),
+        };
+        if let Some(h) = hint {
+            hints.push(h);
+        }
+        if first {
+            // Graph errors are already fully formatted diagnostics.
+            if body.starts_with("error:") {
+                let _ = write!(err, "{body}");
+                if !body.ends_with('\n') {
+                    let _ = writeln!(err);
+                }
+            } else {
+                let _ = writeln!(err, "error: {body}");
+            }
+            first = false;
+        } else {
+            let _ = writeln!(err, "  Caused by: {body}");
+        }
+    }
+    for h in hints {
+        let _ = writeln!(err, "\nhint: {h}");
+    }
+}
+
+/// Left-aligned columns.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let ncol = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..ncol)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if i + 1 == r.len() {
+                    s.clone()
+                } else {
+                    format!("{s:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Truncates a cell for display.
+pub fn cell(s: &str, max: usize) -> String {
+    let one_line = s.replace('\n', "\\n");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let mut t: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
