@@ -20,6 +20,7 @@ mod bootstrap;
 mod classification;
 mod error;
 mod plot;
+mod probes;
 mod util;
 
 pub use bootstrap::{BootstrapConfig, Interval, bootstrap_interval, stratified_bootstrap};
@@ -31,3 +32,8 @@ pub use classification::{
 };
 pub use error::{MetricError, Result};
 pub use plot::{reliability_plot_png, roc_plot_png};
+pub use probes::{
+    Aggregation, ClassWeight, Element, LedoitWolf, LinearProbe, LogisticConfig, LogisticCvFit,
+    LogisticFit, Rows, Shrinkage, TokenGrid, aggregate, fit_diff_of_means, fit_lda, fit_logistic,
+    fit_logistic_cv, ledoit_wolf, masked_mean_features, sigmoid, stratified_kfold,
+};
