@@ -21,6 +21,7 @@ mod classification;
 mod error;
 mod plot;
 mod probes;
+mod stats;
 mod util;
 
 pub use bootstrap::{BootstrapConfig, Interval, bootstrap_interval, stratified_bootstrap};
@@ -36,4 +37,9 @@ pub use probes::{
     Aggregation, ClassWeight, Element, LedoitWolf, LinearProbe, LogisticConfig, LogisticCvFit,
     LogisticFit, Rows, Shrinkage, TokenGrid, aggregate, fit_diff_of_means, fit_lda, fit_logistic,
     fit_logistic_cv, ledoit_wolf, masked_mean_features, sigmoid, stratified_kfold,
+};
+pub use stats::{
+    Alternative, PairedComparison, TInterval, TTest, lm_eval_bootstrap_stderr, mean_stderr,
+    paired_comparison, paired_t_test, pass_at_k, pooled_sample_stderr, student_t_test, t_interval,
+    welch_t_test,
 };

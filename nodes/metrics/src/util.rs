@@ -38,6 +38,16 @@ pub(crate) fn searchsorted_left(edges: &[f64], x: f64) -> usize {
     edges.partition_point(|&e| e < x)
 }
 
+pub(crate) fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// Sample standard deviation (ddof = 1), summed in order as lm-eval's Python does.
+pub(crate) fn sample_std(xs: &[f64]) -> f64 {
+    let mu = mean(xs);
+    (xs.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / (xs.len() as f64 - 1.0)).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
