@@ -382,3 +382,101 @@ pub fn fit_logistic_cv<T: Element>(
         fit,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separable_data_with_weak_penalty_stops_cleanly() {
+        // Perfectly separable: the unpenalised optimum is at infinity, so only C bounds it.
+        let x: Vec<f64> = (0..40).map(|i| f64::from(i) - 19.5).collect();
+        let y: Vec<bool> = (0..40).map(|i| i >= 20).collect();
+        for c in [1.0, 1e4] {
+            let config = LogisticConfig {
+                c,
+                max_iter: 50,
+                ..LogisticConfig::default()
+            };
+            let fit = fit_logistic(Rows::new(&x, 40, 1).unwrap(), &y, None, &config).unwrap();
+            assert!(
+                fit.probe.coef[0] > 0.0 && fit.probe.coef[0].is_finite(),
+                "{fit:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn constant_and_duplicate_columns_do_not_break_the_fit() {
+        let n = 60;
+        let x: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let v = ((i * 37) % 17) as f32 / 17.0 + if i % 2 == 0 { 0.3 } else { 0.0 };
+                [v, v, 5.0]
+            })
+            .collect();
+        let y: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
+        let fit = fit_logistic(
+            Rows::new(&x, n, 3).unwrap(),
+            &y,
+            None,
+            &LogisticConfig::default(),
+        )
+        .unwrap();
+        assert!(fit.converged);
+        // The duplicated columns share the weight equally (the L2 optimum is symmetric).
+        assert!(
+            (fit.probe.coef[0] - fit.probe.coef[1]).abs() < 1e-6,
+            "{fit:?}"
+        );
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let x = [0.0f64, 1.0, f64::NAN, 3.0];
+        let y = [true, false, true, false];
+        let err = fit_logistic(
+            Rows::new(&x, 4, 1).unwrap(),
+            &y,
+            None,
+            &LogisticConfig::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, MetricError::NonFinite { index: 2, .. }),
+            "{err}"
+        );
+        let x = [0.0f64, 1.0, 2.0, 3.0];
+        let bad_c = LogisticConfig {
+            c: 0.0,
+            ..LogisticConfig::default()
+        };
+        assert!(fit_logistic(Rows::new(&x, 4, 1).unwrap(), &y, None, &bad_c).is_err());
+        assert!(matches!(
+            stratified_kfold(&y, 3),
+            Err(MetricError::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            Rows::new(&x, 3, 1),
+            Err(MetricError::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn zero_tolerance_runs_to_the_floating_point_floor() {
+        let n = 200;
+        let x: Vec<f64> = (0..n * 3)
+            .map(|k| ((k * 7919) % 1009) as f64 / 1009.0 - 0.5)
+            .collect();
+        let y: Vec<bool> = (0..n)
+            .map(|i| x[i * 3] + 0.3 * x[i * 3 + 1] > 0.05 * ((i % 5) as f64 - 2.0))
+            .collect();
+        let config = LogisticConfig {
+            tol: 0.0,
+            max_iter: 10_000,
+            ..LogisticConfig::default()
+        };
+        let fit = fit_logistic(Rows::new(&x, n, 3).unwrap(), &y, None, &config);
+        assert!(fit.unwrap().converged);
+    }
+}
