@@ -24,7 +24,10 @@ mod probes;
 mod stats;
 mod util;
 
-pub use bootstrap::{BootstrapConfig, Interval, bootstrap_interval, stratified_bootstrap};
+pub use bootstrap::{
+    BootstrapConfig, Interval, bootstrap_interval, paired_stratified_bootstrap,
+    stratified_bootstrap,
+};
 pub use classification::{
     BinStrategy, CalibrationCurve, ProbeMetrics, ReliabilityBin, ReliabilityTable, RocCurve,
     TprAtFpr, accuracy, brier_score, calibration_curve, expected_calibration_error,
