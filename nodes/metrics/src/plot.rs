@@ -1,0 +1,145 @@
+//! ROC and reliability plots as PNG files.
+//!
+//! Text is rendered with the DejaVu Sans font compiled into the binary (plotters'
+//! `ab_glyph` backend), so plotting needs no fontconfig or system font.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::classification::{ReliabilityTable, RocCurve};
+use crate::error::{MetricError, Result};
+
+const SIZE: (u32, u32) = (720, 640);
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TTF shipped by the `dejavu` crate; failure would be a build bug.
+        let ok = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+        debug_assert!(ok.is_ok(), "embedded DejaVu Sans failed to parse");
+    });
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> MetricError {
+    MetricError::Plot {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn series_color(i: usize) -> RGBColor {
+    const PALETTE: [RGBColor; 6] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+    ];
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Draws one or more ROC curves (labelled, e.g. with their AUROC) on the unit square,
+/// with the chance diagonal, and writes a PNG to `path`.
+pub fn roc_plot_png(path: &Path, title: &str, curves: &[(&str, &RocCurve)]) -> Result<()> {
+    register_font();
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("False positive rate")
+        .y_desc("True positive rate")
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
+        .map_err(|e| plot_err(path, e))?;
+    for (i, (label, curve)) in curves.iter().enumerate() {
+        let color = series_color(i);
+        chart
+            .draw_series(LineSeries::new(
+                curve.fpr.iter().copied().zip(curve.tpr.iter().copied()),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| plot_err(path, e))?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    root.present().map_err(|e| plot_err(path, e))
+}
+
+/// Draws reliability diagrams (mean score against fraction positive for each non-empty
+/// bin, with the perfect-calibration diagonal) and writes a PNG to `path`.
+pub fn reliability_plot_png(
+    path: &Path,
+    title: &str,
+    tables: &[(&str, &ReliabilityTable)],
+) -> Result<()> {
+    register_font();
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("Mean predicted probability")
+        .y_desc("Fraction positive")
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
+        .map_err(|e| plot_err(path, e))?;
+    for (i, (label, table)) in tables.iter().enumerate() {
+        let color = series_color(i);
+        let points: Vec<(f64, f64)> = table
+            .bins
+            .iter()
+            .filter_map(|b| Some((b.mean_score?, b.fraction_positive?)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| plot_err(path, e))?
+            .label(format!("{label} (ECE {:.3})", table.ece))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .map_err(|e| plot_err(path, e))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    root.present().map_err(|e| plot_err(path, e))
+}
