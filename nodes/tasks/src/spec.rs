@@ -72,7 +72,8 @@ pub struct FewshotSpec {
     /// applies: the training split, else the validation split, else the test split.
     pub split: Option<String>,
     /// Drop the evaluated document from its own examples. lm-eval does this exactly when the
-    /// few-shot split is the test split; unset means that rule.
+    /// configured few-shot split name equals the test split name (both unset counts as equal);
+    /// unset here means that rule.
     pub exclude_eval_doc: Option<bool>,
     /// Restrict examples to documents whose value of this field equals the evaluated
     /// document's (MMLU's per-subject dev prefix when all subjects share one file).
@@ -486,9 +487,10 @@ impl TaskSpec {
 
     /// Whether the evaluated document is removed from its own few-shot examples.
     pub fn excludes_eval_doc(&self) -> bool {
-        self.fewshot.exclude_eval_doc.unwrap_or_else(|| {
-            self.fewshot.split.is_some() && self.fewshot.split == self.test_split
-        })
+        // lm-eval compares the configured names, so two unset names count as equal.
+        self.fewshot
+            .exclude_eval_doc
+            .unwrap_or(self.fewshot.split == self.test_split)
     }
 
     /// The metrics computed: the configured ones, or lm-eval's defaults for the output type.
@@ -566,23 +568,6 @@ impl TaskSpec {
                         self.output_type
                     ),
                     "use acc/acc_norm/acc_bytes/propensity for multiple_choice and exact_match/squad_exact_match/squad_f1 for generate_until",
-                ));
-            }
-        }
-        for (split_name, what) in [
-            (&self.test_split, "test_split"),
-            (&self.validation_split, "validation_split"),
-            (&self.training_split, "training_split"),
-            (&self.fewshot.split, "fewshot.split"),
-        ] {
-            if let Some(split) = split_name
-                && !self.splits.is_empty()
-                && !self.splits.contains_key(split)
-                && what != "training_split"
-            {
-                return Err(invalid(
-                    format!("`{what}` names split `{split}`, which `splits` does not define"),
-                    &format!("add `{split} = \"path/to/file.jsonl\"` under `[task.splits]`"),
                 ));
             }
         }

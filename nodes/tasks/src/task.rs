@@ -277,7 +277,16 @@ impl Task {
                     .filter(|d| !exclude || *d != doc)
                     .take(shots)
                     .collect();
-                Ok(picked)
+                if picked.len() == shots {
+                    return Ok(picked);
+                }
+                // Several pool rows equal the evaluated document and more than one was drawn:
+                // lm-eval then draws again from the pool without any copy of it.
+                let pool: Vec<&Doc> = candidates.into_iter().filter(|d| *d != doc).collect();
+                let idx = rng
+                    .sample_indices(pool.len(), shots)
+                    .ok_or_else(|| too_few(pool.len()))?;
+                Ok(idx.into_iter().map(|i| pool[i]).collect())
             }
         }
     }

@@ -443,9 +443,9 @@ fn convert_task(cfg: &Mapping, path: &Path, base: &Path) -> Result<TaskSpec> {
             }
         }
     }
-    // lm-eval drops the evaluated document from its own examples only when the few-shot split
-    // is the test split.
-    fewshot.exclude_eval_doc = Some(fewshot.split.is_some() && fewshot.split == test_split);
+    // lm-eval drops the evaluated document from its own examples when the configured few-shot
+    // split name equals the test split name, two unset names included.
+    fewshot.exclude_eval_doc = Some(fewshot.split == test_split);
 
     let generation = match get(cfg, "generation_kwargs") {
         None => GenerationSpec {
