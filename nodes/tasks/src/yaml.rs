@@ -37,18 +37,8 @@ pub fn import_lm_eval_yaml(path: &Path) -> Result<TaskSet> {
 /// Import every `*.yaml` task and group file of a directory (not recursive). Files without a
 /// `task:` or `group:` key (shared templates meant for `include:`) are skipped.
 pub fn import_lm_eval_dir(dir: &Path) -> Result<TaskSet> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    entries.sort();
     let mut set = TaskSet::default();
-    for path in entries {
-        let (cfg, origin) = load(&path, &mut HashSet::new())?;
+    for (cfg, origin) in scan_dir(dir)? {
         if cfg.contains_key("group") {
             let group = convert_group(&cfg, &origin, dir, &mut TaskSet::default())?;
             set.groups.push(group);
@@ -60,6 +50,23 @@ pub fn import_lm_eval_dir(dir: &Path) -> Result<TaskSet> {
         }
     }
     Ok(set)
+}
+
+/// The merged configurations of the directory's YAML files, in file name order.
+fn scan_dir(dir: &Path) -> Result<Vec<(Mapping, PathBuf)>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    entries.sort();
+    entries
+        .iter()
+        .map(|path| load(path, &mut HashSet::new()))
+        .collect()
 }
 
 /// Read a YAML file, refuse Python hooks, and merge its `include:` chain.
@@ -756,36 +763,34 @@ fn convert_group(cfg: &Mapping, path: &Path, base: &Path, set: &mut TaskSet) -> 
         }
     };
     let mut tasks = Vec::new();
-    let mut by_name: Option<TaskSet> = None;
+    // Member tasks are looked up among sibling files; nested groups are only named.
+    let mut siblings: Option<Vec<(Mapping, PathBuf)>> = None;
     for (i, member) in members.iter().enumerate() {
         match member {
             Value::String(task_name) => {
-                if by_name.is_none() {
-                    by_name = Some(import_lm_eval_dir(base)?);
+                if siblings.is_none() {
+                    siblings = Some(scan_dir(base)?);
                 }
-                let found = by_name.as_ref().and_then(|s| s.task(task_name)).cloned();
-                match found {
-                    Some(t) => {
-                        if set.task(&t.name).is_none() {
-                            set.tasks.push(t);
-                        }
+                let named = |key: &str| {
+                    siblings.iter().flatten().find(|(c, _)| {
+                        get(c, key).and_then(Value::as_str) == Some(task_name.as_str())
+                            && (key == "group" || !c.contains_key("group"))
+                    })
+                };
+                if let Some((cfg_t, origin_t)) = named("task") {
+                    if set.task(task_name).is_none() {
+                        set.tasks.push(convert_task(cfg_t, origin_t, base)?);
                     }
-                    None => {
-                        if !by_name
-                            .as_ref()
-                            .is_some_and(|s| s.groups.iter().any(|g| &g.name == task_name))
-                        {
-                            return Err(unsupported(
-                                path,
-                                &format!("task[{i}]"),
-                                format!(
-                                    "names `{task_name}`, which no YAML file in `{}` defines",
-                                    base.display()
-                                ),
-                                "put the member task files next to the group file",
-                            ));
-                        }
-                    }
+                } else if named("group").is_none() {
+                    return Err(unsupported(
+                        path,
+                        &format!("task[{i}]"),
+                        format!(
+                            "names `{task_name}`, which no YAML file in `{}` defines",
+                            base.display()
+                        ),
+                        "put the member task files next to the group file",
+                    ));
                 }
                 tasks.push(task_name.clone());
             }
