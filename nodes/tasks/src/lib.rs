@@ -56,8 +56,8 @@ pub use error::{Error, Result};
 pub use lint::{LintIssue, LintReport, Severity};
 pub use metrics::{pass_at_k, squad_exact_match, squad_f1, squad_normalize};
 pub use model::{
-    DocResponse, FakeCalls, FakeError, FakeModel, LanguageModel, Loglikelihood, encode_pair,
-    run_requests, truncate_at_stop,
+    DocResponse, Evaluation, FakeCalls, FakeError, FakeModel, LanguageModel, Loglikelihood,
+    encode_pair, evaluate, run_requests, truncate_at_stop,
 };
 pub use sample::PyRandom;
 pub use score::{GroupScore, GroupScores, MetricScore, SampleScore, TaskScores, aggregate_group};

@@ -297,3 +297,33 @@ mod tests {
         assert_eq!(truncate_at_stop("no stop", &until), "no stop");
     }
 }
+
+/// One task run end to end: prepared documents, lint warnings and scores.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// The rendered documents and their requests.
+    pub prepared: Vec<PreparedDoc>,
+    /// Lint warnings (errors stop the run before the model is called).
+    pub warnings: Vec<crate::LintIssue>,
+    /// The scores.
+    pub scores: crate::TaskScores,
+}
+
+/// Prepare, lint (stopping on errors before any model call), run and score one task.
+pub fn evaluate<M: LanguageModel>(
+    task: &crate::Task,
+    docs: &crate::TaskDocs,
+    model: &mut M,
+    limit: Option<usize>,
+    batch_size: usize,
+) -> Result<Evaluation> {
+    let prepared = task.prepare(docs, limit)?;
+    let warnings = task.lint(docs, &prepared).into_result()?;
+    let responses = run_requests(task.name(), model, &prepared, batch_size)?;
+    let scores = task.score(&prepared, &responses)?;
+    Ok(Evaluation {
+        prepared,
+        warnings,
+        scores,
+    })
+}

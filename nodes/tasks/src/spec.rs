@@ -41,9 +41,11 @@ pub enum DocField {
         fields: Vec<String>,
     },
     /// lm-eval's rule for a bare string: the field of that name when the document has one,
-    /// otherwise a Jinja template. Produced by the YAML import only.
-    #[serde(skip)]
-    FieldOrTemplate(String),
+    /// otherwise a Jinja template. The YAML import produces it.
+    FieldOrTemplate {
+        /// The field name or template.
+        field_or_template: String,
+    },
 }
 
 /// How few-shot examples are picked.
@@ -572,5 +574,60 @@ impl TaskSpec {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doc_field_forms_round_trip_through_toml() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Wrap {
+            fields: Vec<DocField>,
+        }
+        let text = r#"fields = [3, "{{q}}", ["A", "B"], { field = "answer" }, { fields = ["a", "b"] }, { field_or_template = "question" }]"#;
+        let parsed: Wrap = toml::from_str(text).unwrap();
+        assert_eq!(
+            parsed.fields,
+            vec![
+                DocField::Index(3),
+                DocField::Template("{{q}}".into()),
+                DocField::List(vec!["A".into(), "B".into()]),
+                DocField::Field {
+                    field: "answer".into()
+                },
+                DocField::Fields {
+                    fields: vec!["a".into(), "b".into()]
+                },
+                DocField::FieldOrTemplate {
+                    field_or_template: "question".into()
+                },
+            ]
+        );
+        let again: Wrap = toml::from_str(&toml::to_string(&parsed).unwrap()).unwrap();
+        assert_eq!(again, parsed);
+    }
+
+    #[test]
+    fn toml_errors_name_the_file_and_validation_explains_the_fix() {
+        let err = TaskSet::from_toml_str("[[task]]\nname = 3", Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Failed to parse task definition `<string>`")
+        );
+        let err = TaskSet::from_toml_str(
+            "[[task]]\nname = \"x\"\noutput_type = \"multiple_choice\"\ndoc_to_text = \"q\"\ndoc_to_target = 0\n",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("needs choices"), "{err}");
+        let err = TaskSet::from_toml_str(
+            "[[task]]\nname = \"x\"\noutput_type = \"generate_until\"\ndoc_to_text = \"q\"\ndoc_to_target = \"a\"\nmetrics = [{ metric = \"acc\" }]\n",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("does not apply"), "{err}");
     }
 }

@@ -127,7 +127,13 @@ impl Task {
             (Role::Choice, spec.doc_to_choice.as_ref()),
             (Role::Target, Some(&spec.doc_to_target)),
         ] {
-            if let Some(DocField::Template(s) | DocField::FieldOrTemplate(s)) = field {
+            if let Some(
+                DocField::Template(s)
+                | DocField::FieldOrTemplate {
+                    field_or_template: s,
+                },
+            ) = field
+            {
                 sources.push((role, s.clone()));
             }
         }
@@ -383,8 +389,13 @@ impl Task {
                 })
                 .collect::<Result<Vec<_>>>()
                 .map(Json::Array),
-            DocField::FieldOrTemplate(name) if doc.contains_key(name) => Ok(doc[name].clone()),
-            DocField::Template(source) | DocField::FieldOrTemplate(source) => {
+            DocField::FieldOrTemplate {
+                field_or_template: name,
+            } if doc.contains_key(name) => Ok(doc[name].clone()),
+            DocField::Template(source)
+            | DocField::FieldOrTemplate {
+                field_or_template: source,
+            } => {
                 let text = self
                     .templates
                     .render(source, doc)
@@ -425,7 +436,9 @@ impl Task {
             return Ok(String::new());
         }
         let value = self.resolve(
-            &DocField::FieldOrTemplate(self.spec.description.clone()),
+            &DocField::FieldOrTemplate {
+                field_or_template: self.spec.description.clone(),
+            },
             doc,
             doc_id,
             Role::Description,

@@ -330,7 +330,9 @@ fn convert_task(cfg: &Mapping, path: &Path, base: &Path) -> Result<TaskSpec> {
             Some(Value::Number(n)) => Some(DocField::Index(n.as_i64().ok_or_else(|| {
                 unsupported(path, key, "is a non-integer number", "use an integer index")
             })?)),
-            Some(Value::String(s)) => Some(DocField::FieldOrTemplate(s.clone())),
+            Some(Value::String(s)) => Some(DocField::FieldOrTemplate {
+                field_or_template: s.clone(),
+            }),
             Some(Value::Sequence(items)) => Some(DocField::List(
                 items
                     .iter()

@@ -151,6 +151,16 @@ fn gold_out_of_range_empty_and_duplicate_choices() {
 }
 
 #[test]
+fn evaluate_stops_on_lint_errors_before_calling_the_model() {
+    let t = task(MC);
+    let docs = docs(vec![json!({"q": "a", "choices": ["x", "y"], "gold": 5})]);
+    let mut model = dag_tasks::FakeModel::new();
+    let err = dag_tasks::evaluate(&t, &docs, &mut model, None, 8).unwrap_err();
+    assert!(matches!(err, Error::Lint { .. }), "{err}");
+    assert_eq!(model.calls.loglikelihood_requests, 0);
+}
+
+#[test]
 fn render_failures_name_the_document_and_field() {
     let t = task(MC);
     let docs = docs(vec![
