@@ -66,7 +66,7 @@ pub use spec::{
     MetricKind, MetricSpec, OutputType, Reducer, SamplerKind, TaskSet, TaskSpec,
 };
 pub use task::{
-    GenerateRequest, Gold, LoglikelihoodRequest, PreparedDoc, Request, Task, TaskDocs,
-    split_whitespace,
+    ChatMessage, ChatOptions, ChatRenderer, GenerateRequest, Gold, LoglikelihoodRequest,
+    PreparedDoc, PromptOptions, Request, Task, TaskDocs, split_whitespace,
 };
 pub use yaml::{import_lm_eval_dir, import_lm_eval_yaml};

@@ -309,15 +309,17 @@ pub struct Evaluation {
     pub scores: crate::TaskScores,
 }
 
-/// Prepare, lint (stopping on errors before any model call), run and score one task.
+/// Prepare (with `options`: system instruction, chat template), lint (stopping on errors
+/// before any model call), run and score one task.
 pub fn evaluate<M: LanguageModel>(
     task: &crate::Task,
     docs: &crate::TaskDocs,
     model: &mut M,
     limit: Option<usize>,
     batch_size: usize,
+    options: &crate::PromptOptions<'_>,
 ) -> Result<Evaluation> {
-    let prepared = task.prepare(docs, limit)?;
+    let prepared = task.prepare_with(docs, limit, options)?;
     let warnings = task.lint(docs, &prepared).into_result()?;
     let responses = run_requests(task.name(), model, &prepared, batch_size)?;
     let scores = task.score(&prepared, &responses)?;

@@ -81,12 +81,109 @@ pub struct PreparedDoc {
     pub prompt: String,
     /// The question alone (`doc_to_text`), for lint.
     pub question: String,
+    /// The chat messages the prompt was rendered from (empty without a chat template).
+    pub messages: Vec<ChatMessage>,
     /// The choices (multiple choice, or the list a generation target indexes).
     pub choices: Vec<String>,
     /// The gold answer.
     pub gold: Gold,
     /// One log-likelihood request per choice, or `repeats` generation requests.
     pub requests: Vec<Request>,
+}
+
+/// One chat turn, as handed to a chat template.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// Renders chat messages into the model's prompt text with the generation prompt appended
+/// (the tokenizer's chat template, `add_generation_prompt=True`).
+pub type ChatRenderer<'a> = &'a (dyn Fn(&[ChatMessage]) -> String + Sync);
+
+/// Chat-template settings.
+#[derive(Clone, Copy)]
+pub struct ChatOptions<'a> {
+    /// Keep few-shot examples as separate user/assistant turns; otherwise everything after the
+    /// system turn is one user message.
+    pub fewshot_as_multiturn: bool,
+    /// The chat template.
+    pub render: ChatRenderer<'a>,
+}
+
+impl std::fmt::Debug for ChatOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatOptions")
+            .field("fewshot_as_multiturn", &self.fewshot_as_multiturn)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How prompts are framed beyond the task definition.
+#[derive(Clone, Debug, Default)]
+pub struct PromptOptions<'a> {
+    /// Text before the description (joined with the few-shot delimiter); with a chat template
+    /// it is the system message.
+    pub system_instruction: Option<String>,
+    /// Render through a chat template.
+    pub chat: Option<ChatOptions<'a>>,
+}
+
+/// lm-eval's `maybe_delimit`: join with `delimiter` unless either side already has whitespace
+/// at the boundary.
+fn maybe_delimit(prefix: &str, suffix: &str, delimiter: &str) -> String {
+    if prefix.is_empty() {
+        return suffix.to_string();
+    }
+    if suffix.is_empty() {
+        return prefix.to_string();
+    }
+    let ws_boundary = prefix.chars().last().is_some_and(is_py_whitespace)
+        || suffix.chars().next().is_some_and(is_py_whitespace);
+    if ws_boundary {
+        format!("{prefix}{suffix}")
+    } else {
+        format!("{prefix}{delimiter}{suffix}")
+    }
+}
+
+/// lm-eval's chat message list: every turn as is (`fewshot_as_multiturn`), or the system turn
+/// and one user turn holding the rest in plain-text form (`multiturn_to_singleturn`).
+fn chat_messages(turns: &[(&str, String, &str)], multiturn: bool) -> Vec<ChatMessage> {
+    let message = |role: &str, content: String| ChatMessage {
+        role: role.to_string(),
+        content,
+    };
+    if multiturn {
+        return turns
+            .iter()
+            .map(|(role, content, _)| message(role, content.clone()))
+            .collect();
+    }
+    let (system, rest) = match turns.first() {
+        Some(("system", content, _)) => (Some(content.clone()), &turns[1..]),
+        _ => (None, turns),
+    };
+    let last = rest.len().saturating_sub(1);
+    let user: String = rest
+        .iter()
+        .enumerate()
+        .map(|(i, (_, content, delim))| {
+            if i == last {
+                content.clone()
+            } else {
+                format!("{content}{delim}")
+            }
+        })
+        .collect();
+    system
+        .map(|s| message("system", s))
+        .into_iter()
+        .chain(std::iter::once(message("user", user)))
+        .collect()
 }
 
 /// A task definition with its templates compiled.
@@ -215,6 +312,17 @@ impl Task {
     /// `fewshot.seed`, as lm-eval does, so the first `limit` documents get the same examples as
     /// lm-eval's `--limit`.
     pub fn prepare(&self, docs: &TaskDocs, limit: Option<usize>) -> Result<Vec<PreparedDoc>> {
+        self.prepare_with(docs, limit, &PromptOptions::default())
+    }
+
+    /// [`Task::prepare`] with a system instruction and/or a chat template, as lm-eval's
+    /// `--system_instruction`, `--apply_chat_template` and `--fewshot_as_multiturn` do.
+    pub fn prepare_with(
+        &self,
+        docs: &TaskDocs,
+        limit: Option<usize>,
+        options: &PromptOptions<'_>,
+    ) -> Result<Vec<PreparedDoc>> {
         let spec = &self.spec;
         let n = limit.map_or(docs.eval.len(), |l| l.min(docs.eval.len()));
         let shots = match &docs.fewshot {
@@ -226,7 +334,7 @@ impl Task {
         let mut out = Vec::with_capacity(n);
         for (doc_id, doc) in docs.eval.iter().take(n).enumerate() {
             let examples = self.pick_examples(doc, doc_id, pool, shots, &mut rng)?;
-            out.push(self.prepare_doc(doc_id, doc, &examples)?);
+            out.push(self.prepare_doc(doc_id, doc, &examples, options)?);
         }
         Ok(out)
     }
@@ -297,7 +405,13 @@ impl Task {
         }
     }
 
-    fn prepare_doc(&self, doc_id: usize, doc: &Doc, examples: &[&Doc]) -> Result<PreparedDoc> {
+    fn prepare_doc(
+        &self,
+        doc_id: usize,
+        doc: &Doc,
+        examples: &[&Doc],
+        options: &PromptOptions<'_>,
+    ) -> Result<PreparedDoc> {
         let spec = &self.spec;
         let fs_target_delim = spec
             .fewshot
@@ -310,21 +424,53 @@ impl Task {
             .as_deref()
             .unwrap_or(&spec.fewshot_delimiter);
 
-        let mut prompt = self.description(doc, doc_id)?;
+        // lm-eval builds a list of turns, each with the delimiter that follows it in plain
+        // text; plain prompts concatenate them, chat prompts hand them to the chat template.
+        let mut turns: Vec<(&'static str, String, &str)> = Vec::new();
+        let description = self.description(doc, doc_id)?;
+        let system = maybe_delimit(
+            options.system_instruction.as_deref().unwrap_or(""),
+            &description,
+            &spec.fewshot_delimiter,
+        );
+        if !system.is_empty() {
+            turns.push(("system", system, ""));
+        }
         for example in examples {
             let question = self.text(example, doc_id)?;
             let choices = self.choices(example, doc_id)?;
-            let answer = self.answer_text(example, doc_id, &choices)?;
-            prompt.push_str(&question);
-            if let Some(answer) = answer {
-                prompt.push_str(fs_target_delim);
-                prompt.push_str(&answer);
-                prompt.push_str(fs_delim);
+            match self.answer_text(example, doc_id, &choices)? {
+                Some(answer) => {
+                    turns.push(("user", question, fs_target_delim));
+                    turns.push(("assistant", answer, fs_delim));
+                }
+                None => turns.push(("user", question, "")),
             }
         }
         let question = self.text(doc, doc_id)?;
-        prompt.push_str(&question);
+        turns.push(("user", question.clone(), ""));
 
+        let (prompt, messages) = match &options.chat {
+            None => (
+                turns
+                    .iter()
+                    .map(|(_, content, delim)| format!("{content}{delim}"))
+                    .collect::<String>(),
+                Vec::new(),
+            ),
+            Some(chat) => {
+                let messages = chat_messages(&turns, chat.fewshot_as_multiturn);
+                ((chat.render)(&messages), messages)
+            }
+        };
+
+        // With a chat template the answer starts its own assistant turn, so lm-eval drops the
+        // target delimiter (it keeps it only after a generation prefix, which we do not have).
+        let target_delimiter = if options.chat.is_some() {
+            ""
+        } else {
+            spec.target_delimiter.as_str()
+        };
         let choices = self.choices(doc, doc_id)?.unwrap_or_default();
         let gold = self.gold(doc, doc_id)?;
         let requests = match spec.output_type {
@@ -333,7 +479,7 @@ impl Task {
                 .map(|choice| {
                     Request::Loglikelihood(split_whitespace(
                         &prompt,
-                        &format!("{}{choice}", spec.target_delimiter),
+                        &format!("{target_delimiter}{choice}"),
                     ))
                 })
                 .collect(),
@@ -355,6 +501,7 @@ impl Task {
             doc_id,
             prompt,
             question,
+            messages,
             choices,
             gold,
             requests,

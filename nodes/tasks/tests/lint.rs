@@ -155,7 +155,7 @@ fn evaluate_stops_on_lint_errors_before_calling_the_model() {
     let t = task(MC);
     let docs = docs(vec![json!({"q": "a", "choices": ["x", "y"], "gold": 5})]);
     let mut model = dag_tasks::FakeModel::new();
-    let err = dag_tasks::evaluate(&t, &docs, &mut model, None, 8).unwrap_err();
+    let err = dag_tasks::evaluate(&t, &docs, &mut model, None, 8, &Default::default()).unwrap_err();
     assert!(matches!(err, Error::Lint { .. }), "{err}");
     assert_eq!(model.calls.loglikelihood_requests, 0);
 }
@@ -172,4 +172,12 @@ fn render_failures_name_the_document_and_field() {
         panic!("{err}")
     };
     assert_eq!((*doc_id, field.as_str()), (1, "doc_to_text"));
+}
+
+#[test]
+fn tasks_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Task>();
+    assert_send_sync::<dag_tasks::TaskScores>();
+    assert_send_sync::<dag_tasks::PreparedDoc>();
 }
