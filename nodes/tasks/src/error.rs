@@ -118,7 +118,7 @@ pub enum Error {
     },
     /// A regular expression in a filter or metric does not compile.
     #[error(
-        "Failed to compile regex `{pattern}` of task `{task}`\nhint: patterns use Python `re` syntax without backreferences to named groups"
+        "Failed to compile regex `{pattern}` of task `{task}`\nhint: patterns use Python `re` syntax; check the escaping (TOML and YAML double-quoted strings need `\\\\` for one regex backslash)"
     )]
     Regex {
         /// The task.

@@ -69,6 +69,45 @@ pub struct TaskScores {
 }
 
 impl TaskScores {
+    /// The metrics recomputed over the documents sharing each value of `field` (MMLU's
+    /// `subject`), keyed by that value; documents without the field go under `""`.
+    pub fn breakdown(
+        &self,
+        docs: &crate::TaskDocs,
+        field: &str,
+    ) -> std::collections::BTreeMap<String, Vec<MetricScore>> {
+        let mut values: std::collections::BTreeMap<(String, String, MetricKind), Vec<f64>> =
+            Default::default();
+        for sample in &self.samples {
+            let key = docs
+                .eval
+                .get(sample.doc_id)
+                .and_then(|d| d.get(field))
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            for (metric, value) in &sample.scores {
+                values
+                    .entry((key.clone(), sample.filter.clone(), *metric))
+                    .or_default()
+                    .push(*value);
+            }
+        }
+        let mut out: std::collections::BTreeMap<String, Vec<MetricScore>> = Default::default();
+        for ((key, filter, metric), v) in values {
+            out.entry(key).or_default().push(MetricScore {
+                metric,
+                filter,
+                value: metrics::mean(&v),
+                stderr: metrics::mean_stderr(&v),
+                n: v.len(),
+            });
+        }
+        out
+    }
+
     /// The score of `metric` under `filter`.
     pub fn get(&self, metric: MetricKind, filter: &str) -> Option<&MetricScore> {
         self.metrics

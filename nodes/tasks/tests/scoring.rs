@@ -148,6 +148,15 @@ fn mmlu_acc_and_acc_norm_match_lm_eval() {
         .collect();
     let scores = task.score(&prepared, &responses).unwrap();
     check_against(&scores, &reference);
+    // All three reference documents are abstract_algebra; the other subject has no samples.
+    let by_subject = scores.breakdown(&data, "subject");
+    assert_eq!(by_subject.len(), 1);
+    let acc = &by_subject["abstract_algebra"][0];
+    assert_eq!((acc.metric, acc.n), (MetricKind::Acc, 3));
+    assert_eq!(
+        acc.value,
+        scores.get(MetricKind::Acc, "none").unwrap().value
+    );
 }
 
 /// A fake whose score depends only on the request, so any batching must agree exactly.
@@ -275,6 +284,21 @@ fn pass_at_k_refuses_a_pipeline_that_keeps_one_response() {
     let err = task.score(&prepared, &responses).unwrap_err().to_string();
     assert!(
         err.contains("pass@2") && err.contains("take_first"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_filter_regex_fails_at_task_creation_naming_the_pattern() {
+    let mut spec = builtin("gsm8k").tasks.remove(0);
+    spec.filters[0].steps[0] = dag_tasks::FilterStep::Regex {
+        regex_pattern: "#### (".into(),
+        group_select: 0,
+        fallback: "[invalid]".into(),
+    };
+    let err = Task::new(spec).unwrap_err();
+    assert!(
+        matches!(&err, dag_tasks::Error::Regex { pattern, .. } if pattern == "#### ("),
         "{err}"
     );
 }
