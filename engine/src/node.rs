@@ -227,6 +227,12 @@ impl<'a> RunContext<'a> {
         }
     }
 
+    /// The cancellation flag itself, for nodes that must stop work they do not run
+    /// themselves (a worker process to kill).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
     /// Sets the total number of items, for the progress bar.
     pub fn set_total(&self, total: u64) {
         self.progress.set_length(total);

@@ -8,15 +8,23 @@
 
 mod balance;
 mod dataset;
+pub mod models;
+mod noop;
 pub mod table;
+pub mod worker;
 
 pub use balance::Balance;
 pub use dataset::Dataset;
+pub use models::ModelRef;
+pub use noop::Noop;
 
 /// Every node type this build provides.
 pub fn registry() -> dag_engine::Registry {
     let mut r = dag_engine::Registry::new();
     r.register(Dataset::new());
     r.register(Balance::new());
+    r.register(ModelRef::new());
+    r.register(Noop::new());
+    r.register(models::generate());
     r
 }
