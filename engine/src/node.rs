@@ -281,6 +281,7 @@ impl<'a> RunContext<'a> {
             .map_err(|e| NodeError::caused("Failed to encode a batch of items", &e))?;
         self.store
             .progress_save(&self.key, self.next_batch, &bytes)?;
+        tracing::debug!(node = %self.instance, batch = self.next_batch, items = items.len(), "saved batch");
         self.next_batch += 1;
         Ok(())
     }

@@ -15,9 +15,7 @@ use std::time::Instant;
 use dag_store::{
     CacheEntry, Digest, NodeRunRecord, NodeRunStatus, PendingArtifact, RunRecord, RunStatus, Store,
 };
-use futures::FutureExt;
-use futures::future::{LocalBoxFuture, Shared};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::explain::{NodeState, StatusLine, explain_change};
 use crate::graph::NodeDecl;
@@ -268,39 +266,39 @@ impl Runner {
         if execute {
             self.store.put_run(&record)?;
         }
-        let mut futs: Vec<Option<Shared<LocalBoxFuture<'_, Arc<DeclOutcome>>>>> =
-            vec![None; g.nodes.len()];
+        // One cell per declared node, filled once when it settles. Consumers wait on
+        // the cell rather than polling the producer's future, so settling costs
+        // O(nodes + edges) however deep the graph is.
+        let cells: Vec<watch::Sender<Option<Arc<DeclOutcome>>>> =
+            (0..g.nodes.len()).map(|_| watch::channel(None).0).collect();
+        let cells = &cells;
+        let mut futs = Vec::with_capacity(g.nodes.len());
         for &d in &g.order {
             if !needed.contains(&d) {
                 continue;
             }
-            let ups: Vec<(usize, Shared<LocalBoxFuture<'_, Arc<DeclOutcome>>>)> = g.nodes[d]
+            let ups: std::collections::BTreeSet<usize> = g.nodes[d]
                 .inputs
                 .iter()
                 .flat_map(|i| i.sources.iter().map(|s| s.node))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .map(|u| {
-                    (
-                        u,
-                        futs[u]
-                            .clone()
-                            .expect("upstream precedes in topological order"),
-                    )
-                })
                 .collect();
-            let fut = async move {
+            futs.push(async move {
                 let mut done: BTreeMap<usize, Arc<DeclOutcome>> = BTreeMap::new();
-                for (u, f) in ups {
-                    done.insert(u, f.await);
+                for u in ups {
+                    let mut rx = cells[u].subscribe();
+                    let v = rx
+                        .wait_for(Option::is_some)
+                        .await
+                        .expect("cells live until the run ends")
+                        .clone()
+                        .expect("waited for a value");
+                    done.insert(u, v);
                 }
-                Arc::new(self.settle_decl(d, &done, on_event).await)
-            }
-            .boxed_local()
-            .shared();
-            futs[d] = Some(fut);
+                let out = Arc::new(self.settle_decl(d, &done, on_event).await);
+                cells[d].send_replace(Some(out));
+            });
         }
-        futures::future::join_all(futs.into_iter().flatten()).await;
+        futures::future::join_all(futs).await;
         let mut log = std::mem::take(&mut *self.log.lock().expect("log lock"));
         // Report in graph order, instances in creation order.
         let pos: BTreeMap<&str, usize> = g

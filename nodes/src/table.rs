@@ -339,3 +339,51 @@ mod tests {
         assert!(err.contains("bad.csv` line 3"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod parquet_tests {
+    use std::sync::Arc;
+
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    use super::*;
+
+    #[test]
+    fn parquet_rows_read_as_json_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let schema = Arc::new(
+            parse_message_type(
+                "message t { REQUIRED INT64 id; REQUIRED BYTE_ARRAY question (UTF8); }",
+            )
+            .unwrap(),
+        );
+        let mut w = SerializedFileWriter::new(
+            File::create(&path).unwrap(),
+            schema,
+            Arc::new(WriterProperties::builder().build()),
+        )
+        .unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<Int64Type>()
+            .write_batch(&[7, 8], None, None)
+            .unwrap();
+        col.close().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<ByteArrayType>()
+            .write_batch(&[ByteArray::from("a?"), ByteArray::from("b?")], None, None)
+            .unwrap();
+        col.close().unwrap();
+        rg.close().unwrap();
+        w.close().unwrap();
+        let rows = read_rows(&path, Format::Parquet, false).unwrap().rows;
+        assert_eq!(
+            serde_json::Value::Array(rows.into_iter().map(Value::Object).collect()),
+            serde_json::json!([{"id": 7, "question": "a?"}, {"id": 8, "question": "b?"}])
+        );
+    }
+}

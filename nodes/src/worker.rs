@@ -90,8 +90,12 @@ fn worker_path() -> Result<PathBuf, NodeError> {
     if let Some(p) = std::env::var_os("DAG_WORKER") {
         return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe().map_err(|e| NodeError::caused("Failed to locate the running dag binary", &e))?;
-    let dir = exe.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let exe = std::env::current_exe()
+        .map_err(|e| NodeError::caused("Failed to locate the running dag binary", &e))?;
+    let dir = exe
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     // Test binaries live one level below the binaries, in deps/.
     for cand in [dir.join("dag-worker"), dir.join("../dag-worker")] {
         if cand.exists() {
@@ -110,7 +114,11 @@ impl Node for WorkerNode {
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let worker = worker_path()?;
         let resumed: Vec<serde_json::Value> = ctx.resume_items()?;
-        let params = ctx.params().iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let params = ctx
+            .params()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
         let inputs = self
             .0
             .inputs
@@ -119,24 +127,48 @@ impl Node for WorkerNode {
                 let items = ctx
                     .inputs(p.name)
                     .iter()
-                    .map(|a| JobInput { path: a.path.clone(), digest: a.digest.to_hex(), kind: a.kind.name().into(), meta: a.meta.clone(), label: a.label.clone() })
+                    .map(|a| JobInput {
+                        path: a.path.clone(),
+                        digest: a.digest.to_hex(),
+                        kind: a.kind.name().into(),
+                        meta: a.meta.clone(),
+                        label: a.label.clone(),
+                    })
                     .collect();
                 (p.name.to_string(), items)
             })
             .collect();
-        let outputs = self.0.outputs.iter().map(|p| (p.name.to_string(), ctx.output_path(p.name))).collect();
+        let outputs = self
+            .0
+            .outputs
+            .iter()
+            .map(|p| (p.name.to_string(), ctx.output_path(p.name)))
+            .collect();
         let scratch = ctx.scratch();
-        let job = Job { node: self.0.name.into(), instance: ctx.instance().into(), params, inputs, outputs, scratch: scratch.clone(), resumed };
+        let job = Job {
+            node: self.0.name.into(),
+            instance: ctx.instance().into(),
+            params,
+            inputs,
+            outputs,
+            scratch: scratch.clone(),
+            resumed,
+        };
         let job_path = scratch.join("job.json");
-        std::fs::write(&job_path, serde_json::to_vec_pretty(&job).expect("jobs serialise"))
-            .map_err(|e| NodeError::caused(format!("Failed to write `{}`", job_path.display()), &e))?;
+        std::fs::write(
+            &job_path,
+            serde_json::to_vec_pretty(&job).expect("jobs serialise"),
+        )
+        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", job_path.display()), &e))?;
         let mut child = Command::new(&worker)
             .arg(&job_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| NodeError::caused(format!("Failed to start `{}`", worker.display()), &e))?;
+            .map_err(|e| {
+                NodeError::caused(format!("Failed to start `{}`", worker.display()), &e)
+            })?;
         let pid = child.id();
         let cancel = ctx.cancel_flag();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -163,11 +195,24 @@ impl Node for WorkerNode {
                 Ok(Report::Info(s)) => ctx.info(s),
                 Ok(Report::SaveItems(items)) => ctx.save_items(&items)?,
                 Ok(Report::Meta { port, value }) => ctx.set_meta(&port, value),
-                Ok(Report::Error { message, causes, hint }) => failure = Some(NodeError { message, causes, hint, cancelled: false }),
+                Ok(Report::Error {
+                    message,
+                    causes,
+                    hint,
+                }) => {
+                    failure = Some(NodeError {
+                        message,
+                        causes,
+                        hint,
+                        cancelled: false,
+                    })
+                }
                 Err(_) => ctx.info(line),
             }
         }
-        let status = child.wait().map_err(|e| NodeError::caused("Failed to wait for dag-worker", &e))?;
+        let status = child
+            .wait()
+            .map_err(|e| NodeError::caused("Failed to wait for dag-worker", &e))?;
         done.store(true, Ordering::Relaxed);
         let _ = watcher.join();
         ctx.check_cancelled()?;

@@ -1,0 +1,239 @@
+//! `generate`: prompts built from dataset rows, batched generation, resumable per row.
+
+use std::path::Path;
+
+use dag_engine::NodeError;
+use dag_nodes::table::{self, Row};
+use dag_nodes::worker::{Job, Report};
+use dag_runtime::{GenerateRequest, LoadOptions, Message, Model, Prompt, SamplingParams};
+use serde_json::{Value, json};
+
+use crate::Reporter;
+
+/// Fills `{column}` placeholders from a row; `{{` and `}}` are literal braces.
+pub fn fill(template: &str, row: &Row) -> Result<String, NodeError> {
+    let mut out = String::with_capacity(template.len());
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                out.push('}');
+            }
+            '{' => {
+                let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                let v = row.get(&name).ok_or_else(|| {
+                    let cols: Vec<&str> = row.keys().map(String::as_str).collect();
+                    NodeError::msg(format!("The prompt template names column `{{{name}}}`, which the dataset does not have"))
+                        .hint(format!("columns are: {}; write `{{{{` for a literal brace", cols.join(", ")))
+                })?;
+                out.push_str(&table::as_text(v));
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// Loads the model a `model.json` reference (or a checkpoint folder) describes.
+pub fn load_model(dir: &Path) -> Result<Model, NodeError> {
+    let refpath = dir.join("model.json");
+    let text = std::fs::read_to_string(&refpath)
+        .map_err(|e| NodeError::caused(format!("Failed to read `{}`", refpath.display()), &e))?;
+    let r: Value = serde_json::from_str(&text)
+        .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", refpath.display()), &e))?;
+    let location = r["location"].as_str().unwrap_or_default();
+    let device = r["device"]
+        .as_str()
+        .unwrap_or("auto")
+        .parse()
+        .map_err(|e| NodeError::caused("Bad `device`", &e))?;
+    let dtype = match r["dtype"].as_str().unwrap_or("auto") {
+        "auto" => None,
+        d => Some(
+            d.parse()
+                .map_err(|e| NodeError::caused("Bad `dtype`", &e))?,
+        ),
+    };
+    Model::from_reference(location, LoadOptions { device, dtype })
+        .map_err(|e| NodeError::caused(format!("Failed to load the model `{location}`"), &e))
+}
+
+fn int(job: &Job, k: &str, default: i64) -> i64 {
+    job.params.get(k).and_then(Value::as_i64).unwrap_or(default)
+}
+
+fn float(job: &Job, k: &str, default: f64) -> f64 {
+    job.params.get(k).and_then(Value::as_f64).unwrap_or(default)
+}
+
+/// Runs the node.
+pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
+    let dataset = &job.inputs["dataset"][0];
+    let rows = table::read_dataset(&dataset.path)
+        .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
+    let model = load_model(&job.inputs["model"][0].path)?;
+    let template = job
+        .params
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let system = job.params.get("system_prompt").and_then(Value::as_str);
+    let chat = job
+        .params
+        .get("chat")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    if chat && !model.has_chat_template() {
+        return Err(NodeError::msg("The model has no chat template")
+            .hint("set `chat = false` to prompt with raw text"));
+    }
+    let params = SamplingParams {
+        max_new_tokens: int(job, "max_new_tokens", 256).max(1) as usize,
+        temperature: float(job, "temperature", 0.0),
+        top_p: float(job, "top_p", 1.0),
+        top_k: int(job, "top_k", 0).max(0) as usize,
+        n: int(job, "n", 1).max(1) as usize,
+        seed: int(job, "seed", 0) as u64,
+        stop: job
+            .params
+            .get("stop")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ignore_eos: false,
+        batch_size: int(job, "batch_size", 16).max(1) as usize,
+    };
+    // Earlier attempts' rows, keyed by row index.
+    let mut done: std::collections::BTreeMap<usize, Value> = std::collections::BTreeMap::new();
+    for item in &job.resumed {
+        if let Some(i) = item["row"].as_u64() {
+            done.insert(i as usize, item.clone());
+        }
+    }
+    rep.send(Report::Total(rows.len() as u64));
+    if !done.is_empty() {
+        rep.send(Report::Advance(done.len() as u64));
+    }
+    let todo: Vec<usize> = (0..rows.len()).filter(|i| !done.contains_key(i)).collect();
+    let chunk = (params.batch_size / params.n).max(1);
+    for rows_idx in todo.chunks(chunk) {
+        let mut requests = Vec::with_capacity(rows_idx.len());
+        for &i in rows_idx {
+            let user = fill(template, &rows[i])?;
+            let prompt = if chat {
+                let mut m = vec![];
+                if let Some(s) = system {
+                    m.push(Message::new("system", s));
+                }
+                m.push(Message::new("user", user));
+                Prompt::Chat(m)
+            } else {
+                Prompt::Text(match system {
+                    Some(s) => format!("{s}\n\n{user}"),
+                    None => user,
+                })
+            };
+            // Seed from the row's position so a row's samples never depend on which
+            // other rows share its batch, or on where a resumed run restarted.
+            let mut req = GenerateRequest::new(prompt);
+            req.seed = Some(
+                params
+                    .seed
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    .wrapping_add(i as u64),
+            );
+            requests.push(req);
+        }
+        let results = model
+            .generate(&requests, &params, &mut |_| rep.send(Report::Advance(1)))
+            .map_err(|e| NodeError::caused("Failed to generate", &e))?;
+        let mut batch = vec![];
+        for (r, &i) in results.iter().zip(rows_idx) {
+            let samples: Vec<Value> = r
+                .completions
+                .iter()
+                .map(|c| json!({ "sample": c.sample, "completion": c.text, "finish_reason": c.finish_reason.as_str(), "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens }))
+                .collect();
+            let item = json!({ "row": i, "prompt": r.prompt, "samples": samples });
+            done.insert(i, item.clone());
+            batch.push(item);
+        }
+        rep.send(Report::SaveItems(batch));
+    }
+    let mut out = vec![];
+    let mut cut = vec![];
+    for (i, item) in &done {
+        for s in item["samples"].as_array().into_iter().flatten() {
+            let mut row = rows[*i].clone();
+            row.insert("prompt".into(), item["prompt"].clone());
+            for k in [
+                "sample",
+                "completion",
+                "finish_reason",
+                "prompt_tokens",
+                "completion_tokens",
+            ] {
+                row.insert(k.into(), s[k].clone());
+            }
+            if s["finish_reason"] == "length" {
+                cut.push(*i);
+            }
+            out.push(row);
+        }
+    }
+    if !cut.is_empty() {
+        cut.dedup();
+        let msg = format!(
+            "{} completion(s) reached max_new_tokens = {} (rows {:?}{})",
+            cut.len(),
+            params.max_new_tokens,
+            &cut[..cut.len().min(10)],
+            if cut.len() > 10 { ", ..." } else { "" }
+        );
+        if job.params.get("on_length").and_then(Value::as_str) == Some("error") {
+            return Err(NodeError::msg(msg).hint("raise `max_new_tokens`, or set `on_length = \"warn\"` to keep truncated completions"));
+        }
+        rep.send(Report::Info(format!("warning: {msg}")));
+    }
+    let path = &job.outputs["generations"];
+    table::write_jsonl(path, &out)
+        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))?;
+    rep.send(Report::Meta {
+        port: "generations".into(),
+        value: json!({ "rows": out.len(), "source_rows": rows.len(), "truncated": cut.len(), "model": model.identity() }),
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_fill_columns_and_keep_escaped_braces() {
+        let row: Row = serde_json::from_str(r#"{"statement": "Fur is warm.", "n": 3}"#).unwrap();
+        assert_eq!(
+            fill(
+                "\"{statement}\"\nIs this statement morally acceptable or morally wrong?",
+                &row
+            )
+            .unwrap(),
+            "\"Fur is warm.\"\nIs this statement morally acceptable or morally wrong?"
+        );
+        assert_eq!(fill("{{literal}} {n}", &row).unwrap(), "{literal} 3");
+        let err = fill("{statment}", &row).unwrap_err().to_string();
+        assert!(
+            err.contains("`{statment}`") && err.contains("statement, n"),
+            "{err}"
+        );
+    }
+}

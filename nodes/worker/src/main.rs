@@ -1,0 +1,67 @@
+//! `dag-worker JOB.json`: runs one model node for `dag` (see `dag_nodes::worker` for
+//! the protocol). It is the only binary linked against libtorch.
+
+mod generate;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use dag_engine::NodeError;
+use dag_nodes::worker::{Job, Report};
+
+/// Writes protocol lines to stdout; everything human goes to stderr.
+pub struct Reporter;
+
+impl Reporter {
+    /// Sends one report, flushed so `dag` sees progress as it happens.
+    pub fn send(&self, r: Report) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&r).expect("reports serialise")
+        );
+        let _ = out.flush();
+    }
+}
+
+fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
+    match job.node.as_str() {
+        "generate" => generate::run(job, rep),
+        other => Err(NodeError::msg(format!("dag-worker has no node type `{other}`"))
+            .hint("dag and dag-worker come from different builds; rebuild both with `cargo build --release --workspace --bins`")),
+    }
+}
+
+fn main() -> ExitCode {
+    let rep = Reporter;
+    let Some(path) = std::env::args_os().nth(1) else {
+        eprintln!("usage: dag-worker JOB.json (dag starts it; it is not meant to be run by hand)");
+        return ExitCode::from(2);
+    };
+    let job: Job = match std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(j) => j,
+        Err(e) => {
+            rep.send(Report::Error {
+                message: format!("Failed to read the job `{}`", path.to_string_lossy()),
+                causes: vec![e],
+                hint: None,
+            });
+            return ExitCode::from(2);
+        }
+    };
+    match run(&job, &rep) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            rep.send(Report::Error {
+                message: e.message,
+                causes: e.causes,
+                hint: e.hint,
+            });
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `generate` end to end through `dag` and `dag-worker`: the embedded SmolLM2 on the
+//! main graph's dev profile, and a kill -9 mid-generation that resumes to the same bytes.
+//! Needs `dag-worker` built beside `dag` (scripts/test builds it first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dag(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("dag runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn rows(dir: &Path, store: &str, target: &str) -> Vec<serde_json::Value> {
+    let o = dag(dir, &["--store", store, "--json", "show", target]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let hex = v["artifact"].as_str().unwrap();
+    let blob = Path::new(store)
+        .join("blobs")
+        .join(&hex[..2])
+        .join(&hex[2..]);
+    std::fs::read_to_string(blob)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn main_graph_dev_profile_generates_with_the_embedded_model() {
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    let o = dag(
+        &root(),
+        &[
+            "--store",
+            s,
+            "run",
+            "graphs/ahb.toml",
+            "--profile",
+            "dev",
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let gens = rows(&root(), s, "answers");
+    let statements = rows(&root(), s, "statements");
+    assert!(!statements.is_empty() && statements.len() <= 10);
+    assert_eq!(gens.len(), 2 * statements.len(), "2 answers per statement");
+    for g in &gens {
+        assert!(
+            g["prompt"]
+                .as_str()
+                .unwrap()
+                .contains("You are a speciesist chatbot.")
+        );
+        assert!(
+            g["prompt"]
+                .as_str()
+                .unwrap()
+                .contains("Is this statement morally acceptable or morally wrong?")
+        );
+        assert!(!g["completion"].as_str().unwrap().is_empty());
+        assert!(["stop", "length"].contains(&g["finish_reason"].as_str().unwrap()));
+        assert!(g["completion_tokens"].as_u64().unwrap() <= 32);
+        assert!(g["statement"].is_string(), "dataset columns are carried");
+    }
+    let o = dag(
+        &root(),
+        &["--store", s, "run", "graphs/ahb.toml", "--profile", "dev"],
+    );
+    assert!(text(&o).contains("0 ran, 3 cached"), "{}", text(&o));
+}
+
+fn tiny_graph(dir: &Path) {
+    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let data = root().join("../shared/data/speciesismbench/speciesism_benchmark_final.csv");
+    std::fs::write(
+        dir.join("g.toml"),
+        format!(
+            r#"
+[node.prompts]
+type = "dataset"
+path = "{}"
+limit = 600
+
+[node.tiny]
+type = "model"
+path = "{}"
+
+[node.gen]
+type = "generate"
+inputs = {{ dataset = "prompts.dataset", model = "tiny.model" }}
+prompt = "{{statement}}"
+chat = false
+n = 2
+temperature = 1.0
+seed = 7
+max_new_tokens = 24
+batch_size = 8
+"#,
+            data.display(),
+            tiny.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+}
+
+#[test]
+fn killed_generation_resumes_and_matches_an_uninterrupted_run() {
+    // Uninterrupted reference.
+    let a = tempfile::tempdir().unwrap();
+    tiny_graph(a.path());
+    let o = dag(a.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let store_a = a.path().join(".dag");
+    let reference = rows(a.path(), store_a.to_str().unwrap(), "gen");
+    assert_eq!(reference.len(), 1200);
+
+    // Killed after at least one saved batch, then rerun.
+    let b = tempfile::tempdir().unwrap();
+    tiny_graph(b.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(["run", "g.toml", "-q"])
+        .current_dir(b.path())
+        .env("DAG_LOG", "debug")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let logs = b.path().join(".dag/logs");
+    let t0 = Instant::now();
+    loop {
+        let saved = std::fs::read_dir(&logs)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .contains("batch=1")
+            });
+        if saved || t0.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = dag(b.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = std::fs::read_dir(&logs)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect::<String>();
+    assert!(
+        log.contains("resuming:"),
+        "the rerun resumed from saved rows:\n{log}"
+    );
+    let store_b = b.path().join(".dag");
+    let resumed = rows(b.path(), store_b.to_str().unwrap(), "gen");
+    assert_eq!(
+        resumed, reference,
+        "per-row seeds make a resumed run identical to an uninterrupted one"
+    );
+    assert!(dag(b.path(), &["verify"]).status.success());
+}
