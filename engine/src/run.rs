@@ -679,7 +679,7 @@ impl Runner {
                     run_id,
                     label,
                 };
-                store.commit_node(&entry, &pending, Some(&format!("{}", scope)))?;
+                store.commit_node(&entry, &pending, Some(&scope))?;
                 store.progress_clear(&key)?;
                 let _ = std::fs::remove_dir_all(&out_dir);
                 Ok(outputs)
@@ -744,8 +744,14 @@ impl Runner {
 
     async fn acquire(&self, r: Resources) -> Vec<tokio::sync::OwnedSemaphorePermit> {
         let mut permits = vec![];
-        for (sem, n) in [(&self.gpu, r.gpu), (&self.api, r.api), (&self.cpu, r.cpu)] {
-            let n = n.min(sem.available_permits().max(1) as u32).max(0);
+        let l = self.opts.limits;
+        for (sem, n, cap) in [
+            (&self.gpu, r.gpu, l.gpu),
+            (&self.api, r.api, l.api),
+            (&self.cpu, r.cpu, l.cpu),
+        ] {
+            // A node asking for more than the run allows gets all of it, not a deadlock.
+            let n = n.min(cap.max(1));
             if n > 0 {
                 permits.push(
                     sem.clone()
@@ -771,6 +777,9 @@ fn matching<'o>(
     })
 }
 
+/// Output digests by port, and the artifacts to commit with the cache entry.
+type Ingested = (Vec<(String, Digest)>, Vec<PendingArtifact>);
+
 /// Stores what a node wrote, per its output ports. Nothing is indexed here: the caller
 /// commits the cache entry and these artifacts in one transaction.
 fn ingest(
@@ -778,7 +787,7 @@ fn ingest(
     spec: &crate::NodeSpec,
     out_dir: &std::path::Path,
     meta: &BTreeMap<String, serde_json::Value>,
-) -> Result<(Vec<(String, Digest)>, Vec<PendingArtifact>), NodeError> {
+) -> Result<Ingested, NodeError> {
     let mut outputs = vec![];
     let mut pending = vec![];
     for port in &spec.outputs {

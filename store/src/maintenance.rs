@@ -86,13 +86,14 @@ impl Store {
             }
         }
         let blobs: Vec<Digest> = owners.keys().copied().collect();
-        let results: Vec<(Digest, Result<(Digest, u64), ()>)> = blobs
+        // `None`: the blob is missing or unreadable.
+        let results: Vec<(Digest, Option<(Digest, u64)>)> = blobs
             .par_iter()
             .map(|b| {
                 let path = self.blob_path(b);
                 match fs::metadata(&path) {
-                    Err(_) => (*b, Err(())),
-                    Ok(m) => (*b, hash_file(&path).map(|d| (d, m.len())).map_err(|_| ())),
+                    Err(_) => (*b, None),
+                    Ok(m) => (*b, hash_file(&path).ok().map(|d| (d, m.len()))),
                 }
             })
             .collect();
@@ -102,14 +103,14 @@ impl Store {
             report.blobs_checked += 1;
             let artifacts = owners[&blob].clone();
             match r {
-                Ok((actual, len)) if actual == blob => report.bytes_checked += len,
-                Ok(_) => {
+                Some((actual, len)) if actual == blob => report.bytes_checked += len,
+                Some(_) => {
                     report
                         .problems
                         .push(VerifyProblem::Corrupt { blob, artifacts });
                     bad_blobs.push((blob, true));
                 }
-                Err(()) => {
+                None => {
                     report
                         .problems
                         .push(VerifyProblem::Missing { blob, artifacts });

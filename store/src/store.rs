@@ -251,8 +251,6 @@ impl Store {
         layout: Layout,
         kind: &str,
         size: u64,
-        entries: Vec<TreeEntry>,
-        children: Vec<Digest>,
         meta: serde_json::Value,
     ) -> PendingArtifact {
         PendingArtifact {
@@ -262,8 +260,8 @@ impl Store {
                 layout,
                 kind: kind.to_string(),
                 size,
-                entries,
-                children,
+                entries: vec![],
+                children: vec![],
                 meta_json: meta.to_string(),
                 producer: None,
                 created: now_secs(),
@@ -286,7 +284,7 @@ impl Store {
         let digest = crate::hash_bytes(bytes);
         let (digest, size) = self.put_blob(&tmp, Some(digest), false)?;
         let _ = fs::remove_dir(tmp.parent().expect("tmp file has a parent"));
-        Ok(self.record(digest, Layout::File, kind, size, vec![], vec![], meta))
+        Ok(self.record(digest, Layout::File, kind, size, meta))
     }
 
     /// Moves a file (inside the store's scratch area, or copies one from outside) into
@@ -298,7 +296,7 @@ impl Store {
         meta: serde_json::Value,
     ) -> Result<PendingArtifact, Error> {
         let (digest, size) = self.put_blob(path, None, false)?;
-        Ok(self.record(digest, Layout::File, kind, size, vec![], vec![], meta))
+        Ok(self.record(digest, Layout::File, kind, size, meta))
     }
 
     /// Moves every file below `dir` into the store as one tree artifact. Files are
@@ -323,7 +321,9 @@ impl Store {
             .collect::<Result<_, Error>>()?;
         let size = entries.iter().map(|e| e.size).sum();
         let digest = tree_digest(&entries);
-        Ok(self.record(digest, Layout::Tree, kind, size, entries, vec![], meta))
+        let mut p = self.record(digest, Layout::Tree, kind, size, meta);
+        p.record.entries = entries;
+        Ok(p)
     }
 
     /// A list artifact: an ordered, named list of other artifacts (the checkpoints of a

@@ -116,7 +116,11 @@ fn corrupt_and_missing_blobs_fail_loudly_and_verify_repairs() {
         .stage_bytes(b"to be deleted", "report", json!({}))
         .unwrap();
     store
-        .commit_node(&entry("k", &[("out", bad.digest)]), &[bad.clone()], None)
+        .commit_node(
+            &entry("k", &[("out", bad.digest)]),
+            std::slice::from_ref(&bad),
+            None,
+        )
         .unwrap();
     store
         .commit_artifacts(vec![good.clone(), gone.clone()])

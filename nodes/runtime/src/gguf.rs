@@ -329,7 +329,7 @@ impl GgufFile {
             })?;
             let shape: Vec<i64> = ne.iter().rev().map(|&d| d as i64).collect();
             let n: usize = ne.iter().map(|&d| d as usize).product();
-            if n % ty.block_size() != 0 {
+            if !n.is_multiple_of(ty.block_size()) {
                 return Err(c.err(format!(
                     "tensor `{name}` has {n} elements, not a multiple of its block size"
                 )));

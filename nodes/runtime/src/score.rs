@@ -140,8 +140,8 @@ impl Model {
                 let mut logprob = 0.0;
                 let mut is_greedy = true;
                 // The token at suffix index t is predicted by position t - 1.
-                for t in *n_ctx..s.len() {
-                    let target = s[t] as i64;
+                for (t, &tok) in s.iter().enumerate().skip(*n_ctx) {
+                    let target = tok as i64;
                     let (r, pos) = (row as i64, (t - 1) as i64);
                     logprob += logprobs.double_value(&[r, pos, target]);
                     is_greedy &= greedy.int64_value(&[r, pos]) == target;

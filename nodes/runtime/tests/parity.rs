@@ -95,7 +95,7 @@ fn check_logits_and_hidden(model: &Model, fx: &Value) {
         let (_, our_ids) = model.encode_prompt(&Prompt::Text(prompt.into())).unwrap();
         assert_eq!(our_ids, ids(&e["input_ids"]), "encoding of {prompt:?}");
         let out = model
-            .forward(&[our_ids.clone()], &[0, 1, layers], true)
+            .forward(std::slice::from_ref(&our_ids), &[0, 1, layers], true)
             .unwrap();
         let logits = out.logits.unwrap();
         let n = our_ids.len() as i64;
