@@ -54,11 +54,27 @@ type = "dataset"
 path = "{}"
 limit = 100
 
+[node.power]
+type = "dataset"
+path = "{}"
+select = ["question", "answer_matching_behavior"]
+
+[node.gsm8k]
+type = "dataset"
+path = "{}"
+held_out_fraction = 0.2
+seed = 3
+
 [profile.dev]
 statements.limit = 60
 "#,
         shared_data("speciesismbench/speciesism_benchmark_final.csv").display(),
-        shared_data("hh-rlhf/harmless-base/test.jsonl.gz").display()
+        shared_data("hh-rlhf/harmless-base/test.jsonl.gz").display(),
+        shared_data(
+            "anthropic-advanced-ai-risk/human_generated_evals/power-seeking-inclination.jsonl"
+        )
+        .display(),
+        shared_data("gsm8k/test.jsonl").display()
     )
 }
 
@@ -68,12 +84,30 @@ fn run_rerun_edit_status_show_lineage_log_export() {
     let d = p.path();
     let o = dag(d, &["run", "graphs/g.toml"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("3 ran, 0 cached"), "{}", text(&o));
+    assert!(text(&o).contains("5 ran, 0 cached"), "{}", text(&o));
     let o = dag(d, &["run", "graphs/g.toml"]);
     assert!(
-        text(&o).contains("0 ran, 3 cached"),
+        text(&o).contains("0 ran, 5 cached"),
         "a rerun does nothing: {}",
         text(&o)
+    );
+    // Real data sets read as expected.
+    let meta = |t: &str| -> serde_json::Value {
+        serde_json::from_slice::<serde_json::Value>(&dag(d, &["--json", "show", t]).stdout).unwrap()
+            ["meta"]
+            .clone()
+    };
+    assert_eq!(meta("hh")["rows"], 100);
+    assert_eq!(
+        meta("power")["columns"],
+        serde_json::json!(["question", "answer_matching_behavior"])
+    );
+    let train = meta("gsm8k.dataset")["rows"].as_u64().unwrap();
+    let test = meta("gsm8k.held_out")["rows"].as_u64().unwrap();
+    assert_eq!(
+        (train + test, test),
+        (1319, 264),
+        "a seeded 20% split of GSM8K's 1319 rows"
     );
 
     // Dev profile: statements and what depends on it rerun; hh does not.
@@ -88,7 +122,7 @@ fn run_rerun_edit_status_show_lineage_log_export() {
         "{s}"
     );
     let o = dag(d, &["run", "graphs/g.toml", "--profile", "dev"]);
-    assert!(text(&o).contains("2 ran, 1 cached"), "{}", text(&o));
+    assert!(text(&o).contains("2 ran, 3 cached"), "{}", text(&o));
 
     // The held-out split by speciesism_type and the balance counts.
     let o = dag(d, &["--json", "show", "statements.held_out"]);
@@ -217,7 +251,7 @@ fn corrupted_blob_is_detected_repaired_and_recomputed() {
     assert!(dag(d, &["verify", "--repair"]).status.success());
     let o = dag(d, &["run", "graphs/g.toml"]);
     assert!(
-        text(&o).contains("1 ran, 2 cached"),
+        text(&o).contains("1 ran, 4 cached"),
         "only the damaged node reruns: {}",
         text(&o)
     );
