@@ -61,11 +61,22 @@ fn main() {
         format!("{:.1} ms", median(help).as_secs_f64() * 1e3),
         "< 20 ms",
     );
-    for n in [1_000usize, 10_000] {
+    let sizes: &[usize] = if std::env::var_os("DAG_BENCH_100K").is_some() {
+        &[1_000, 10_000, 100_000]
+    } else {
+        &[1_000, 10_000]
+    };
+    for &n in sizes {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir(d.join(".git")).unwrap();
         std::fs::write(d.join("g.toml"), layered(n, 100, "a")).unwrap();
+        let plan_cold = dag(d, &["plan", "g.toml"]);
+        row(
+            &format!("{n} nodes: plan on an empty store"),
+            format!("{:.0} ms", plan_cold.as_secs_f64() * 1e3),
+            if n == 100_000 { "seconds" } else { "-" },
+        );
         let first = dag(d, &["run", "g.toml", "-q"]);
         row(
             &format!("{n} nodes: first run (executes all)"),

@@ -192,8 +192,11 @@ fn init_log(store: &Store, run_id: &str) -> Option<std::path::PathBuf> {
 }
 
 fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<Exit> {
+    let t0 = std::time::Instant::now();
     let graph = Arc::new(load(&a.graph)?);
+    let t_load = t0.elapsed();
     let store = Arc::new(open(explicit, Some(&a.graph.graph))?);
+    let t_open = t0.elapsed() - t_load;
     let cancel = Arc::new(AtomicBool::new(false));
     let mut limits = dag_engine::Limits::default();
     if let Some(j) = a.jobs {
@@ -211,6 +214,12 @@ fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<E
     };
     let runner = Runner::new(store.clone(), graph.clone(), opts);
     let log_path = init_log(&store, runner.run_id());
+    tracing::info!(
+        nodes = graph.nodes.len(),
+        load_ms = t_load.as_millis() as u64,
+        open_store_ms = t_open.as_millis() as u64,
+        "graph loaded, store opened"
+    );
     let rt = runtime()?;
     let quiet = a.quiet || json;
     let summary = rt.block_on(async {
@@ -237,6 +246,7 @@ fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<E
         };
         runner.run(&on_event).await
     })?;
+    tracing::info!(total_ms = t0.elapsed().as_millis() as u64, "run finished");
     let count = |f: &dyn Fn(&NodeRunStatus) -> bool| {
         summary.records.iter().filter(|r| f(&r.status)).count()
     };

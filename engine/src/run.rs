@@ -18,7 +18,6 @@ use dag_store::{
 use tokio::sync::{Semaphore, watch};
 
 use crate::explain::{NodeState, StatusLine, explain_change};
-use crate::graph::NodeDecl;
 use crate::key::Preimage;
 use crate::node::{InputArtifact, NodeError, RunContext};
 use crate::spec::ParamType;
@@ -139,7 +138,9 @@ pub struct Runner {
     gpu: Arc<Semaphore>,
     api: Arc<Semaphore>,
     multi: indicatif::MultiProgress,
-    log: std::sync::Mutex<Vec<(StatusLine, NodeRunRecord)>>,
+    /// Settled instances, tagged with their node's position in the topological order.
+    log: std::sync::Mutex<Vec<(usize, StatusLine, NodeRunRecord)>>,
+    topo_pos: Vec<usize>,
     failed_once: AtomicBool,
 }
 
@@ -211,6 +212,10 @@ fn cartesian(matrix: &[(String, Vec<Value>)]) -> Vec<BTreeMap<String, Value>> {
 impl Runner {
     /// A runner for `graph` on `store`.
     pub fn new(store: Arc<Store>, graph: Arc<Graph>, opts: RunOptions) -> Runner {
+        let mut topo_pos = vec![0; graph.nodes.len()];
+        for (i, &d) in graph.order.iter().enumerate() {
+            topo_pos[d] = i;
+        }
         let l = opts.limits;
         let multi = if opts.progress {
             indicatif::MultiProgress::new()
@@ -227,6 +232,7 @@ impl Runner {
             opts,
             multi,
             log: Default::default(),
+            topo_pos,
             failed_once: AtomicBool::new(false),
         }
     }
@@ -300,19 +306,9 @@ impl Runner {
         }
         futures::future::join_all(futs).await;
         let mut log = std::mem::take(&mut *self.log.lock().expect("log lock"));
-        // Report in graph order, instances in creation order.
-        let pos: BTreeMap<&str, usize> = g
-            .order
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| (g.nodes[d].name.as_str(), i))
-            .collect();
-        log.sort_by_key(|(l, _)| {
-            pos.get(l.instance.split('[').next().unwrap_or(""))
-                .copied()
-                .unwrap_or(usize::MAX)
-        });
-        let (lines, records): (Vec<_>, Vec<_>) = log.into_iter().unzip();
+        // Report in graph order, instances in creation order (the sort is stable).
+        log.sort_by_key(|(pos, _, _)| *pos);
+        let (lines, records): (Vec<_>, Vec<_>) = log.into_iter().map(|(_, l, r)| (l, r)).unzip();
         let status = if self.opts.cancel.load(Ordering::Relaxed) {
             RunStatus::Cancelled
         } else if records.iter().any(|r: &NodeRunRecord| {
@@ -409,7 +405,7 @@ impl Runner {
                     element.as_ref().map(|(n, _)| n.as_str()),
                 );
                 let inst = self
-                    .settle_instance(decl, name, &assignment, element, done, &blocked, on_event)
+                    .settle_instance(d, name, &assignment, element, done, &blocked, on_event)
                     .await;
                 out.instances.push(inst);
             }
@@ -420,7 +416,7 @@ impl Runner {
     #[allow(clippy::too_many_arguments)]
     async fn settle_instance(
         &self,
-        decl: &NodeDecl,
+        decl_index: usize,
         name: String,
         assignment: &BTreeMap<String, Value>,
         element: Option<(String, Digest)>,
@@ -428,6 +424,7 @@ impl Runner {
         each_blocked: &[String],
         on_event: &(dyn Fn(&Event) + Sync),
     ) -> InstOutcome {
+        let decl = &self.graph.nodes[decl_index];
         let spec = decl.node.spec();
         let mut params = decl.params.clone();
         params.extend(assignment.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -500,7 +497,10 @@ impl Runner {
                 key: key.map(|k| k.to_hex()),
                 state: line_state,
             };
-            self.log.lock().expect("log lock").push((line, record));
+            self.log
+                .lock()
+                .expect("log lock")
+                .push((self.topo_pos[decl_index], line, record));
             outcome
         };
         if !failed_up.is_empty() {
@@ -560,7 +560,7 @@ impl Runner {
         let key = pre.key();
         record.key = Some(key);
         let scope = self.scope(&name);
-        let cached = match self.store.cache_get(&key) {
+        let cached = match self.store.cache_outputs(&key) {
             Ok(c) => c,
             Err(e) => {
                 return self.fail(
@@ -573,9 +573,9 @@ impl Runner {
                 );
             }
         };
-        if let Some(entry) = cached {
-            let outs = self.kinds(spec, &entry.outputs);
-            record.outputs = entry.outputs.clone();
+        if let Some(outputs) = cached {
+            let outs = self.kinds(spec, &outputs);
+            record.outputs = outputs;
             record.status = NodeRunStatus::Cached;
             if self.opts.mode == RunMode::Execute
                 && self.store.head(&scope).ok().flatten() != Some(key)

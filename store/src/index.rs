@@ -12,6 +12,8 @@ use crate::{Digest, Error};
 pub(crate) mod trees {
     pub const ARTIFACTS: &str = "artifacts-v1";
     pub const CACHE: &str = "cache-v1";
+    /// key -> outputs only: what a cache hit needs, without the pre-image.
+    pub const OUTPUTS: &str = "cache-outputs-v1";
     pub const CONSUMERS: &str = "consumers-v1";
     pub const RUNS: &str = "runs-v1";
     pub const HEADS: &str = "heads-v1";

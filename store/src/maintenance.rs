@@ -135,6 +135,13 @@ impl Store {
                     }
                 }
             }
+            // Keep the invariant `cache_outputs` relies on: no entry names a dropped artifact.
+            let dropped: HashSet<Digest> = report.artifacts_dropped.iter().copied().collect();
+            for entry in self.cache_entries()? {
+                if entry.outputs.iter().any(|(_, d)| dropped.contains(d)) {
+                    self.cache_remove(&entry.key)?;
+                }
+            }
             self.flush()?;
         }
         Ok(report)

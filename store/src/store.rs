@@ -34,6 +34,7 @@ pub struct Store {
     db: sled::Db,
     artifacts: sled::Tree,
     cache: sled::Tree,
+    outputs: sled::Tree,
     consumers: sled::Tree,
     runs: sled::Tree,
     heads: sled::Tree,
@@ -151,6 +152,7 @@ impl Store {
         let store = Store {
             artifacts: t(trees::ARTIFACTS)?,
             cache: t(trees::CACHE)?,
+            outputs: t(trees::OUTPUTS)?,
             consumers: t(trees::CONSUMERS)?,
             runs: t(trees::RUNS)?,
             heads: t(trees::HEADS)?,
@@ -400,12 +402,20 @@ impl Store {
         head_scope: Option<&str>,
     ) -> Result<(), Error> {
         let entry_bytes = encode(entry);
-        (&self.artifacts, &self.cache, &self.consumers, &self.heads)
-            .transaction(|(arts, cache, cons, heads)| {
+        let output_bytes = encode(&entry.outputs);
+        (
+            &self.artifacts,
+            &self.cache,
+            &self.outputs,
+            &self.consumers,
+            &self.heads,
+        )
+            .transaction(|(arts, cache, outs, cons, heads)| {
                 for p in pending {
                     Self::index_artifact(arts, p, Some(entry.key))?;
                 }
                 cache.insert(&entry.key.0, entry_bytes.clone())?;
+                outs.insert(&entry.key.0, output_bytes.clone())?;
                 for input in &entry.inputs {
                     let mut k = input.0.to_vec();
                     k.extend_from_slice(&entry.key.0);
@@ -451,9 +461,20 @@ impl Store {
         Ok(Some(entry))
     }
 
+    /// The outputs of a cached computation: the hot path of every no-op run, one index
+    /// read. Valid because `verify --repair` and `gc` drop the cache entries of any
+    /// artifact they remove, so an entry never names an unindexed artifact.
+    pub fn cache_outputs(&self, key: &Digest) -> Result<Option<Vec<(String, Digest)>>, Error> {
+        match self.outputs.get(key.0)? {
+            Some(bytes) => Ok(Some(decode("cache outputs", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Drops a cache entry (the computation will run again).
     pub fn cache_remove(&self, key: &Digest) -> Result<(), Error> {
         self.cache.remove(key.0)?;
+        self.outputs.remove(key.0)?;
         Ok(())
     }
 
