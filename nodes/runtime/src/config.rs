@@ -27,7 +27,8 @@ pub enum Architecture {
 
 /// Names accepted in `config.json` `architectures` / `model_type` and GGUF
 /// `general.architecture`, listed in errors.
-pub const SUPPORTED_ARCHITECTURES: &str = "LlamaForCausalLM (llama), Qwen2ForCausalLM (qwen2), Qwen3ForCausalLM (qwen3)";
+pub const SUPPORTED_ARCHITECTURES: &str =
+    "LlamaForCausalLM (llama), Qwen2ForCausalLM (qwen2), Qwen3ForCausalLM (qwen3)";
 
 impl Architecture {
     fn from_name(name: &str) -> Option<Architecture> {
@@ -201,7 +202,8 @@ impl Config {
         if hf.use_sliding_window {
             return Err(Error::Config {
                 path: path.to_path_buf(),
-                reason: "`use_sliding_window: true` is not implemented; only full attention is".into(),
+                reason: "`use_sliding_window: true` is not implemented; only full attention is"
+                    .into(),
             });
         }
         let rope = hf.rope_parameters.or(hf.rope_scaling).unwrap_or_default();
@@ -320,8 +322,7 @@ impl Config {
             num_attention_heads,
             num_key_value_heads: opt_int("attention.head_count_kv").unwrap_or(num_attention_heads),
             head_dim: opt_int("attention.key_length").unwrap_or(hidden_size / num_attention_heads),
-            rms_norm_eps: float("attention.layer_norm_rms_epsilon")
-                .ok_or_else(|| bad(&rms_key))?,
+            rms_norm_eps: float("attention.layer_norm_rms_epsilon").ok_or_else(|| bad(&rms_key))?,
             rope_theta: float("rope.freq_base").unwrap_or(10_000.0),
             rope_scaling: RopeScaling::None,
             max_position_embeddings: opt_int("context_length").unwrap_or(4096),

@@ -52,7 +52,9 @@ pub enum Error {
         path: PathBuf,
     },
     /// The model's architecture is not implemented here.
-    #[error("Failed to load model: architecture `{found}` is not supported (supported: {supported})")]
+    #[error(
+        "Failed to load model: architecture `{found}` is not supported (supported: {supported})"
+    )]
     UnsupportedArchitecture {
         /// The architecture named by the checkpoint.
         found: String,

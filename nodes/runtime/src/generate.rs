@@ -277,7 +277,9 @@ impl Model {
         on_item: &mut dyn FnMut(&ItemResult),
     ) -> Result<Vec<ItemResult>> {
         if params.n == 0 || params.batch_size == 0 {
-            return Err(Error::Request("`n` and `batch_size` must be at least 1".into()));
+            return Err(Error::Request(
+                "`n` and `batch_size` must be at least 1".into(),
+            ));
         }
         if params.temperature < 0.0 || !(params.top_p > 0.0 && params.top_p <= 1.0) {
             return Err(Error::Request(format!(
@@ -289,7 +291,9 @@ impl Model {
         for (index, r) in requests.iter().enumerate() {
             let (prompt, ids) = self.encode_prompt(&r.prompt)?;
             if ids.is_empty() {
-                return Err(Error::Request(format!("prompt {index} encodes to no tokens")));
+                return Err(Error::Request(format!(
+                    "prompt {index} encodes to no tokens"
+                )));
             }
             let seed = r.seed.unwrap_or_else(|| derive_seed(params.seed, &ids));
             items.push(Item {
@@ -309,7 +313,10 @@ impl Model {
                 results[i] = Some(result);
             }
         }
-        Ok(results.into_iter().map(|r| r.expect("every item generated")).collect())
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every item generated"))
+            .collect())
     }
 
     fn generate_group(
@@ -435,19 +442,17 @@ impl Model {
             if keep.is_empty() {
                 break;
             }
-            let mut step_tokens: Vec<i64> = keep.iter().map(|&s| i64::from(next[s])).collect();
+            let step_tokens: Vec<i64> = keep.iter().map(|&s| i64::from(next[s])).collect();
             if keep.len() < live.len() {
-                let idx = Tensor::from_slice(
-                    &keep.iter().map(|&s| s as i64).collect::<Vec<_>>(),
-                )
-                .to_device(device);
+                let idx = Tensor::from_slice(&keep.iter().map(|&s| s as i64).collect::<Vec<_>>())
+                    .to_device(device);
                 cache.select_rows(&idx);
                 valid = valid.index_select(0, &idx);
                 next_pos = next_pos.index_select(0, &idx);
                 live = keep.iter().map(|&s| live[s]).collect();
             }
             let n_live = live.len() as i64;
-            let ids = Tensor::from_slice(&std::mem::take(&mut step_tokens))
+            let ids = Tensor::from_slice(&step_tokens)
                 .view([n_live, 1])
                 .to_device(device);
             valid = Tensor::cat(
@@ -586,7 +591,10 @@ mod tests {
     #[test]
     fn left_pad_counts_positions_from_first_real_token() {
         let p = left_pad(&[&[5, 6, 7], &[9]], 0, Device::Cpu);
-        assert_eq!(Vec::<i64>::try_from(p.ids.flatten(0, -1)).unwrap(), [5, 6, 7, 0, 0, 9]);
+        assert_eq!(
+            Vec::<i64>::try_from(p.ids.flatten(0, -1)).unwrap(),
+            [5, 6, 7, 0, 0, 9]
+        );
         assert_eq!(
             Vec::<i64>::try_from(p.positions.flatten(0, -1)).unwrap(),
             [0, 1, 2, 0, 0, 0]

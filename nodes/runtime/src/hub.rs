@@ -93,7 +93,8 @@ impl HubSettings {
                 .to_string(),
             cache,
             token: var("HF_TOKEN"),
-            offline: var("HF_HUB_OFFLINE").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes")),
+            offline: var("HF_HUB_OFFLINE")
+                .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes")),
         }
     }
 }
@@ -166,7 +167,10 @@ impl Hub {
         let repo_dir = self.repo_dir(r);
         let mut commit = self.local_commit(&repo_dir, &r.revision);
         for &(file, required) in FILES {
-            commit = Some(self.file(r, &repo_dir, commit.as_deref(), file, required)?.0);
+            commit = Some(
+                self.file(r, &repo_dir, commit.as_deref(), file, required)?
+                    .0,
+            );
         }
         let commit = commit.expect("config.json resolved a commit");
         let snap = repo_dir.join("snapshots").join(&commit);
@@ -181,7 +185,11 @@ impl Hub {
             let mut shards: Vec<String> = json
                 .get("weight_map")
                 .and_then(|m| m.as_object())
-                .map(|m| m.values().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|m| {
+                    m.values()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             shards.sort();
             shards.dedup();
@@ -191,8 +199,13 @@ impl Hub {
         } else {
             let (_, found) = self.file(r, &repo_dir, Some(&commit), "model.safetensors", false)?;
             if !found {
-                let (_, pickled) =
-                    self.file(r, &repo_dir, Some(&commit), "pytorch_model.bin.index.json", false)?;
+                let (_, pickled) = self.file(
+                    r,
+                    &repo_dir,
+                    Some(&commit),
+                    "pytorch_model.bin.index.json",
+                    false,
+                )?;
                 let (_, pickled_single) = if pickled {
                     (String::new(), true)
                 } else {
@@ -255,7 +268,10 @@ impl Hub {
         // Pin later files to the commit the first one resolved to, so a branch moving mid-way
         // cannot mix files of two commits.
         let rev = commit.unwrap_or(&r.revision);
-        let url = format!("{}/{}/resolve/{}/{}", self.settings.endpoint, r.repo, rev, file);
+        let url = format!(
+            "{}/{}/resolve/{}/{}",
+            self.settings.endpoint, r.repo, rev, file
+        );
         let Some(remote) = self.head(client, &url)? else {
             if required {
                 return Err(Error::Download {
@@ -288,7 +304,9 @@ impl Hub {
         let link = repo_dir.join("snapshots").join(&remote.commit).join(file);
         create_parent(&link)?;
         let depth = file.matches('/').count() + 2;
-        let target = PathBuf::from("../".repeat(depth)).join("blobs").join(&remote.etag);
+        let target = PathBuf::from("../".repeat(depth))
+            .join("blobs")
+            .join(&remote.etag);
         if link.symlink_metadata().is_ok() {
             std::fs::remove_file(&link).map_err(Error::io(&link))?;
         }
@@ -338,7 +356,12 @@ impl Hub {
             resp.headers()
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .map(|s| s.trim_matches('"').trim_start_matches("W/").trim_matches('"').to_string())
+                .map(|s| {
+                    s.trim_matches('"')
+                        .trim_start_matches("W/")
+                        .trim_matches('"')
+                        .to_string()
+                })
         };
         let commit = header("x-repo-commit")
             .ok_or_else(|| fail("the response has no `X-Repo-Commit` header".into(), None))?;
@@ -430,7 +453,10 @@ impl Hub {
             if digest != remote.etag.to_ascii_lowercase() {
                 std::fs::remove_file(&partial).map_err(Error::io(&partial))?;
                 return Err(fail(
-                    format!("sha256 {digest} does not match the hub's {}; the partial download was removed, rerun to retry", remote.etag),
+                    format!(
+                        "sha256 {digest} does not match the hub's {}; the partial download was removed, rerun to retry",
+                        remote.etag
+                    ),
                     None,
                 ));
             }
@@ -472,7 +498,9 @@ mod tests {
 
     #[test]
     fn parses_references() {
-        let r: HubRef = "hf://HuggingFaceTB/SmolLM2-135M-Instruct@v1.0".parse().unwrap();
+        let r: HubRef = "hf://HuggingFaceTB/SmolLM2-135M-Instruct@v1.0"
+            .parse()
+            .unwrap();
         assert_eq!(r.repo, "HuggingFaceTB/SmolLM2-135M-Instruct");
         assert_eq!(r.revision, "v1.0");
         assert_eq!("hf://a/b".parse::<HubRef>().unwrap().revision, "main");

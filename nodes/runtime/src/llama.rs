@@ -114,7 +114,11 @@ struct Attention {
 
 impl Attention {
     fn new(cfg: &Config, p: nn::Path) -> Attention {
-        let (h, kv, d) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let (h, kv, d) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
         let norm = |name: &str| {
             cfg.qk_norm
                 .then(|| RmsNorm::new(&p / name, d, cfg.rms_norm_eps))
@@ -172,7 +176,9 @@ impl Attention {
             None,
             self.kv_heads != self.heads,
         );
-        let y = y.transpose(1, 2).reshape([b, t, self.heads * self.head_dim]);
+        let y = y
+            .transpose(1, 2)
+            .reshape([b, t, self.heads * self.head_dim]);
         self.o_proj.forward(&y)
     }
 }
@@ -211,7 +217,11 @@ struct Block {
 impl Block {
     fn new(cfg: &Config, p: nn::Path) -> Block {
         Block {
-            input_layernorm: RmsNorm::new(&p / "input_layernorm", cfg.hidden_size, cfg.rms_norm_eps),
+            input_layernorm: RmsNorm::new(
+                &p / "input_layernorm",
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+            ),
             self_attn: Attention::new(cfg, &p / "self_attn"),
             post_attention_layernorm: RmsNorm::new(
                 &p / "post_attention_layernorm",
@@ -336,7 +346,13 @@ impl Transformer {
             Logits::Last => Some(self.lm_head(&h.narrow(1, seq - 1, 1))),
             Logits::All => Some(self.lm_head(&h)),
         };
-        (logits, captured.into_iter().map(|c| c.expect("capture index checked by caller")).collect())
+        (
+            logits,
+            captured
+                .into_iter()
+                .map(|c| c.expect("capture index checked by caller"))
+                .collect(),
+        )
     }
 
     fn lm_head(&self, h: &Tensor) -> Tensor {

@@ -34,7 +34,10 @@ impl FromStr for ModelSource {
             return s.parse().map(ModelSource::Hub);
         }
         let path = PathBuf::from(s);
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             Ok(ModelSource::Gguf(path))
         } else {
             Ok(ModelSource::HfDir(path))
@@ -185,7 +188,11 @@ struct GenerationConfig {
 fn ids_of(v: &serde_json::Value) -> Vec<u32> {
     match v {
         serde_json::Value::Number(n) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-        serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_u64())
+            .map(|x| x as u32)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -227,13 +234,20 @@ impl Model {
             .and_then(crate::gguf::Value::as_u64)
             .map(|x| x as u32);
         let mut hasher = blake3::Hasher::new();
-        hasher
-            .update_mmap_rayon(path)
-            .map_err(Error::io(path))?;
+        hasher.update_mmap_rayon(path).map_err(Error::io(path))?;
         let weights_hash = hasher.finalize();
         let eos = cfg.eos_token_ids.clone();
         let source = WeightSource::gguf(file, &cfg);
-        Model::assemble(cfg, &source, tokenizer, eos, pad, weights_hash, device, dtype)
+        Model::assemble(
+            cfg,
+            &source,
+            tokenizer,
+            eos,
+            pad,
+            weights_hash,
+            device,
+            dtype,
+        )
     }
 
     fn load_hf_dir(dir: &Path, device: tch::Device, dtype: DType) -> Result<Model> {
@@ -269,12 +283,25 @@ impl Model {
             pad = generation.pad_token_id;
         }
         if eos.is_empty()
-            && let Some(id) = tokenizer.special.eos.as_deref().and_then(|t| tokenizer.token_to_id(t))
+            && let Some(id) = tokenizer
+                .special
+                .eos
+                .as_deref()
+                .and_then(|t| tokenizer.token_to_id(t))
         {
             eos.push(id);
         }
         let source = WeightSource::safetensors(&shards)?;
-        Model::assemble(cfg, &source, tokenizer, eos, pad, weights_hash, device, dtype)
+        Model::assemble(
+            cfg,
+            &source,
+            tokenizer,
+            eos,
+            pad,
+            weights_hash,
+            device,
+            dtype,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -298,7 +325,13 @@ impl Model {
             .map(|src| ChatTemplate::new(src, tokenizer.special.clone()))
             .transpose()?;
         let pad_token_id = pad
-            .or_else(|| tokenizer.special.pad.as_deref().and_then(|t| tokenizer.token_to_id(t)))
+            .or_else(|| {
+                tokenizer
+                    .special
+                    .pad
+                    .as_deref()
+                    .and_then(|t| tokenizer.token_to_id(t))
+            })
             .or(eos_token_ids.first().copied())
             .unwrap_or(0);
         let mut h = blake3::Hasher::new();
@@ -381,10 +414,11 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(Error::io(&index))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: index.clone(),
-            source,
-        })?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| Error::Json {
+                path: index.clone(),
+                source,
+            })?;
         let map = json
             .get("weight_map")
             .and_then(|m| m.as_object())
@@ -404,8 +438,7 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if single.exists() {
         return Ok(vec![single]);
     }
-    if dir.join("pytorch_model.bin").exists() || dir.join("pytorch_model.bin.index.json").exists()
-    {
+    if dir.join("pytorch_model.bin").exists() || dir.join("pytorch_model.bin.index.json").exists() {
         return Err(Error::PickleRefused {
             path: dir.to_path_buf(),
         });

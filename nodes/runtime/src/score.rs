@@ -42,6 +42,11 @@ impl Model {
         let continuation = format!("{moved}{continuation}");
         let tok = self.tokenizer();
         let ctx = tok.encode(trimmed, true)?;
+        if ctx.is_empty() {
+            return Err(Error::Request(
+                "the context encodes to no tokens, so the first continuation token has nothing to be predicted from; give a non-empty context".into(),
+            ));
+        }
         let whole = tok.encode(&format!("{trimmed}{continuation}"), true)?;
         if whole.len() <= ctx.len() {
             return Err(Error::Request(format!(
@@ -91,7 +96,8 @@ impl Model {
             let n = suffixes.len() as i64;
             let longest = suffixes.iter().map(|(s, _)| s.len()).max().unwrap_or(0) as i64;
             let cfg = self.config();
-            let mut cache = KvCache::new(cfg, 1, cached as i64 + longest, self.dtype().kind(), device);
+            let mut cache =
+                KvCache::new(cfg, 1, cached as i64 + longest, self.dtype().kind(), device);
             if cached > 0 {
                 let prefix = left_pad(&[&shared[..cached]], self.pad_token_id, device);
                 self.transformer.forward(
@@ -109,16 +115,26 @@ impl Model {
             let mut ids = Vec::with_capacity((n * longest) as usize);
             for (s, _) in &suffixes {
                 ids.extend(s.iter().map(|&t| i64::from(t)));
-                ids.extend(std::iter::repeat_n(i64::from(self.pad_token_id), longest as usize - s.len()));
+                ids.extend(std::iter::repeat_n(
+                    i64::from(self.pad_token_id),
+                    longest as usize - s.len(),
+                ));
             }
-            let ids = Tensor::from_slice(&ids).view([n, longest]).to_device(device);
+            let ids = Tensor::from_slice(&ids)
+                .view([n, longest])
+                .to_device(device);
             let positions = (Tensor::arange(longest, (Kind::Int64, device)) + cached as i64)
                 .unsqueeze(0)
                 .repeat([n, 1]);
             let valid = Tensor::ones([n, cached as i64 + longest], (Kind::Bool, device));
-            let (logits, _) =
-                self.transformer
-                    .forward(&ids, &positions, &valid, Some(&mut cache), &[], Logits::All);
+            let (logits, _) = self.transformer.forward(
+                &ids,
+                &positions,
+                &valid,
+                Some(&mut cache),
+                &[],
+                Logits::All,
+            );
             let logprobs = logits
                 .expect("asked for logits")
                 .log_softmax(-1, Kind::Float)
@@ -129,8 +145,8 @@ impl Model {
                 let mut logprob = 0.0;
                 let mut is_greedy = true;
                 // The token at suffix index t is predicted by position t - 1.
-                for t in *n_ctx..s.len() {
-                    let target = s[t] as i64;
+                for (t, &token) in s.iter().enumerate().skip(*n_ctx) {
+                    let target = i64::from(token);
                     let (r, pos) = (row as i64, (t - 1) as i64);
                     logprob += logprobs.double_value(&[r, pos, target]);
                     is_greedy &= greedy.int64_value(&[r, pos]) == target;

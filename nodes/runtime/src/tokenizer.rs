@@ -206,9 +206,7 @@ impl Tokenizer {
                 "rstrip": false, "normalized": false, "special": special,
             }));
         }
-        let byte_level = |use_regex: bool| {
-            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-        };
+        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
         let pre = file
             .metadata
             .get("tokenizer.ggml.pre")

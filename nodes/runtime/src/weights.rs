@@ -113,7 +113,10 @@ impl WeightSource {
                 let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
                 Tensor::f_from_data_size(view.data(), &shape, kind)
                     .map(Some)
-                    .map_err(Error::torch(format!("copy tensor `{name}` out of `{}`", path.display())))
+                    .map_err(Error::torch(format!(
+                        "copy tensor `{name}` out of `{}`",
+                        path.display()
+                    )))
             }
             WeightSource::Gguf {
                 file,
@@ -238,7 +241,10 @@ mod tests {
             gguf_name("model.layers.0.post_attention_layernorm.weight").as_deref(),
             Some("blk.0.ffn_norm.weight")
         );
-        assert_eq!(gguf_name("lm_head.weight").as_deref(), Some("output.weight"));
+        assert_eq!(
+            gguf_name("lm_head.weight").as_deref(),
+            Some("output.weight")
+        );
         assert_eq!(gguf_name("model.layers.0.unknown.weight"), None);
     }
 }

@@ -75,7 +75,10 @@ fn serve(dir: &Path, corrupt: bool) -> (String, Arc<Mutex<Log>>) {
                     log2.lock().unwrap().auth.push(v);
                 }
             }
-            log2.lock().unwrap().requests.push(format!("{method} {path}"));
+            log2.lock()
+                .unwrap()
+                .requests
+                .push(format!("{method} {path}"));
             let file = path
                 .strip_prefix("/org/tiny/resolve/")
                 .and_then(|rest| rest.split_once('/'))
@@ -100,7 +103,12 @@ fn serve(dir: &Path, corrupt: bool) -> (String, Arc<Mutex<Log>>) {
                 None => ("200 OK", &body[..]),
             };
             let etag_header = if f.lfs {
-                format!("X-Linked-Etag: \"{}\"\r\nX-Linked-Size: {}\r\nETag: \"{}\"\r\n", f.etag, f.body.len(), &f.etag[..40])
+                format!(
+                    "X-Linked-Etag: \"{}\"\r\nX-Linked-Size: {}\r\nETag: \"{}\"\r\n",
+                    f.etag,
+                    f.body.len(),
+                    &f.etag[..40]
+                )
             } else {
                 format!("ETag: \"{}\"\r\n", f.etag)
             };
@@ -153,13 +161,30 @@ fn downloads_into_the_hf_cache_layout_and_loads() {
     let snap = hub.snapshot(&reference()).unwrap();
     let repo = cache.path().join("models--org--tiny");
     assert_eq!(snap, repo.join("snapshots").join(COMMIT));
-    assert_eq!(std::fs::read_to_string(repo.join("refs/main")).unwrap(), COMMIT);
+    assert_eq!(
+        std::fs::read_to_string(repo.join("refs/main")).unwrap(),
+        COMMIT
+    );
     let weights = snap.join("model.safetensors");
     assert!(weights.symlink_metadata().unwrap().file_type().is_symlink());
-    assert_eq!(std::fs::read(&weights).unwrap(), std::fs::read(tiny().join("model.safetensors")).unwrap());
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        std::fs::read(tiny().join("model.safetensors")).unwrap()
+    );
     // Optional files the hub lacks are remembered, as huggingface_hub does.
-    assert!(repo.join(".no_exist").join(COMMIT).join("chat_template.jinja").exists());
-    assert!(log.lock().unwrap().auth.iter().all(|a| a == "Bearer secret-token"));
+    assert!(
+        repo.join(".no_exist")
+            .join(COMMIT)
+            .join("chat_template.jinja")
+            .exists()
+    );
+    assert!(
+        log.lock()
+            .unwrap()
+            .auth
+            .iter()
+            .all(|a| a == "Bearer secret-token")
+    );
 
     let from_hub = Model::load(&ModelSource::HfDir(snap.clone()), cpu()).unwrap();
     let direct = Model::load(&ModelSource::HfDir(tiny()), cpu()).unwrap();
@@ -170,7 +195,7 @@ fn downloads_into_the_hf_cache_layout_and_loads() {
     let offline = Hub::new(settings(&endpoint, cache.path(), true)).unwrap();
     assert_eq!(offline.snapshot(&reference()).unwrap(), snap);
     assert_eq!(hub.snapshot(&reference()).unwrap(), snap);
-    assert_eq!(log.lock().unwrap().requests.len(), before + 0);
+    assert_eq!(log.lock().unwrap().requests.len(), before);
 }
 
 #[test]
@@ -225,6 +250,8 @@ fn missing_repository_file_is_a_clear_error() {
     let (endpoint, _log) = serve(&tiny(), false);
     let cache = tempfile::tempdir().unwrap();
     let hub = Hub::new(settings(&endpoint, cache.path(), false)).unwrap();
-    let err = hub.snapshot(&"hf://org/other".parse().unwrap()).unwrap_err();
+    let err = hub
+        .snapshot(&"hf://org/other".parse().unwrap())
+        .unwrap_err();
     assert!(err.to_string().contains("config.json"), "{err}");
 }
