@@ -442,7 +442,7 @@ impl Model {
             if keep.is_empty() {
                 break;
             }
-            let mut step_tokens: Vec<i64> = keep.iter().map(|&s| i64::from(next[s])).collect();
+            let step_tokens: Vec<i64> = keep.iter().map(|&s| i64::from(next[s])).collect();
             if keep.len() < live.len() {
                 let idx = Tensor::from_slice(&keep.iter().map(|&s| s as i64).collect::<Vec<_>>())
                     .to_device(device);
@@ -452,7 +452,7 @@ impl Model {
                 live = keep.iter().map(|&s| live[s]).collect();
             }
             let n_live = live.len() as i64;
-            let ids = Tensor::from_slice(&std::mem::take(&mut step_tokens))
+            let ids = Tensor::from_slice(&step_tokens)
                 .view([n_live, 1])
                 .to_device(device);
             valid = Tensor::cat(

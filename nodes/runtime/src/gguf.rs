@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use half::{bf16, f16};
-
 use crate::error::{Error, Result};
 
 /// A metadata value.
@@ -126,49 +124,51 @@ impl GgmlType {
     }
 }
 
-/// Dequantises `bytes` holding `n` elements of type `ty` into f32.
+/// Dequantises `bytes` holding `n` elements of type `ty` into a flat f32 CPU tensor.
 ///
-/// `bytes` must be exactly `ty`'s storage for `n` elements; callers check that.
-pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
-    let f16_at = |b: &[u8], i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
-    let mut out = Vec::with_capacity(n);
-    match ty {
-        GgmlType::F32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
-        GgmlType::F16 => out.extend(bytes.chunks_exact(2).map(|c| f16_at(c, 0))),
-        GgmlType::Bf16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()),
-        ),
+/// Works on whole blocks with libtorch ops (multi-threaded, and fast even in debug builds),
+/// computing exactly what gguf-py's `quants.dequantize` computes: `d * q` or `d * q + m` in f32
+/// with `d`, `m` widened from f16. `bytes` must be exactly `ty`'s storage for `n` elements;
+/// [`GgufFile::open`] checks that.
+pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> tch::Tensor {
+    use tch::{Kind, Tensor};
+    let raw = Tensor::from_slice(bytes);
+    // One f16 field per block at byte `offset`, as an f32 column `[blocks, 1]`.
+    let f16_field = |blocks: &Tensor, offset: i64| {
+        blocks
+            .narrow(1, offset, 2)
+            .contiguous()
+            .view_dtype(Kind::Half)
+            .to_kind(Kind::Float)
+    };
+    // Low nibbles hold elements 0..16 of a block, high nibbles 16..32.
+    let nibbles = |qs: &Tensor| {
+        Tensor::cat(&[qs.bitwise_and(15), qs.floor_divide_scalar(16)], 1).to_kind(Kind::Float)
+    };
+    let out = match ty {
+        GgmlType::F32 => raw.view_dtype(Kind::Float),
+        GgmlType::F16 => raw.view_dtype(Kind::Half).to_kind(Kind::Float),
+        GgmlType::Bf16 => raw.view_dtype(Kind::BFloat16).to_kind(Kind::Float),
         GgmlType::Q8_0 => {
-            for block in bytes.chunks_exact(34) {
-                let d = f16_at(block, 0);
-                out.extend(block[2..].iter().map(|&q| d * f32::from(q as i8)));
-            }
+            let blocks = raw.view([-1, 34]);
+            let q = blocks
+                .narrow(1, 2, 32)
+                .contiguous()
+                .view_dtype(Kind::Int8)
+                .to_kind(Kind::Float);
+            q * f16_field(&blocks, 0)
         }
         GgmlType::Q4_0 => {
-            for block in bytes.chunks_exact(18) {
-                let d = f16_at(block, 0);
-                let qs = &block[2..];
-                // Low nibbles hold elements 0..16 of the block, high nibbles 16..32.
-                out.extend(qs.iter().map(|&q| d * (f32::from(q & 0xF) - 8.0)));
-                out.extend(qs.iter().map(|&q| d * (f32::from(q >> 4) - 8.0)));
-            }
+            let blocks = raw.view([-1, 18]);
+            f16_field(&blocks, 0) * (nibbles(&blocks.narrow(1, 2, 16)) - 8.0)
         }
         GgmlType::Q4_1 => {
-            for block in bytes.chunks_exact(20) {
-                let d = f16_at(block, 0);
-                let m = f16_at(block, 2);
-                let qs = &block[4..];
-                out.extend(qs.iter().map(|&q| d * f32::from(q & 0xF) + m));
-                out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
-            }
+            let blocks = raw.view([-1, 20]);
+            f16_field(&blocks, 0) * nibbles(&blocks.narrow(1, 4, 16)) + f16_field(&blocks, 2)
         }
-    }
+    };
+    let out = out.reshape([-1]);
+    debug_assert_eq!(out.size()[0] as usize, n);
     out
 }
 
@@ -369,8 +369,7 @@ impl GgufFile {
     pub fn tensor(&self, name: &str) -> Option<tch::Tensor> {
         let info = self.tensors.get(name)?;
         let n: i64 = info.shape.iter().product();
-        let values = dequantize(info.ty, self.raw_bytes(name)?, n as usize);
-        Some(tch::Tensor::from_slice(&values).reshape(&info.shape))
+        Some(dequantize(info.ty, self.raw_bytes(name)?, n as usize).reshape(&info.shape))
     }
 
     /// A metadata value, or an error naming the missing key.

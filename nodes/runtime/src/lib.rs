@@ -49,3 +49,14 @@ pub use hub::HubRef;
 pub use model::{DType, DeviceSpec, LoadOptions, Model, ModelSource};
 pub use score::{ContinuationScore, ScoreRequest};
 pub use tokenizer::Tokenizer;
+
+#[cfg(test)]
+mod thread_safety {
+    /// Engines run nodes on worker threads: a loaded model must move to one. It is not `Sync`
+    /// (tch tensors are not), so sharing one needs a `Mutex`.
+    #[test]
+    fn model_is_send() {
+        fn check<T: Send>() {}
+        check::<crate::Model>();
+    }
+}

@@ -42,6 +42,11 @@ impl Model {
         let continuation = format!("{moved}{continuation}");
         let tok = self.tokenizer();
         let ctx = tok.encode(trimmed, true)?;
+        if ctx.is_empty() {
+            return Err(Error::Request(
+                "the context encodes to no tokens, so the first continuation token has nothing to be predicted from; give a non-empty context".into(),
+            ));
+        }
         let whole = tok.encode(&format!("{trimmed}{continuation}"), true)?;
         if whole.len() <= ctx.len() {
             return Err(Error::Request(format!(
@@ -140,8 +145,8 @@ impl Model {
                 let mut logprob = 0.0;
                 let mut is_greedy = true;
                 // The token at suffix index t is predicted by position t - 1.
-                for (t, &tok) in s.iter().enumerate().skip(*n_ctx) {
-                    let target = tok as i64;
+                for (t, &token) in s.iter().enumerate().skip(*n_ctx) {
+                    let target = i64::from(token);
                     let (r, pos) = (row as i64, (t - 1) as i64);
                     logprob += logprobs.double_value(&[r, pos, target]);
                     is_greedy &= greedy.int64_value(&[r, pos]) == target;
