@@ -46,19 +46,23 @@ fn producer(
     }))
 }
 
+impl LineageNode {
+    fn leaf(d: &Digest, rec: Option<&dag_store::ArtifactRecord>) -> LineageNode {
+        LineageNode {
+            artifact: d.to_hex(),
+            kind: rec
+                .map(|r| r.kind.clone())
+                .unwrap_or_else(|| "unknown".into()),
+            producer: None,
+            next: vec![],
+        }
+    }
+}
+
 /// The full upstream tree of an artifact: each producer and, recursively, its inputs.
 pub fn upstream(store: &Store, d: &Digest) -> Result<LineageNode, dag_store::Error> {
     let rec = store.artifact(d)?;
-    let kind = rec
-        .as_ref()
-        .map(|r| r.kind.clone())
-        .unwrap_or_else(|| "unknown".into());
-    let mut node = LineageNode {
-        artifact: d.to_hex(),
-        kind,
-        producer: None,
-        next: vec![],
-    };
+    let mut node = LineageNode::leaf(d, rec.as_ref());
     if let Some(key) = rec.and_then(|r| r.producer)
         && let Some((p, entry)) = producer(store, &key)?
     {
@@ -82,16 +86,7 @@ fn down(
     seen: &mut std::collections::HashSet<Digest>,
 ) -> Result<LineageNode, dag_store::Error> {
     let rec = store.artifact(d)?;
-    let kind = rec
-        .as_ref()
-        .map(|r| r.kind.clone())
-        .unwrap_or_else(|| "unknown".into());
-    let mut node = LineageNode {
-        artifact: d.to_hex(),
-        kind,
-        producer: None,
-        next: vec![],
-    };
+    let mut node = LineageNode::leaf(d, rec.as_ref());
     if !seen.insert(*d) {
         return Ok(node);
     }
