@@ -175,30 +175,15 @@ pub fn mean(values: &[f64]) -> f64 {
 }
 
 /// Standard error of the mean with the sample standard deviation (lm-eval's `mean_stderr`);
-/// `None` below two values.
+/// `None` below two values (or for non-finite values).
 pub fn mean_stderr(values: &[f64]) -> Option<f64> {
-    let n = values.len();
-    if n < 2 {
-        return None;
-    }
-    let mu = mean(values);
-    let var = values.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / (n - 1) as f64;
-    Some((var / n as f64).sqrt())
+    dag_metrics::mean_stderr(values).ok()
 }
 
-/// lm-eval's pooled standard error of a size-weighted group mean.
+/// lm-eval's pooled standard error of a size-weighted group mean; `None` when the members
+/// have no more items than there are members.
 pub fn pooled_stderr(stderrs: &[f64], sizes: &[usize]) -> Option<f64> {
-    let total: usize = sizes.iter().sum();
-    if total <= sizes.len() {
-        return None;
-    }
-    let pooled_var = stderrs
-        .iter()
-        .zip(sizes)
-        .map(|(se, &n)| (n as f64 - 1.0) * se * se * n as f64)
-        .sum::<f64>()
-        / (total - sizes.len()) as f64;
-    Some((pooled_var / total as f64).sqrt())
+    dag_metrics::pooled_sample_stderr(stderrs, sizes).ok()
 }
 
 #[cfg(test)]
