@@ -21,6 +21,7 @@ mod classification;
 mod error;
 mod plot;
 mod probes;
+mod pyrandom;
 mod stats;
 mod util;
 
@@ -41,6 +42,7 @@ pub use probes::{
     LogisticFit, Rows, Shrinkage, TokenGrid, aggregate, fit_diff_of_means, fit_lda, fit_logistic,
     fit_logistic_cv, ledoit_wolf, masked_mean_features, sigmoid, stratified_kfold,
 };
+pub use pyrandom::PyRandom;
 pub use stats::{
     Alternative, PairedComparison, TInterval, TTest, lm_eval_bootstrap_stderr, mean_stderr,
     paired_comparison, paired_t_test, pass_at_k, pooled_sample_stderr, student_t_test, t_interval,

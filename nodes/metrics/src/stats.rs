@@ -3,12 +3,12 @@
 //! the same items, and the unbiased pass@k estimator.
 
 use rand::Rng;
-use rand_mt::Mt;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::bootstrap::{BootstrapConfig, Interval, bootstrap_interval, rng};
 use crate::error::{MetricError, Result, check_finite, check_same_len, invalid};
+use crate::pyrandom::PyRandom;
 use crate::util::{mean, sample_std};
 
 /// Which way a test looks for a difference (scipy's `alternative`).
@@ -90,27 +90,6 @@ pub fn mean_stderr(values: &[f64]) -> Result<f64> {
     Ok(sample_std(values) / (values.len() as f64).sqrt())
 }
 
-/// Python's `random.Random(seed)`: MT19937 seeded through `init_by_array`.
-struct PyRandom(Mt);
-
-impl PyRandom {
-    fn new(seed: u32) -> Self {
-        Self(Mt::new_with_key([seed]))
-    }
-
-    /// `random.random()`: 53 bits from two 32-bit draws.
-    fn random(&mut self) -> f64 {
-        let a = f64::from(self.0.next_u32() >> 5);
-        let b = f64::from(self.0.next_u32() >> 6);
-        (a * 67_108_864.0 + b) * (1.0 / 9_007_199_254_740_992.0)
-    }
-
-    /// `random.choices(population, k=len)` index draws.
-    fn choice_index(&mut self, n: usize) -> usize {
-        (self.random() * n as f64).floor() as usize
-    }
-}
-
 /// lm-evaluation-harness `bootstrap_stderr(f, xs, iters)`: the sample standard deviation
 /// of `statistic` over `iters` resamples, drawn exactly as lm-eval draws them (chunks of
 /// up to 1000 resamples, chunk `i` from Python's `random.Random(i)`), so the same values
@@ -129,7 +108,7 @@ where
     let mut sample = vec![0.0; values.len()];
     let mut replicates = Vec::with_capacity(chunk * chunks as usize);
     for seed in 0..chunks {
-        let mut rnd = PyRandom::new(seed);
+        let mut rnd = PyRandom::new(u64::from(seed));
         for _ in 0..chunk {
             for s in sample.iter_mut() {
                 *s = values[rnd.choice_index(values.len())];

@@ -43,7 +43,6 @@ mod lint;
 mod metrics;
 mod model;
 mod regex;
-mod sample;
 mod score;
 mod spec;
 mod task;
@@ -51,6 +50,7 @@ mod template;
 mod yaml;
 
 pub use builtin::{BUILTIN_DIR, builtin_file, builtin_names, load_builtin};
+pub use dag_metrics::PyRandom;
 pub use data::{Doc, read_docs};
 pub use error::{Error, Result};
 pub use lint::{LintIssue, LintReport, Severity};
@@ -59,7 +59,6 @@ pub use model::{
     DocResponse, Evaluation, FakeCalls, FakeError, FakeModel, LanguageModel, Loglikelihood,
     encode_pair, evaluate, run_requests, truncate_at_stop,
 };
-pub use sample::PyRandom;
 pub use score::{GroupScore, GroupScores, MetricScore, SampleScore, TaskScores, aggregate_group};
 pub use spec::{
     AggregateSpec, DocField, FewshotSpec, FilterSpec, FilterStep, GenerationSpec, GroupSpec,

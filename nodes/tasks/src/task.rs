@@ -4,10 +4,10 @@ use serde_json::Value as Json;
 
 use crate::data::{Doc, read_docs};
 use crate::error::{Error, Result};
-use crate::sample::PyRandom;
 use crate::score::Scoring;
 use crate::spec::{DocField, OutputType, SamplerKind, TaskSpec};
 use crate::template::{Templates, literal_eval, py_str_json};
+use dag_metrics::PyRandom;
 
 /// The documents a task runs on.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,9 +1,9 @@
-//! CPython's `random.Random(seed).sample`, reproduced bit for bit.
+//! CPython's `random.Random(seed)`, reproduced bit for bit.
 //!
-//! lm-eval draws few-shot examples with `random.Random(1234).sample(pool, k)` from one generator
-//! shared by every document of a task, so matching its prompts needs the same Mersenne Twister
-//! stream (`rand_mt`, seeded like CPython's `init_by_array`) and the same rejection sampling
-//! (`_randbelow_with_getrandbits`) and selection algorithm (`Random.sample`).
+//! lm-eval draws few-shot examples with `random.Random(1234).sample(pool, k)` and bootstrap
+//! resamples with `random.Random(i).choices`, so matching its prompts and its stderrs needs the
+//! same Mersenne Twister stream (`rand_mt`, seeded like CPython's `init_by_array`), the same
+//! rejection sampling (`_randbelow_with_getrandbits`) and the same selection algorithms.
 
 use rand_mt::Mt;
 
@@ -26,6 +26,18 @@ impl PyRandom {
         Self {
             mt: Mt::new_with_key(key),
         }
+    }
+
+    /// `random()`: 53 bits from two 32-bit draws.
+    pub fn random(&mut self) -> f64 {
+        let a = f64::from(self.mt.next_u32() >> 5);
+        let b = f64::from(self.mt.next_u32() >> 6);
+        (a * 67_108_864.0 + b) * (1.0 / 9_007_199_254_740_992.0)
+    }
+
+    /// One index draw of `random.choices(range(n))`.
+    pub fn choice_index(&mut self, n: usize) -> usize {
+        (self.random() * n as f64).floor() as usize
     }
 
     /// `getrandbits(k)` for `1 <= k <= 32`.
