@@ -176,23 +176,7 @@ impl Hub {
         let snap = repo_dir.join("snapshots").join(&commit);
         let index = snap.join("model.safetensors.index.json");
         if index.exists() {
-            let text = std::fs::read_to_string(&index).map_err(Error::io(&index))?;
-            let json: serde_json::Value =
-                serde_json::from_str(&text).map_err(|source| Error::Json {
-                    path: index.clone(),
-                    source,
-                })?;
-            let mut shards: Vec<String> = json
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .map(|m| {
-                    m.values()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            shards.sort();
-            shards.dedup();
+            let shards = crate::model::shard_names(&index)?;
             for shard in shards {
                 self.file(r, &repo_dir, Some(&commit), &shard, true)?;
             }

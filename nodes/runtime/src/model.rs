@@ -408,30 +408,35 @@ impl Model {
     }
 }
 
+/// The distinct shard file names a `model.safetensors.index.json` lists, sorted.
+pub(crate) fn shard_names(index: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(index).map_err(Error::io(index))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::Config {
+            path: index.to_path_buf(),
+            reason: "no `weight_map` object".into(),
+        })?;
+    let mut shards: Vec<String> = map
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
+}
+
 /// The safetensors files of a folder: the shards listed by `model.safetensors.index.json`, or
 /// `model.safetensors`. Pickled `.bin` checkpoints are refused.
 fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(Error::io(&index))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| Error::Json {
-                path: index.clone(),
-                source,
-            })?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| Error::Config {
-                path: index.clone(),
-                reason: "no `weight_map` object".into(),
-            })?;
-        let mut shards: Vec<String> = map
-            .values()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
-        shards.sort();
-        shards.dedup();
+        let shards = shard_names(&index)?;
         return Ok(shards.into_iter().map(|s| dir.join(s)).collect());
     }
     let single = dir.join("model.safetensors");
