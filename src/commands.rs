@@ -439,12 +439,8 @@ fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .take(rows + 1)
                 .collect();
-            if !parsed.is_empty()
-                && text.lines().next().is_some_and(|l| l.starts_with('{'))
-                && text.lines().count() > 1
-                || rec.kind == "dataset"
-                || rec.kind == "generations"
-            {
+            // Row artifacts are JSONL; everything else is shown as JSON or text.
+            if rec.kind == "dataset" || rec.kind == "generations" {
                 let cols: Vec<String> = parsed
                     .first()
                     .map(|r| r.keys().cloned().collect())
