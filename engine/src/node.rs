@@ -217,6 +217,15 @@ impl<'a> RunContext<'a> {
         p
     }
 
+    /// A directory that survives killed attempts at this same computation (same cache
+    /// key), for resumable progress too large for [`Self::save_items`]: activation shards,
+    /// checkpoints with optimizer state. Write files atomically (tmp, then rename) and
+    /// record each finished one with `save_items`; `dag gc` removes work directories that
+    /// have no saved items. Removed once the outputs are committed.
+    pub fn work_dir(&self) -> Result<PathBuf, NodeError> {
+        Ok(self.store.work_dir(&self.key)?)
+    }
+
     /// Fails with [`NodeError::cancelled`] once the user pressed Ctrl-C. Long nodes call
     /// this between batches.
     pub fn check_cancelled(&self) -> Result<(), NodeError> {

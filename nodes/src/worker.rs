@@ -50,6 +50,9 @@ pub struct Job {
     pub scratch: PathBuf,
     /// Items saved by earlier attempts, in order.
     pub resumed: Vec<serde_json::Value>,
+    /// A directory that survives killed attempts (see `RunContext::work_dir`): large
+    /// resumable state lives here and is recorded with `SaveItems`.
+    pub work_dir: PathBuf,
 }
 
 /// One line the worker prints on stdout.
@@ -153,6 +156,7 @@ impl Node for WorkerNode {
             outputs,
             scratch: scratch.clone(),
             resumed,
+            work_dir: ctx.work_dir()?,
         };
         let job_path = scratch.join("job.json");
         std::fs::write(

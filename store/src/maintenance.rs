@@ -232,6 +232,21 @@ impl Store {
             // We hold the store lock, so nothing in the scratch area is in use.
             let tmp = self.root().join("tmp");
             let _ = fs::remove_dir_all(&tmp);
+            // Work directories of computations that no longer have saved progress belong to
+            // attempts that finished or whose progress was dropped: nothing resumes from them.
+            let work = self.root().join("work");
+            let in_flight: HashSet<String> = self
+                .progress_keys()?
+                .into_iter()
+                .map(|d| d.to_hex())
+                .collect();
+            if let Ok(dirs) = fs::read_dir(&work) {
+                for d in dirs.flatten() {
+                    if !in_flight.contains(&*d.file_name().to_string_lossy()) {
+                        let _ = fs::remove_dir_all(d.path());
+                    }
+                }
+            }
             fs::create_dir_all(&tmp).map_err(|e| Error::io("create directory", &tmp, e))?;
             self.flush()?;
         }

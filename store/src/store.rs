@@ -705,13 +705,41 @@ impl Store {
         Ok(out)
     }
 
+    /// A directory that survives failed and killed attempts at the computation `key`, for
+    /// progress too large for item batches (activation shards, training checkpoints with
+    /// optimizer state). Files must be written atomically (tmp file, then rename), because
+    /// an attempt can die mid-write. Removed by [`Self::progress_clear`] once the outputs
+    /// are committed.
+    pub fn work_dir(&self, key: &Digest) -> Result<PathBuf, Error> {
+        let dir = self.root.join("work").join(key.to_hex());
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        Ok(dir)
+    }
+
     /// Forgets the saved batches of `key` (after its outputs are committed).
     pub fn progress_clear(&self, key: &Digest) -> Result<(), Error> {
+        let _ = fs::remove_dir_all(self.root.join("work").join(key.to_hex()));
         for r in self.progress.scan_prefix(key.0) {
             let (k, _) = r?;
             self.progress.remove(k)?;
         }
         Ok(())
+    }
+
+    pub(crate) fn progress_keys(&self) -> Result<Vec<Digest>, Error> {
+        let mut keys: Vec<Digest> = Vec::new();
+        for r in self.progress.iter() {
+            let (k, _) = r?;
+            let d = Digest(
+                k[..32]
+                    .try_into()
+                    .expect("progress key starts with a digest"),
+            );
+            if keys.last() != Some(&d) {
+                keys.push(d);
+            }
+        }
+        Ok(keys)
     }
 
     pub(crate) fn progress_blobs(&self) -> Result<Vec<Digest>, Error> {

@@ -273,3 +273,33 @@ fn progress_batches_survive_reopen() {
     store.progress_clear(&key).unwrap();
     assert!(store.progress_load(&key).unwrap().is_empty());
 }
+
+#[test]
+fn work_dirs_outlive_attempts_until_committed_or_orphaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".dag");
+    let resumable = hash_bytes(b"training");
+    let orphan = hash_bytes(b"abandoned");
+    {
+        let store = Store::open(&root).unwrap();
+        let w = store.work_dir(&resumable).unwrap();
+        fs::write(w.join("step-10.safetensors"), b"weights").unwrap();
+        store.progress_save(&resumable, 0, b"step 10").unwrap();
+        fs::write(store.work_dir(&orphan).unwrap().join("half"), b"x").unwrap();
+    }
+    // A later process (the rerun after a kill) finds the state where it was left.
+    let store = Store::open(&root).unwrap();
+    let w = store.work_dir(&resumable).unwrap();
+    assert_eq!(fs::read(w.join("step-10.safetensors")).unwrap(), b"weights");
+    // gc keeps what saved progress refers to and drops work nothing can resume from.
+    store
+        .gc(&GcOptions {
+            keep_runs: 1,
+            dry_run: false,
+        })
+        .unwrap();
+    assert!(w.join("step-10.safetensors").exists());
+    assert!(!root.join("work").join(orphan.to_hex()).exists());
+    store.progress_clear(&resumable).unwrap();
+    assert!(!w.exists());
+}
