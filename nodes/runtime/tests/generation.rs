@@ -195,6 +195,73 @@ fn scores_equal_log_softmax_of_a_full_forward_pass() {
     }
 }
 
+/// Many contexts of different lengths, each with 1-4 continuations, some sharing a prefix
+/// and some not: the scores must not depend on how many contexts run together.
+#[test]
+fn scores_do_not_depend_on_batch_size() {
+    let model = load("tiny-llama");
+    let tok = model.tokenizer();
+    let mut groups = Vec::new();
+    for i in 0..40usize {
+        let context = format!(
+            "Question {i}: {} Answer:",
+            "is it true that the sky is blue ".repeat(1 + i % 5)
+        );
+        let ctx = tok.encode(&context, false).unwrap();
+        let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..1 + i % 4)
+            .map(|c| {
+                let cont = tok
+                    .encode(&format!(" choice {c} {}", "x".repeat(c * 3)), false)
+                    .unwrap();
+                (ctx.clone(), cont)
+            })
+            .collect();
+        groups.push(pairs);
+    }
+    let at = |b: usize| model.score_tokens(&groups, b).unwrap();
+    let one = at(1);
+    for b in [7, 32] {
+        let other = at(b);
+        for (g, (x, y)) in one.iter().zip(&other).enumerate() {
+            assert_eq!(x.len(), y.len());
+            for (a, c) in x.iter().zip(y) {
+                assert!(
+                    (a.logprob - c.logprob).abs() < 1e-5,
+                    "group {g} at batch {b}: {} vs {}",
+                    a.logprob,
+                    c.logprob
+                );
+                assert_eq!(a.tokens, c.tokens);
+                assert_eq!(a.is_greedy, c.is_greedy);
+            }
+        }
+    }
+    // And a batch of one group equals the unbatched full-sequence computation.
+    let full = groups[3][1]
+        .0
+        .iter()
+        .chain(&groups[3][1].1)
+        .copied()
+        .collect::<Vec<_>>();
+    let out = model
+        .forward(std::slice::from_ref(&full), &[], true)
+        .unwrap();
+    let logprobs = out
+        .logits
+        .unwrap()
+        .get(0)
+        .log_softmax(-1, tch::Kind::Double);
+    let n_ctx = groups[3][1].0.len();
+    let expected: f64 = (n_ctx..full.len())
+        .map(|t| {
+            logprobs
+                .get(t as i64 - 1)
+                .double_value(&[i64::from(full[t])])
+        })
+        .sum();
+    assert!((one[3][1].logprob - expected).abs() < 1e-4);
+}
+
 #[test]
 fn identity_covers_weights_and_dtype() {
     let a = load("tiny-llama");
