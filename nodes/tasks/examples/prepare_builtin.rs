@@ -8,7 +8,7 @@ use std::time::Instant;
 use dag_tasks::{FakeModel, Task, load_builtin, run_requests};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
     let set = load_builtin("advanced_ai_risk", &root).ok_or("no builtin")??;
     let start = Instant::now();
     let (mut docs, mut requests, mut warnings) = (0, 0, 0);

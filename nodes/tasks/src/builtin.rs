@@ -32,10 +32,11 @@ pub fn builtin_file(name: &str) -> Option<PathBuf> {
 }
 
 /// Load a built-in definition file (compiled into the binary). Relative data paths in it are
-/// resolved against `project_root`, the directory `../shared/data` is relative to.
-pub fn load_builtin(name: &str, project_root: &Path) -> Option<Result<TaskSet>> {
+/// resolved against `data_dir`, the directory holding the data sets (`../shared/data` in this
+/// project: `anthropic-advanced-ai-risk/`, `gsm8k/`, ...).
+pub fn load_builtin(name: &str, data_dir: &Path) -> Option<Result<TaskSet>> {
     FILES
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|(_, text)| TaskSet::from_toml_str(text, project_root))
+        .map(|(_, text)| TaskSet::from_toml_str(text, data_dir))
 }

@@ -21,7 +21,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn builtin(name: &str) -> TaskSet {
-    load_builtin(name, &root()).unwrap().unwrap()
+    load_builtin(name, &root().join("../shared/data")).unwrap().unwrap()
 }
 
 #[derive(Deserialize)]
