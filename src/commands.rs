@@ -440,7 +440,7 @@ fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
                 .take(rows + 1)
                 .collect();
             // Row artifacts are JSONL; everything else is shown as JSON or text.
-            if rec.kind == "dataset" || rec.kind == "generations" {
+            if rec.kind == "dataset" || rec.kind == "generations" || rec.kind == "scores" {
                 let cols: Vec<String> = parsed
                     .first()
                     .map(|r| r.keys().cloned().collect())
@@ -466,13 +466,60 @@ fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
                     println!("... {} more rows (--rows N to see more)", total - rows);
                 }
             } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                match v.get("table").and_then(|t| t.as_array()) {
+                    Some(t) if rec.kind == "metrics" => print!("{}", metrics_table(t)),
+                    _ => println!("{}", serde_json::to_string_pretty(&v)?),
+                }
             } else {
                 print!("{}", text.chars().take(4000).collect::<String>());
             }
         }
     }
     Ok(())
+}
+
+/// A metrics artifact's `table` rows: the columns every row has, in first-seen order, numbers
+/// to four decimals, and `ci_low`/`ci_high` shown as one interval column.
+fn metrics_table(rows: &[serde_json::Value]) -> String {
+    let mut cols: Vec<String> = Vec::new();
+    for r in rows {
+        for k in r.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !cols.contains(k) && k != "ci_high" {
+                cols.push(k.clone());
+            }
+        }
+    }
+    let fmt = |v: &serde_json::Value| match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            format!("{:.4}", n.as_f64().unwrap_or(f64::NAN))
+        }
+        serde_json::Value::Null => "-".to_string(),
+        other => dag_nodes::table::as_text(other),
+    };
+    let header = cols
+        .iter()
+        .map(|c| {
+            if c == "ci_low" {
+                "95% CI".to_string()
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    let mut t = vec![header];
+    for r in rows {
+        t.push(
+            cols.iter()
+                .map(|c| match (c.as_str(), r.get("ci_high")) {
+                    ("ci_low", Some(hi)) if !hi.is_null() => {
+                        format!("[{}, {}]", fmt(&r[c.as_str()]), fmt(hi))
+                    }
+                    _ => cell(&fmt(r.get(c).unwrap_or(&serde_json::Value::Null)), 60),
+                })
+                .collect(),
+        );
+    }
+    table(&t)
 }
 
 fn lineage_text(n: &dag_engine::LineageNode, down: bool) -> String {
@@ -666,8 +713,29 @@ fn run_json(r: &RunRecord) -> serde_json::Value {
     })
 }
 
-/// Numbers at the top level (or one level down) of a metrics JSON artifact.
+/// Every number in a metrics JSON artifact, keyed by its path (`tasks.gsm8k.acc,none`); the
+/// `table` array repeats them for display and is skipped.
 fn metric_numbers(store: &Store, d: &Digest) -> Vec<(String, f64)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, f64)>) {
+        let join = |k: &str| {
+            if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
+        match v {
+            serde_json::Value::Number(n) => out.extend(n.as_f64().map(|x| (prefix.to_string(), x))),
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    if !(prefix.is_empty() && k == "table") {
+                        walk(&join(k), v, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
     let Ok(bytes) = store.read(d) else {
         return vec![];
     };
@@ -675,19 +743,7 @@ fn metric_numbers(store: &Store, d: &Digest) -> Vec<(String, f64)> {
         return vec![];
     };
     let mut out = vec![];
-    if let Some(o) = v.as_object() {
-        for (k, v) in o {
-            if let Some(x) = v.as_f64() {
-                out.push((k.clone(), x));
-            } else if let Some(inner) = v.as_object() {
-                for (k2, v2) in inner {
-                    if let Some(x) = v2.as_f64() {
-                        out.push((format!("{k}.{k2}"), x));
-                    }
-                }
-            }
-        }
-    }
+    walk("", &v, &mut out);
     out
 }
 
@@ -793,7 +849,7 @@ fn diff(explicit: Option<&Path>, a: &str, b: &str, json: bool) -> Result<Exit> {
                         .flatten()
                     {
                         println!(
-                            "    {:<30} {:>12.6} {:>12.6} {:>+12.6}",
+                            "    {:<64} {:>12.6} {:>12.6} {:>+12.6}",
                             m["metric"].as_str().unwrap_or_default(),
                             m["a"].as_f64().unwrap_or(f64::NAN),
                             m["b"].as_f64().unwrap_or(f64::NAN),

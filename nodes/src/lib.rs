@@ -8,6 +8,7 @@
 
 mod balance;
 mod dataset;
+pub mod evaluate;
 pub mod models;
 mod noop;
 pub mod table;
@@ -15,6 +16,7 @@ pub mod worker;
 
 pub use balance::Balance;
 pub use dataset::Dataset;
+pub use evaluate::CompareEvals;
 pub use models::ModelRef;
 pub use noop::Noop;
 
@@ -26,5 +28,7 @@ pub fn registry() -> dag_engine::Registry {
     r.register(ModelRef::new());
     r.register(Noop::new());
     r.register(models::generate());
+    r.register(evaluate::evaluate());
+    r.register(CompareEvals::new());
     r
 }

@@ -22,7 +22,10 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn builtin(name: &str) -> Vec<TaskSpec> {
-    load_builtin(name, &root().join("../shared/data")).unwrap().unwrap().tasks
+    load_builtin(name, &root().join("../shared/data"))
+        .unwrap()
+        .unwrap()
+        .tasks
 }
 
 fn chatml(messages: &[ChatMessage]) -> String {

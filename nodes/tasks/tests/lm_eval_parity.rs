@@ -20,7 +20,9 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn builtin(name: &str) -> TaskSet {
-    load_builtin(name, &root().join("../shared/data")).expect("known builtin").unwrap()
+    load_builtin(name, &root().join("../shared/data"))
+        .expect("known builtin")
+        .unwrap()
 }
 
 #[derive(Debug, Deserialize)]

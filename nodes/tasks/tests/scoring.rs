@@ -21,7 +21,9 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn builtin(name: &str) -> TaskSet {
-    load_builtin(name, &root().join("../shared/data")).unwrap().unwrap()
+    load_builtin(name, &root().join("../shared/data"))
+        .unwrap()
+        .unwrap()
 }
 
 #[derive(Deserialize)]
