@@ -370,3 +370,40 @@ limit = 3
     }
     assert!(compared >= 3 * 8 + 3 * 2, "compared {compared} samples");
 }
+
+#[test]
+fn chat_templated_evaluation_and_diff_of_two_runs() {
+    let p = project(
+        TASKS,
+        "[node.eval]\ntype = \"evaluate\"\ninputs = { model = \"tiny.model\" }\ntasks = [\"mc\"]\ndefinitions = \"tasks.toml\"\nchat = true\nsystem_prompt = \"Answer carefully.\"\nlimit = 6\n",
+    );
+    let o = dag(p.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let samples = rows(p.path(), "eval.samples");
+    assert_eq!(samples.len(), 6, "limit applies per task");
+    for s in &samples {
+        let prompt = s["prompt"].as_str().unwrap();
+        assert!(prompt.contains("Answer carefully."), "{prompt}");
+        assert!(
+            prompt.contains(&format!("Question {}", s["doc_id"])),
+            "{prompt}"
+        );
+        // The tiny model's Llama-3-style template, with the generation prompt.
+        assert!(
+            prompt.starts_with("<|start_header_id|>system<|end_header_id|>")
+                || prompt.contains("<|start_header_id|>system<|end_header_id|>"),
+            "{prompt}"
+        );
+        assert!(
+            prompt.ends_with("<|start_header_id|>assistant<|end_header_id|>\n\n"),
+            "{prompt}"
+        );
+    }
+    // Another limit: a second run whose metrics differ, which `dag diff` lists.
+    let o = dag(p.path(), &["run", "g.toml", "-q", "--set", "eval.limit=12"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = dag(p.path(), &["diff", "last~1", "last"]);
+    let t = text(&o);
+    assert!(t.contains("param limit: 6 -> 12"), "{t}");
+    assert!(t.contains("tasks.mc.n"), "{t}");
+}

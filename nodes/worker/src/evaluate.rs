@@ -485,7 +485,9 @@ fn sample_rows(
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let (specs, groups) = select(job)?;
+    let loading = std::time::Instant::now();
     let model = load_model(&job.inputs["model"][0].path)?;
+    let load_seconds = loading.elapsed().as_secs_f64();
     let chat = param_bool(job, "chat");
     if chat && !model.has_chat_template() {
         return Err(
@@ -589,6 +591,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         .sum();
     rep.send(Report::Total(total as u64));
 
+    let evaluating = std::time::Instant::now();
     let batch_size = param_int(job, "batch_size").unwrap_or(16).max(1) as usize;
     let mut lm = RuntimeModel::new(&model, batch_size, seed, &job.resumed, Some(rep));
     let mut results: Vec<TaskScores> = Vec::new();
@@ -604,6 +607,14 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         samples.extend(sample_rows(task.name(), prepared, &scores, &lm));
         results.push(scores);
     }
+
+    let seconds = evaluating.elapsed().as_secs_f64();
+    let n_docs: usize = prepared_tasks.iter().map(|(_, p)| p.len()).sum();
+    // The benchmark (benches/evaluate.rs) reads this line from the run log.
+    rep.send(Report::Info(format!(
+        "evaluated {n_docs} documents ({total} requests) in {seconds:.2} s: {:.2} documents/s; model loaded in {load_seconds:.2} s",
+        n_docs as f64 / seconds
+    )));
 
     // Metrics with intervals, then groups.
     let mut per_task = serde_json::Map::new();
