@@ -407,3 +407,46 @@ fn chat_templated_evaluation_and_diff_of_two_runs() {
     assert!(t.contains("param limit: 6 -> 12"), "{t}");
     assert!(t.contains("tasks.mc.n"), "{t}");
 }
+
+#[test]
+fn builtin_mmlu_reads_the_users_files_and_missing_data_is_explained() {
+    let fixtures = root().join("nodes/tasks/tests/fixtures");
+    let nodes = format!(
+        r#"
+[node.mmlu]
+type = "evaluate"
+inputs = {{ model = "tiny.model" }}
+tasks = ["mmlu"]
+test_file = "{}"
+fewshot_file = "{}"
+
+[node.air]
+type = "evaluate"
+inputs = {{ model = "tiny.model" }}
+tasks = ["advanced_ai_risk_human-coordinate-itself"]
+"#,
+        fixtures.join("mmlu_test.jsonl").display(),
+        fixtures.join("mmlu_dev.jsonl").display()
+    );
+    let p = project(TASKS, &nodes);
+    let o = dag(p.path(), &["run", "g.toml", "-q"]);
+    let t = text(&o);
+    assert!(!o.status.success(), "air has no data directory: {t}");
+    assert!(
+        t.contains("relative to the data directory, and `data` is not set"),
+        "{t}"
+    );
+    assert!(t.contains("data = "), "the hint shows the fix: {t}");
+    let samples = rows(p.path(), "mmlu.samples");
+    assert_eq!(samples.len(), 6, "every test question, both subjects");
+    for s in &samples {
+        let prompt = s["prompt"].as_str().unwrap();
+        assert!(
+            prompt.starts_with("The following are multiple choice questions"),
+            "{prompt}"
+        );
+        // Five solved dev examples of the same subject precede the question.
+        assert_eq!(prompt.matches("\nAnswer:").count(), 6, "{prompt}");
+        assert_eq!(s["choices"], serde_json::json!(["A", "B", "C", "D"]));
+    }
+}

@@ -64,6 +64,11 @@ pub fn evaluate() -> WorkerNode {
                 "the directory the built-in definitions' data paths are relative to (../shared/data)",
             ),
             ParamSpec::optional(
+                "test_file",
+                ParamType::Path,
+                "the evaluated split for the named tasks, replacing the definition's (MMLU's test file)",
+            ),
+            ParamSpec::optional(
                 "fewshot_file",
                 ParamType::Path,
                 "the few-shot split for tasks that take one (GSM8K train, MMLU dev)",

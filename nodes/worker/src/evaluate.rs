@@ -303,11 +303,10 @@ fn definitions(job: &Job) -> Result<Vec<TaskSet>, NodeError> {
         .map_err(|e| fail(&p, e))?;
         return Ok(vec![set]);
     }
-    let data = param_str(job, "data").map(PathBuf::from);
-    let Some(data) = data else {
-        return Err(NodeError::msg("The built-in task definitions need their data directory")
-            .hint("add `data = \"../shared/data\"` (relative to the graph file) to the evaluate node, or give `definitions`"));
-    };
+    // Without `data`, paths stay relative; `select` reports the ones a task still needs.
+    let data = param_str(job, "data")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     dag_tasks::builtin_names()
         .map(|name| {
             dag_tasks::load_builtin(name, &data)
@@ -381,10 +380,26 @@ fn select(job: &Job) -> Result<(Vec<TaskSpec>, Vec<dag_tasks::GroupSpec>), NodeE
             t.fewshot.num = n.max(0) as usize;
         }
     }
+    if let Some(f) = param_str(job, "test_file") {
+        for t in &mut tasks {
+            let split = t.eval_split().unwrap_or("test").to_string();
+            t.set_split(&split, f);
+        }
+    }
     if let Some(f) = param_str(job, "fewshot_file") {
         for t in tasks.iter_mut().filter(|t| t.fewshot.num > 0) {
             let split = t.fewshot_split().unwrap_or("train").to_string();
             t.set_split(&split, f);
+        }
+    }
+    for t in &tasks {
+        if let Some(rel) = t.splits.values().find(|p| p.is_relative()) {
+            return Err(NodeError::msg(format!(
+                "Task `{}` reads `{}` relative to the data directory, and `data` is not set",
+                t.name,
+                rel.display()
+            ))
+            .hint("add `data = \"../shared/data\"` (relative to the graph file) to the evaluate node, or name the file with `test_file`/`fewshot_file`"));
         }
     }
     Ok((tasks, groups))
