@@ -318,6 +318,7 @@ limit = 3
         json(dir.path(), "gsm.metrics"),
     ];
     let mut compared = 0;
+    let mut max_diff: f64 = 0.0;
     for (task, r) in reference["tasks"].as_object().unwrap() {
         for s in r["samples"].as_array().unwrap() {
             let mine = ours
@@ -330,6 +331,7 @@ limit = 3
                 let lls = mine["loglikelihoods"].as_array().unwrap();
                 for (ours, theirs) in lls.iter().zip(s["resps"].as_array().unwrap()) {
                     let (x, y) = (ours.as_f64().unwrap(), theirs[0].as_f64().unwrap());
+                    max_diff = max_diff.max((x - y).abs());
                     assert!(
                         (x - y).abs() < 1e-3,
                         "{task} doc {}: {x} vs {y}",
@@ -369,6 +371,7 @@ limit = 3
         }
     }
     assert!(compared >= 3 * 8 + 3 * 2, "compared {compared} samples");
+    eprintln!("{compared} samples; largest log-likelihood difference {max_diff:.2e}");
 }
 
 #[test]
