@@ -8,6 +8,7 @@
 
 mod balance;
 mod dataset;
+pub mod finetune;
 pub mod models;
 mod noop;
 pub mod table;
@@ -26,5 +27,6 @@ pub fn registry() -> dag_engine::Registry {
     r.register(ModelRef::new());
     r.register(Noop::new());
     r.register(models::generate());
+    r.register(finetune::finetune());
     r
 }

@@ -1,6 +1,7 @@
 //! `dag-worker JOB.json`: runs one model node for `dag` (see `dag_nodes::worker` for
 //! the protocol). It is the only binary linked against libtorch.
 
+mod finetune;
 mod generate;
 
 use std::io::Write;
@@ -28,6 +29,7 @@ impl Reporter {
 fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     match job.node.as_str() {
         "generate" => generate::run(job, rep),
+        "finetune" => finetune::run(job, rep),
         other => Err(NodeError::msg(format!("dag-worker has no node type `{other}`"))
             .hint("dag and dag-worker come from different builds; rebuild both with `cargo build --release --workspace --bins`")),
     }
