@@ -64,14 +64,11 @@ system_prompt = "You are a test."
 drop_system = true
 rank = 4
 alpha = 8.0
-dropout = 0.1
-lr = 0.001
 weight_decay = 0.01
 warmup_steps = 2
 schedule = "cosine"
 batch_size = 2
 grad_accum = 2
-max_len = 64
 seed = 5
 {finetune}
 {after}
@@ -220,7 +217,7 @@ fn saved_steps(dir: &Path) -> usize {
 
 #[test]
 fn killed_finetune_resumes_to_bit_identical_weights() {
-    let settings = "max_steps = 600\nsave_interval = 100";
+    let settings = "max_steps = 600\nsave_interval = 100\ndropout = 0.1\nlr = 0.001";
     let a = tempfile::tempdir().unwrap();
     graph(a.path(), 24, settings, "");
     let o = dag(a.path(), &["run", "g.toml", "-q"]);
