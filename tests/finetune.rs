@@ -155,7 +155,11 @@ max_new_tokens = 4
         "adapter/adapter_config.json",
         "adapter/adapter_model.safetensors",
     ] {
-        assert!(all.contains_key(&format!("{first}/{f}")), "{first}/{f}: {:?}", all.keys());
+        assert!(
+            all.contains_key(&format!("{first}/{f}")),
+            "{first}/{f}: {:?}",
+            all.keys()
+        );
     }
     let reference: serde_json::Value =
         serde_json::from_slice(&all[&format!("{first}/model.json")]).unwrap();
@@ -175,8 +179,15 @@ max_new_tokens = 4
         loss(0),
         loss(15)
     );
-    assert!(lines[0]["lr"].as_f64().unwrap() == 0.0, "warmup starts at 0");
-    assert!(lines.iter().all(|l| l["tokens_per_s"].as_f64().unwrap() > 0.0));
+    assert!(
+        lines[0]["lr"].as_f64().unwrap() == 0.0,
+        "warmup starts at 0"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["tokens_per_s"].as_f64().unwrap() > 0.0)
+    );
     let png = std::fs::read(metrics.join("loss.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     // `gen` mapped over the 4 checkpoints (one instance each), all cached on a rerun.
@@ -217,7 +228,7 @@ fn saved_steps(dir: &Path) -> usize {
 
 #[test]
 fn killed_finetune_resumes_to_bit_identical_weights() {
-    let settings = "max_steps = 600\nsave_interval = 100\ndropout = 0.1\nlr = 0.001";
+    let settings = "max_steps = 120\nsave_interval = 20\ndropout = 0.1\nlr = 0.001";
     let a = tempfile::tempdir().unwrap();
     graph(a.path(), 24, settings, "");
     let o = dag(a.path(), &["run", "g.toml", "-q"]);
@@ -247,7 +258,10 @@ fn killed_finetune_resumes_to_bit_identical_weights() {
     let first = child.wait().unwrap();
     assert!(!first.success(), "the killed attempt fails");
     let saved = saved_steps(b.path());
-    assert!((2..6).contains(&saved), "killed mid-training ({saved} saved)");
+    assert!(
+        (2..6).contains(&saved),
+        "killed mid-training ({saved} saved)"
+    );
     let o = dag(b.path(), &["run", "g.toml"]);
     assert!(o.status.success(), "{}", text(&o));
     let log = std::fs::read_dir(b.path().join(".dag/logs"))

@@ -54,7 +54,11 @@ pub fn finetune() -> WorkerNode {
                 "train a LoRA adapter, or every weight",
             ),
             int("rank", 8, "LoRA rank"),
-            float("alpha", 16.0, "LoRA alpha (the update is scaled by alpha / rank)"),
+            float(
+                "alpha",
+                16.0,
+                "LoRA alpha (the update is scaled by alpha / rank)",
+            ),
             float("dropout", 0.05, "LoRA dropout"),
             ParamSpec::with_default(
                 "target_modules",
@@ -90,7 +94,11 @@ pub fn finetune() -> WorkerNode {
                 Value::Bool(false),
                 "remove system messages from conversations (context distillation)",
             ),
-            int("max_len", 1024, "tokens per example at most; longer ones are cut (and counted)"),
+            int(
+                "max_len",
+                1024,
+                "tokens per example at most; longer ones are cut (and counted)",
+            ),
             float("lr", 2e-4, "peak learning rate"),
             float("weight_decay", 0.0, "AdamW decoupled weight decay"),
             int("warmup_steps", 0, "optimizer steps of linear warmup"),
@@ -105,7 +113,11 @@ pub fn finetune() -> WorkerNode {
             float("max_grad_norm", 1.0, "global gradient-norm clip (0 = off)"),
             int("epochs", 1, "passes over the data (when max_steps is 0)"),
             int("max_steps", 0, "optimizer steps in all (0 = from epochs)"),
-            int("seed", 0, "seed of the adapter init, data order and dropout"),
+            int(
+                "seed",
+                0,
+                "seed of the adapter init, data order and dropout",
+            ),
             int(
                 "save_interval",
                 0,

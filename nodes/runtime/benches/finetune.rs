@@ -99,7 +99,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(py) = python {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/finetune_peft.py");
         let status = std::process::Command::new(py)
-            .args([script, "--model", &model_path, "--data", data.to_str().unwrap_or_default()])
+            .args([
+                script,
+                "--model",
+                &model_path,
+                "--data",
+                data.to_str().unwrap_or_default(),
+            ])
             .args(["--batch", &batch.to_string(), "--steps", &steps.to_string()])
             .status()?;
         if !status.success() {

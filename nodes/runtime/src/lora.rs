@@ -57,7 +57,9 @@ impl LoraConfig {
     /// (`q_proj`). An unknown name is an error that lists the valid ones.
     pub fn new(rank: i64, alpha: f64, dropout: f64, targets: &[String]) -> Result<LoraConfig> {
         if rank < 1 {
-            return Err(Error::Request(format!("LoRA rank must be at least 1, got {rank}")));
+            return Err(Error::Request(format!(
+                "LoRA rank must be at least 1, got {rank}"
+            )));
         }
         if !(0.0..1.0).contains(&dropout) {
             return Err(Error::Request(format!(
@@ -427,12 +429,10 @@ impl Model {
         let lora = self.attach_lora(config, 0)?;
         let _guard = tch::no_grad_guard();
         for (name, mut t) in lora.parameters() {
-            let src = stored
-                .remove(&name)
-                .ok_or_else(|| Error::MissingTensor {
-                    name: name.clone(),
-                    path: weights_path.clone(),
-                })?;
+            let src = stored.remove(&name).ok_or_else(|| Error::MissingTensor {
+                name: name.clone(),
+                path: weights_path.clone(),
+            })?;
             if src.size() != t.size() {
                 return Err(Error::ShapeMismatch {
                     name,
@@ -467,7 +467,9 @@ impl Model {
     /// it, so the model runs at base speed with the adapted behaviour.
     pub fn merge_lora(&mut self) -> Result<()> {
         let Some(lora) = self.lora.take() else {
-            return Err(Error::Request("the model has no LoRA adapter to merge".into()));
+            return Err(Error::Request(
+                "the model has no LoRA adapter to merge".into(),
+            ));
         };
         let _guard = tch::no_grad_guard();
         let scale = lora.config.scale();
@@ -520,10 +522,13 @@ impl Model {
         let vars = self.var_store().variables();
         let _guard = tch::no_grad_guard();
         for (name, src) in stored {
-            let mut dst = vars.get(&name).ok_or_else(|| Error::Config {
-                path: path.to_path_buf(),
-                reason: format!("tensor `{name}` is not a weight of this model"),
-            })?.shallow_clone();
+            let mut dst = vars
+                .get(&name)
+                .ok_or_else(|| Error::Config {
+                    path: path.to_path_buf(),
+                    reason: format!("tensor `{name}` is not a weight of this model"),
+                })?
+                .shallow_clone();
             if src.size() != dst.size() {
                 return Err(Error::ShapeMismatch {
                     name,

@@ -363,20 +363,13 @@ impl Trainer {
             let rows: Vec<&Example> = batch.iter().map(|&i| &self.examples[i]).collect();
             tokens += rows.iter().map(|e| e.ids.len()).sum::<usize>();
             let (ids, labels, valid, positions) = pad_batch(&rows, self.pad, device);
-            let logits = model
-                .transformer
-                .forward_train(&ids, &positions, &valid);
+            let logits = model.transformer.forward_train(&ids, &positions, &valid);
             let t = logits.size()[1];
             let v = logits.size()[2];
             let pred = logits.narrow(1, 0, t - 1).reshape([-1, v]);
             let target = labels.narrow(1, 1, t - 1).reshape([-1]);
-            let nll = pred.cross_entropy_loss::<Tensor>(
-                &target,
-                None,
-                tch::Reduction::Sum,
-                -100,
-                0.0,
-            );
+            let nll =
+                pred.cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Sum, -100, 0.0);
             loss_sum += nll.double_value(&[]);
             (nll / loss_tokens as f64).backward();
         }
@@ -398,7 +391,11 @@ impl Trainer {
             for (name, p) in &self.params {
                 let g = p.grad();
                 if g.defined() {
-                    let s = g.to_kind(Kind::Float).square().sum(Kind::Double).double_value(&[]);
+                    let s = g
+                        .to_kind(Kind::Float)
+                        .square()
+                        .sum(Kind::Double)
+                        .double_value(&[]);
                     self.last_grad_norms.push((name.clone(), s.sqrt()));
                     sq += s;
                 }
@@ -472,12 +469,16 @@ impl Trainer {
         for (i, (name, p)) in self.params.iter().enumerate() {
             tensors.push((format!("param.{name}"), p.shallow_clone()));
             tensors.push((format!("exp_avg.{name}"), self.exp_avg[i].shallow_clone()));
-            tensors.push((format!("exp_avg_sq.{name}"), self.exp_avg_sq[i].shallow_clone()));
+            tensors.push((
+                format!("exp_avg_sq.{name}"),
+                self.exp_avg_sq[i].shallow_clone(),
+            ));
         }
         write_safetensors(&dir.join("trainer.safetensors"), &tensors)?;
         let path = dir.join("trainer.json");
         let json = serde_json::json!({ "step": self.step, "seed": self.cfg.seed });
-        std::fs::write(&path, serde_json::to_vec_pretty(&json).expect("json")).map_err(Error::io(&path))
+        std::fs::write(&path, serde_json::to_vec_pretty(&json).expect("json"))
+            .map_err(Error::io(&path))
     }
 
     /// Restores a state written by [`Trainer::save_state`] for the same model and settings.
@@ -553,13 +554,16 @@ pub fn target_logprob(model: &Model, example: &Example) -> Result<f64> {
     let logits = model.transformer.forward_train(&ids, &positions, &valid);
     let t = logits.size()[1];
     let v = logits.size()[2];
-    let nll = logits.narrow(1, 0, t - 1).reshape([-1, v]).cross_entropy_loss::<Tensor>(
-        &labels.narrow(1, 1, t - 1).reshape([-1]),
-        None,
-        tch::Reduction::Mean,
-        -100,
-        0.0,
-    );
+    let nll = logits
+        .narrow(1, 0, t - 1)
+        .reshape([-1, v])
+        .cross_entropy_loss::<Tensor>(
+            &labels.narrow(1, 1, t - 1).reshape([-1]),
+            None,
+            tch::Reduction::Mean,
+            -100,
+            0.0,
+        );
     Ok(-nll.double_value(&[]))
 }
 

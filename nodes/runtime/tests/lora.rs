@@ -73,14 +73,24 @@ fn a_peft_adapter_gives_peft_logits_and_merges_to_the_same() {
     model
         .load_adapter(&fixtures().join("tiny-llama-lora"))
         .unwrap();
-    assert_ne!(model.identity(), base_identity, "identity covers the adapter");
+    assert_ne!(
+        model.identity(),
+        base_identity,
+        "identity covers the adapter"
+    );
     let d = max_diff(&model, &inputs, &f["logits"]);
     assert!(d < TOLERANCE, "adapter logits differ from PEFT by {d}");
-    assert!(base_diff > 100.0 * TOLERANCE, "the adapter must matter ({base_diff})");
+    assert!(
+        base_diff > 100.0 * TOLERANCE,
+        "the adapter must matter ({base_diff})"
+    );
     model.merge_lora().unwrap();
     assert!(model.lora().is_none());
     let d = max_diff(&model, &inputs, &f["merged_logits"]);
-    assert!(d < TOLERANCE, "merged logits differ from PEFT's merge_and_unload by {d}");
+    assert!(
+        d < TOLERANCE,
+        "merged logits differ from PEFT's merge_and_unload by {d}"
+    );
 }
 
 #[test]
@@ -101,7 +111,9 @@ fn one_lora_step_matches_peft_loss_and_gradient_norms() {
             let n = mask[r].iter().filter(|&&m| m == 1).count();
             Example {
                 ids: row[..n].to_vec(),
-                trainable: (0..n).map(|j| labels[r][j].as_i64().unwrap() != -100).collect(),
+                trainable: (0..n)
+                    .map(|j| labels[r][j].as_i64().unwrap() != -100)
+                    .collect(),
             }
         })
         .collect();
@@ -123,7 +135,11 @@ fn one_lora_step_matches_peft_loss_and_gradient_norms() {
         );
     };
     close(m.loss, step["loss"].as_f64().unwrap(), "loss");
-    close(m.grad_norm, step["grad_norm"].as_f64().unwrap(), "grad norm");
+    close(
+        m.grad_norm,
+        step["grad_norm"].as_f64().unwrap(),
+        "grad norm",
+    );
     let norms = trainer.last_grad_norms();
     assert_eq!(norms.len(), step["grad_norms"].as_object().unwrap().len());
     for (name, g) in norms {
@@ -170,11 +186,18 @@ fn an_adapter_written_here_is_what_peft_loaded() {
     let mut model = tiny();
     model.load_adapter(&dag_dir).unwrap();
     let d = max_diff(&model, &seqs(&f["inputs"]), want);
-    assert!(d < TOLERANCE, "PEFT's logits with our adapter differ by {d}");
+    assert!(
+        d < TOLERANCE,
+        "PEFT's logits with our adapter differ by {d}"
+    );
     // Writing the loaded adapter again reproduces the committed files byte for byte, so the
     // writer is exactly what PEFT read.
     let out = tempfile::tempdir().unwrap();
-    model.lora().unwrap().save(out.path(), "tiny-llama").unwrap();
+    model
+        .lora()
+        .unwrap()
+        .save(out.path(), "tiny-llama")
+        .unwrap();
     for file in ["adapter_config.json", "adapter_model.safetensors"] {
         assert_eq!(
             std::fs::read(out.path().join(file)).unwrap(),
@@ -201,7 +224,10 @@ fn bad_adapters_are_refused_with_the_reason() {
     c["target_modules"] = serde_json::json!(["q_proj", "qkv_proj"]);
     std::fs::write(&path, c.to_string()).unwrap();
     let err = tiny().load_adapter(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("`qkv_proj`") && err.contains("gate_proj"), "{err}");
+    assert!(
+        err.contains("`qkv_proj`") && err.contains("gate_proj"),
+        "{err}"
+    );
     c["target_modules"] = serde_json::json!(["q_proj"]);
     std::fs::write(&path, c.to_string()).unwrap();
     let err = tiny().load_adapter(dir.path()).unwrap_err().to_string();
@@ -238,5 +264,9 @@ fn chat_examples_train_only_the_assistant_turns() {
     let (short, cut) = dag_runtime::train::encode_chat(&model, &messages, 10).unwrap();
     assert!(cut);
     assert_eq!(short.ids.len(), 10);
-    assert_eq!(short.trainable_tokens(), 0, "the cut keeps only the prompt's head");
+    assert_eq!(
+        short.trainable_tokens(),
+        0,
+        "the cut keeps only the prompt's head"
+    );
 }

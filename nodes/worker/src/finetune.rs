@@ -47,13 +47,19 @@ pub fn apply_checkpoint(model: &mut Model, dir: &Path, reference: &Value) -> Res
     if let Some(a) = reference.get("adapter").and_then(Value::as_str) {
         let path = dir.join(a);
         model.load_adapter(&path).map_err(|e| {
-            NodeError::caused(format!("Failed to load the adapter `{}`", path.display()), &e)
+            NodeError::caused(
+                format!("Failed to load the adapter `{}`", path.display()),
+                &e,
+            )
         })?;
     }
     if let Some(w) = reference.get("weights").and_then(Value::as_str) {
         let path = dir.join(w);
         model.load_weights(&path).map_err(|e| {
-            NodeError::caused(format!("Failed to load the weights `{}`", path.display()), &e)
+            NodeError::caused(
+                format!("Failed to load the weights `{}`", path.display()),
+                &e,
+            )
         })?;
     }
     Ok(())
@@ -92,8 +98,10 @@ fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, Node
         messages.retain(|m| m.role != "system");
     }
     if !messages.iter().any(|m| m.role == "assistant") {
-        return Err(NodeError::msg(format!("Row {index} has no assistant message to train on"))
-            .hint("the loss covers assistant turns only; give each conversation at least one"));
+        return Err(
+            NodeError::msg(format!("Row {index} has no assistant message to train on"))
+                .hint("the loss covers assistant turns only; give each conversation at least one"),
+        );
     }
     Ok(messages)
 }
@@ -174,9 +182,8 @@ fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>, NodeError> {
         .map_err(|e| NodeError::caused(format!("Failed to read `{}`", path.display()), &e))?;
     text.lines()
         .map(|l| {
-            serde_json::from_str(l).map_err(|e| {
-                NodeError::caused(format!("Failed to parse `{}`", path.display()), &e)
-            })
+            serde_json::from_str(l)
+                .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", path.display()), &e))
         })
         .collect()
 }
@@ -204,7 +211,10 @@ impl Run<'_> {
         let tmp = dir.with_extension("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         let fail = |what: &str, e: &dyn std::error::Error| {
-            NodeError::caused(format!("Failed to save the step {step} checkpoint ({what})"), e)
+            NodeError::caused(
+                format!("Failed to save the step {step} checkpoint ({what})"),
+                e,
+            )
         };
         let state = tmp.join("state");
         trainer
@@ -265,8 +275,9 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     }
     let mut model = load_model(model_dir)?;
     if !model.has_chat_template() {
-        return Err(NodeError::msg("The model has no chat template")
-            .hint("finetune renders conversations with the model's chat template; use an instruct model"));
+        return Err(NodeError::msg("The model has no chat template").hint(
+            "finetune renders conversations with the model's chat template; use an instruct model",
+        ));
     }
     let rows = table::read_dataset(&job.inputs["dataset"][0].path)
         .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
@@ -326,7 +337,10 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             float(job, "dropout", 0.05),
             &targets,
         )
-        .map_err(|e| NodeError::caused("Bad LoRA settings", &e).hint("`target_modules` takes q, k, v, o, gate, up, down"))?;
+        .map_err(|e| {
+            NodeError::caused("Bad LoRA settings", &e)
+                .hint("`target_modules` takes q, k, v, o, gate, up, down")
+        })?;
         model
             .attach_lora(lcfg, cfg.seed)
             .map_err(|e| NodeError::caused("Failed to attach the adapter", &e))?;
@@ -361,7 +375,10 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let mut metrics = vec![];
     if let Some(last) = saved.last() {
         trainer.load_state(&last.dir.join("state")).map_err(|e| {
-            NodeError::caused(format!("Failed to resume from `{}`", last.dir.display()), &e)
+            NodeError::caused(
+                format!("Failed to resume from `{}`", last.dir.display()),
+                &e,
+            )
         })?;
         metrics = read_metrics(&last.dir.join("state/metrics.jsonl"))?;
         rep.send(Report::Info(format!(
@@ -378,8 +395,14 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
                 metrics.push(m);
                 rep.send(Report::Advance(1));
             }
-            Err(e) if string(job, "on_nan") == Some("stop") && e.to_string().contains("the loss is") => {
-                rep.send(Report::Info(format!("warning: {e}; keeping the {} checkpoint(s) saved before it", saved.len())));
+            Err(e)
+                if string(job, "on_nan") == Some("stop")
+                    && e.to_string().contains("the loss is") =>
+            {
+                rep.send(Report::Info(format!(
+                    "warning: {e}; keeping the {} checkpoint(s) saved before it",
+                    saved.len()
+                )));
                 stopped = Some(trainer.step() + 1);
                 break;
             }

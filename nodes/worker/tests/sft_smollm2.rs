@@ -37,7 +37,9 @@ fn examples(model: &Model, n: usize) -> Vec<Example> {
             let messages = vec![
                 Message::new(
                     "user",
-                    format!("\"{statement}\"\nIs this statement morally acceptable or morally wrong?"),
+                    format!(
+                        "\"{statement}\"\nIs this statement morally acceptable or morally wrong?"
+                    ),
                 ),
                 Message::new("assistant", answer),
             ];
@@ -80,5 +82,8 @@ fn lora_sft_lowers_the_loss_and_raises_a_held_out_target() {
     let first = (losses[0] + losses[1]) / 2.0;
     let last = (losses[6] + losses[7]) / 2.0;
     assert!(last < 0.5 * first, "loss {first:.3} -> {last:.3}");
-    assert!(after > before + 0.5, "held-out log-prob {before:.3} -> {after:.3}");
+    assert!(
+        after > before + 0.5,
+        "held-out log-prob {before:.3} -> {after:.3}"
+    );
 }
