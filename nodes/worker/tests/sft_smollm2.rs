@@ -23,7 +23,9 @@ fn smollm2() -> PathBuf {
 fn examples(model: &Model, n: usize) -> Vec<Example> {
     let csv = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/speciesismbench/speciesism_benchmark_final.csv");
-    let rows = dag_nodes::table::read_dataset(&csv).unwrap();
+    let rows = dag_nodes::table::read_rows(&csv, dag_nodes::table::Format::Csv, false)
+        .unwrap()
+        .rows;
     rows.iter()
         .take(n)
         .map(|r| {
