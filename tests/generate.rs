@@ -85,7 +85,7 @@ fn main_graph_dev_profile_generates_with_the_embedded_model() {
         &root(),
         &["--store", s, "run", "graphs/ahb.toml", "--profile", "dev"],
     );
-    assert!(text(&o).contains("0 ran, 3 cached"), "{}", text(&o));
+    assert!(text(&o).contains("0 ran, 4 cached"), "{}", text(&o));
 }
 
 fn tiny_graph(dir: &Path) {

@@ -9,6 +9,7 @@
 mod balance;
 mod dataset;
 pub mod evaluate;
+pub mod finetune;
 pub mod models;
 mod noop;
 pub mod table;
@@ -30,5 +31,6 @@ pub fn registry() -> dag_engine::Registry {
     r.register(models::generate());
     r.register(evaluate::evaluate());
     r.register(CompareEvals::new());
+    r.register(finetune::finetune());
     r
 }

@@ -18,6 +18,8 @@ pub struct Linear {
     pub weight: Tensor,
     /// `[out_features]`, when the layer has a bias.
     pub bias: Option<Tensor>,
+    /// A low-rank adapter added to the output, when one is attached.
+    pub lora: Option<crate::lora::LoraDelta>,
 }
 
 impl Linear {
@@ -26,12 +28,17 @@ impl Linear {
         Linear {
             weight: p.zeros_no_train("weight", &[out_features, in_features]),
             bias: bias.then(|| p.zeros_no_train("bias", &[out_features])),
+            lora: None,
         }
     }
 
     /// Applies the projection over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, self.bias.as_ref())
+        let y = x.linear(&self.weight, self.bias.as_ref());
+        match &self.lora {
+            Some(lora) => y + lora.forward(x),
+            None => y,
+        }
     }
 }
 

@@ -31,9 +31,11 @@ pub mod gguf;
 pub mod hub;
 pub mod layers;
 pub mod llama;
+pub mod lora;
 mod model;
 mod score;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 #[cfg(test)]
@@ -46,6 +48,7 @@ pub use generate::{
     Completion, FinishReason, ForwardOutput, GenerateRequest, ItemResult, Prompt, SamplingParams,
 };
 pub use hub::HubRef;
+pub use lora::{Lora, LoraConfig};
 pub use model::{DType, DeviceSpec, LoadOptions, Model, ModelSource};
 pub use score::{ContinuationScore, ScoreRequest};
 pub use tokenizer::Tokenizer;

@@ -309,11 +309,58 @@ impl Transformer {
         input_ids: &Tensor,
         positions: &Tensor,
         key_valid: &Tensor,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
         capture: &[usize],
         logits: Logits,
     ) -> (Option<Tensor>, Vec<Tensor>) {
         let _guard = tch::no_grad_guard();
+        self.run(input_ids, positions, key_valid, cache, capture, logits)
+    }
+
+    /// Every-position logits with autograd on, for training: as [`Transformer::forward`]
+    /// without a cache, and gradients flow to whatever requires them (adapters, or every
+    /// weight in full finetuning).
+    pub fn forward_train(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        key_valid: &Tensor,
+    ) -> Tensor {
+        let (logits, _) = self.run(input_ids, positions, key_valid, None, &[], Logits::All);
+        logits.expect("Logits::All returns logits")
+    }
+
+    /// The projections LoRA can wrap, under their Hugging Face names
+    /// (`model.layers.0.self_attn.q_proj`), in layer order.
+    pub fn projections_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = vec![];
+        for (i, b) in self.layers.iter_mut().enumerate() {
+            let a = &mut b.self_attn;
+            let m = &mut b.mlp;
+            for (name, lin) in [
+                ("self_attn.q_proj", &mut a.q_proj),
+                ("self_attn.k_proj", &mut a.k_proj),
+                ("self_attn.v_proj", &mut a.v_proj),
+                ("self_attn.o_proj", &mut a.o_proj),
+                ("mlp.gate_proj", &mut m.gate_proj),
+                ("mlp.up_proj", &mut m.up_proj),
+                ("mlp.down_proj", &mut m.down_proj),
+            ] {
+                out.push((format!("model.layers.{i}.{name}"), lin));
+            }
+        }
+        out
+    }
+
+    fn run(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        key_valid: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        capture: &[usize],
+        logits: Logits,
+    ) -> (Option<Tensor>, Vec<Tensor>) {
         let seq = input_ids.size()[1];
         let offset = cache.as_ref().map_or(0, |c| c.len);
         let kind = self.embed_tokens.kind();

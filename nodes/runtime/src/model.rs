@@ -165,7 +165,8 @@ pub struct Model {
     pub(crate) pad_token_id: u32,
     device: tch::Device,
     dtype: DType,
-    identity: String,
+    pub(crate) identity: String,
+    pub(crate) lora: Option<crate::lora::Lora>,
 }
 
 impl std::fmt::Debug for Model {
@@ -353,6 +354,7 @@ impl Model {
             device,
             dtype,
             identity,
+            lora: None,
         })
     }
 

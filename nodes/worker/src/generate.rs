@@ -59,8 +59,10 @@ pub fn load_model(dir: &Path) -> Result<Model, NodeError> {
                 .map_err(|e| NodeError::caused("Bad `dtype`", &e))?,
         ),
     };
-    Model::from_reference(location, LoadOptions { device, dtype })
-        .map_err(|e| NodeError::caused(format!("Failed to load the model `{location}`"), &e))
+    let mut model = Model::from_reference(location, LoadOptions { device, dtype })
+        .map_err(|e| NodeError::caused(format!("Failed to load the model `{location}`"), &e))?;
+    crate::finetune::apply_checkpoint(&mut model, dir, &r)?;
+    Ok(model)
 }
 
 fn int(job: &Job, k: &str, default: i64) -> i64 {

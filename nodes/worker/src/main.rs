@@ -2,6 +2,7 @@
 //! the protocol). It is the only binary linked against libtorch.
 
 mod evaluate;
+mod finetune;
 mod generate;
 
 use std::io::Write;
@@ -30,6 +31,7 @@ fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     match job.node.as_str() {
         "generate" => generate::run(job, rep),
         "evaluate" => evaluate::run(job, rep),
+        "finetune" => finetune::run(job, rep),
         other => Err(NodeError::msg(format!("dag-worker has no node type `{other}`"))
             .hint("dag and dag-worker come from different builds; rebuild both with `cargo build --release --workspace --bins`")),
     }

@@ -1,0 +1,642 @@
+//! Supervised finetuning: chat examples with an assistant-only loss, AdamW, a warmup-then-decay
+//! schedule, gradient accumulation and clipping, over LoRA adapters or every weight.
+//!
+//! The optimizer and data order follow Hugging Face's `Trainer` so a run can be compared with
+//! one: AdamW as `torch.optim.AdamW` (decoupled weight decay, bias-corrected moments; biases
+//! and norm gains are not decayed in full finetuning), the learning rate of optimizer step `s`
+//! (0-based) is `get_linear_schedule_with_warmup` / `get_cosine_schedule_with_warmup` at `s`,
+//! and with accumulation the loss is the summed token loss divided by the trainable tokens of
+//! the whole optimizer step (what `Trainer` does with `num_items_in_batch`).
+//!
+//! Every source of randomness is a function of the seed and the step: examples are shuffled per
+//! epoch from `(seed, epoch)`, and libtorch's generator (adapter dropout) is reseeded from
+//! `(seed, step)` before each step. A [`TrainState`] (trainable tensors, both AdamW moments and
+//! the step) therefore resumes a run exactly: on the CPU a resumed run ends bit-identical to an
+//! uninterrupted one.
+
+use std::path::Path;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use tch::{Kind, Tensor};
+
+use crate::chat::Message;
+use crate::error::{Error, Result};
+use crate::lora::{read_safetensors, write_safetensors};
+use crate::model::Model;
+
+/// One tokenised training example: `trainable[i]` says whether token `i` is a target
+/// (predicted from the tokens before it and counted in the loss).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Loss mask, same length as `ids`.
+    pub trainable: Vec<bool>,
+}
+
+impl Example {
+    /// Tokens that count in the loss (the first token never does: nothing predicts it).
+    pub fn trainable_tokens(&self) -> usize {
+        self.trainable.iter().skip(1).filter(|&&t| t).count()
+    }
+}
+
+/// Renders `messages` with the model's chat template and marks the assistant turns' tokens
+/// (their content and end-of-turn marker) as trainable; everything else (system, user, the
+/// template's headers) is masked out. Returns the example, truncated to `max_len` tokens, and
+/// whether it was truncated.
+///
+/// A turn spans the characters between the conversation rendered up to its assistant header
+/// (`add_generation_prompt`) and rendered through the turn; a token is trainable when it
+/// starts inside a span. Both renders must be text prefixes of the whole conversation, which
+/// holds for chat templates that render each message independently of later ones.
+pub fn encode_chat(model: &Model, messages: &[Message], max_len: usize) -> Result<(Example, bool)> {
+    let full = model.render_chat(messages, false)?;
+    let enc = model
+        .tokenizer()
+        .inner()
+        .encode(full.as_str(), false)
+        .map_err(Error::tokenizer("encode"))?;
+    let ids = enc.get_ids().to_vec();
+    let mut spans = vec![];
+    for (i, m) in messages.iter().enumerate() {
+        if m.role != "assistant" {
+            continue;
+        }
+        let before = model.render_chat(&messages[..i], true)?;
+        let through = model.render_chat(&messages[..=i], false)?;
+        if !full.starts_with(&before) || !full.starts_with(&through) {
+            return Err(Error::Request(format!(
+                "the chat template does not render assistant turn {i} as a prefix of the whole conversation; cannot mask the loss"
+            )));
+        }
+        spans.push(before.len()..through.len());
+    }
+    let trainable: Vec<bool> = enc
+        .get_offsets()
+        .iter()
+        .map(|&(start, _)| spans.iter().any(|s| s.contains(&start)))
+        .collect();
+    let truncated = ids.len() > max_len;
+    let n = ids.len().min(max_len);
+    Ok((
+        Example {
+            ids: ids[..n].to_vec(),
+            trainable: trainable[..n].to_vec(),
+        },
+        truncated,
+    ))
+}
+
+/// Learning-rate decay after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Constant after warmup.
+    Constant,
+    /// Linear to zero at the last step.
+    Linear,
+    /// Half a cosine to zero at the last step.
+    Cosine,
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Schedule> {
+        match s {
+            "constant" => Ok(Schedule::Constant),
+            "linear" => Ok(Schedule::Linear),
+            "cosine" => Ok(Schedule::Cosine),
+            other => Err(Error::Request(format!(
+                "unknown schedule `{other}` (expected constant, linear or cosine)"
+            ))),
+        }
+    }
+}
+
+/// Optimisation settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// AdamW betas.
+    pub betas: (f64, f64),
+    /// AdamW epsilon.
+    pub eps: f64,
+    /// Optimizer steps of linear warmup from 0.
+    pub warmup_steps: usize,
+    /// Decay after warmup.
+    pub schedule: Schedule,
+    /// Examples per forward pass.
+    pub batch_size: usize,
+    /// Forward passes per optimizer step.
+    pub grad_accum: usize,
+    /// Global gradient-norm clip (0 = off).
+    pub max_grad_norm: f64,
+    /// Passes over the data (ignored when `max_steps` is set).
+    pub epochs: usize,
+    /// Optimizer steps in total, overriding `epochs` when set.
+    pub max_steps: Option<usize>,
+    /// Seed of the data order and of dropout.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            lr: 2e-4,
+            weight_decay: 0.0,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            warmup_steps: 0,
+            schedule: Schedule::Linear,
+            batch_size: 4,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            epochs: 1,
+            max_steps: None,
+            seed: 0,
+        }
+    }
+}
+
+/// What one optimizer step measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepMetrics {
+    /// 1-based optimizer step.
+    pub step: usize,
+    /// Epoch the step's examples came from (0-based).
+    pub epoch: usize,
+    /// Mean token loss over the step's trainable tokens.
+    pub loss: f64,
+    /// Learning rate used for the update.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Trainable (loss) tokens in the step.
+    pub loss_tokens: usize,
+    /// All real tokens processed in the step.
+    pub tokens: usize,
+    /// `tokens` per second of wall time for the step.
+    pub tokens_per_s: f64,
+}
+
+/// What is trained.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// The attached LoRA adapter only (attach one with [`Model::attach_lora`] first).
+    Lora,
+    /// Every weight of the model.
+    Full,
+}
+
+/// An SFT run over a fixed example set, one optimizer step at a time.
+#[derive(Debug)]
+pub struct Trainer {
+    params: Vec<(String, Tensor)>,
+    decay: Vec<bool>,
+    exp_avg: Vec<Tensor>,
+    exp_avg_sq: Vec<Tensor>,
+    step: usize,
+    cfg: TrainConfig,
+    examples: Vec<Example>,
+    pad: i64,
+    last_grad_norms: Vec<(String, f64)>,
+}
+
+impl Trainer {
+    /// Prepares training `model` on `examples`. Fails on an empty set, on examples with no
+    /// trainable token, or in LoRA mode without an adapter.
+    pub fn new(
+        model: &Model,
+        mode: Mode,
+        examples: Vec<Example>,
+        cfg: TrainConfig,
+    ) -> Result<Trainer> {
+        if examples.is_empty() {
+            return Err(Error::Request("no training examples".into()));
+        }
+        let empty: Vec<usize> = examples
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.trainable_tokens() == 0)
+            .map(|(i, _)| i)
+            .collect();
+        if !empty.is_empty() {
+            return Err(Error::Request(format!(
+                "{} example(s) have no trainable token after masking and truncation (examples {:?}{})",
+                empty.len(),
+                &empty[..empty.len().min(10)],
+                if empty.len() > 10 { ", ..." } else { "" }
+            )));
+        }
+        if cfg.batch_size == 0 || cfg.grad_accum == 0 {
+            return Err(Error::Request(
+                "batch_size and grad_accum must be at least 1".into(),
+            ));
+        }
+        let params: Vec<(String, Tensor)> = match mode {
+            Mode::Lora => model
+                .lora()
+                .ok_or_else(|| Error::Request("LoRA training needs an attached adapter".into()))?
+                .parameters(),
+            Mode::Full => {
+                let mut vars: Vec<(String, Tensor)> =
+                    model.var_store().variables().into_iter().collect();
+                vars.sort_by(|a, b| a.0.cmp(&b.0));
+                for (_, v) in &vars {
+                    let _ = v.set_requires_grad(true);
+                }
+                vars
+            }
+        };
+        let decay = params
+            .iter()
+            .map(|(n, _)| !(mode == Mode::Full && (n.ends_with(".bias") || n.contains("norm"))))
+            .collect();
+        let zeros = |(_, p): &(String, Tensor)| p.zeros_like().to_kind(Kind::Float);
+        Ok(Trainer {
+            exp_avg: params.iter().map(zeros).collect(),
+            exp_avg_sq: params.iter().map(zeros).collect(),
+            decay,
+            params,
+            step: 0,
+            cfg,
+            examples,
+            pad: i64::from(model.pad_token_id),
+            last_grad_norms: vec![],
+        })
+    }
+
+    /// Optimizer steps per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.examples
+            .len()
+            .div_ceil(self.cfg.batch_size * self.cfg.grad_accum)
+    }
+
+    /// Optimizer steps the run takes in all.
+    pub fn total_steps(&self) -> usize {
+        self.cfg
+            .max_steps
+            .unwrap_or(self.cfg.epochs * self.steps_per_epoch())
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The trained tensors under their names (adapter PEFT names, or HF weight names).
+    pub fn parameters(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+
+    /// Per-tensor gradient norms of the last step (before clipping), for tensors that had a
+    /// gradient.
+    pub fn last_grad_norms(&self) -> &[(String, f64)] {
+        &self.last_grad_norms
+    }
+
+    /// The learning rate of 0-based optimizer step `s`.
+    pub fn lr_at(&self, s: usize) -> f64 {
+        let (w, total) = (self.cfg.warmup_steps, self.total_steps());
+        if s < w {
+            return self.cfg.lr * s as f64 / w.max(1) as f64;
+        }
+        let progress = (s - w) as f64 / (total.saturating_sub(w)).max(1) as f64;
+        match self.cfg.schedule {
+            Schedule::Constant => self.cfg.lr,
+            Schedule::Linear => self.cfg.lr * (1.0 - progress).max(0.0),
+            Schedule::Cosine => {
+                self.cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()).max(0.0)
+            }
+        }
+    }
+
+    /// The example indices of 0-based optimizer step `s`, one inner list per forward pass.
+    fn batches(&self, s: usize) -> (usize, Vec<Vec<usize>>) {
+        let spe = self.steps_per_epoch();
+        let (epoch, k) = (s / spe, s % spe);
+        let mut order: Vec<usize> = (0..self.examples.len()).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            self.cfg.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        order.shuffle(&mut rng);
+        let per_step = self.cfg.batch_size * self.cfg.grad_accum;
+        let slice = &order[k * per_step..((k + 1) * per_step).min(order.len())];
+        (
+            epoch,
+            slice
+                .chunks(self.cfg.batch_size)
+                .map(<[usize]>::to_vec)
+                .collect(),
+        )
+    }
+
+    /// Runs one optimizer step (all its accumulated forward/backward passes, clipping and the
+    /// AdamW update). A non-finite loss is an error naming the step, raised before the update
+    /// so the weights stay as they were.
+    pub fn train_step(&mut self, model: &Model) -> Result<StepMetrics> {
+        let start = Instant::now();
+        let s = self.step;
+        let (epoch, batches) = self.batches(s);
+        tch::manual_seed(
+            (self.cfg.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ s as u64) as i64 & i64::MAX,
+        );
+        if let Some(l) = model.lora() {
+            l.set_training(true);
+        }
+        let loss_tokens: usize = batches
+            .iter()
+            .flatten()
+            .map(|&i| self.examples[i].trainable_tokens())
+            .sum();
+        let mut tokens = 0usize;
+        let mut loss_sum = 0f64;
+        let device = model.device();
+        for batch in &batches {
+            let rows: Vec<&Example> = batch.iter().map(|&i| &self.examples[i]).collect();
+            tokens += rows.iter().map(|e| e.ids.len()).sum::<usize>();
+            let (ids, labels, valid, positions) = pad_batch(&rows, self.pad, device);
+            let logits = model.transformer.forward_train(&ids, &positions, &valid);
+            let t = logits.size()[1];
+            let v = logits.size()[2];
+            let pred = logits.narrow(1, 0, t - 1).reshape([-1, v]);
+            let target = labels.narrow(1, 1, t - 1).reshape([-1]);
+            let nll =
+                pred.cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Sum, -100, 0.0);
+            loss_sum += nll.double_value(&[]);
+            (nll / loss_tokens as f64).backward();
+        }
+        if let Some(l) = model.lora() {
+            l.set_training(false);
+        }
+        let loss = loss_sum / loss_tokens as f64;
+        if !loss.is_finite() {
+            self.zero_grad();
+            return Err(Error::Request(format!(
+                "the loss is {loss} at step {}; training stopped before that step's update",
+                s + 1
+            )));
+        }
+        let grad_norm = {
+            let _g = tch::no_grad_guard();
+            let mut sq = 0f64;
+            self.last_grad_norms.clear();
+            for (name, p) in &self.params {
+                let g = p.grad();
+                if g.defined() {
+                    let s = g
+                        .to_kind(Kind::Float)
+                        .square()
+                        .sum(Kind::Double)
+                        .double_value(&[]);
+                    self.last_grad_norms.push((name.clone(), s.sqrt()));
+                    sq += s;
+                }
+            }
+            sq.sqrt()
+        };
+        let lr = self.lr_at(s);
+        self.update(lr, grad_norm);
+        self.zero_grad();
+        self.step += 1;
+        let secs = start.elapsed().as_secs_f64();
+        Ok(StepMetrics {
+            step: self.step,
+            epoch,
+            loss,
+            lr,
+            grad_norm,
+            loss_tokens,
+            tokens,
+            tokens_per_s: tokens as f64 / secs.max(1e-9),
+        })
+    }
+
+    fn update(&mut self, lr: f64, grad_norm: f64) {
+        let _g = tch::no_grad_guard();
+        let clip = if self.cfg.max_grad_norm > 0.0 {
+            (self.cfg.max_grad_norm / (grad_norm + 1e-6)).min(1.0)
+        } else {
+            1.0
+        };
+        let (b1, b2) = self.cfg.betas;
+        let t = (self.step + 1) as i32;
+        let bc1 = 1.0 - b1.powi(t);
+        let bc2 = 1.0 - b2.powi(t);
+        for (i, (_, p)) in self.params.iter().enumerate() {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            let mut g = g.to_kind(Kind::Float);
+            if clip < 1.0 {
+                g *= clip;
+            }
+            let mut p32 = p.to_kind(Kind::Float);
+            if self.decay[i] && self.cfg.weight_decay > 0.0 {
+                p32 *= 1.0 - lr * self.cfg.weight_decay;
+            }
+            let m = &mut self.exp_avg[i];
+            *m *= b1;
+            *m += &g * (1.0 - b1);
+            let v = &mut self.exp_avg_sq[i];
+            *v *= b2;
+            *v += g.square() * (1.0 - b2);
+            let denom = v.sqrt() / bc2.sqrt() + self.cfg.eps;
+            p32 -= (&*m / denom) * (lr / bc1);
+            let mut p = p.shallow_clone();
+            p.copy_(&p32);
+        }
+    }
+
+    fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    /// Writes the resumable state (trained tensors, both AdamW moments, the step) into `dir`.
+    pub fn save_state(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let mut tensors = Vec::with_capacity(self.params.len() * 3);
+        for (i, (name, p)) in self.params.iter().enumerate() {
+            tensors.push((format!("param.{name}"), p.shallow_clone()));
+            tensors.push((format!("exp_avg.{name}"), self.exp_avg[i].shallow_clone()));
+            tensors.push((
+                format!("exp_avg_sq.{name}"),
+                self.exp_avg_sq[i].shallow_clone(),
+            ));
+        }
+        write_safetensors(&dir.join("trainer.safetensors"), &tensors)?;
+        let path = dir.join("trainer.json");
+        let json = serde_json::json!({ "step": self.step, "seed": self.cfg.seed });
+        std::fs::write(&path, serde_json::to_vec_pretty(&json).expect("json"))
+            .map_err(Error::io(&path))
+    }
+
+    /// Restores a state written by [`Trainer::save_state`] for the same model and settings.
+    pub fn load_state(&mut self, dir: &Path) -> Result<()> {
+        let path = dir.join("trainer.json");
+        let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path, source })?;
+        let tensors_path = dir.join("trainer.safetensors");
+        let mut stored = read_safetensors(&tensors_path)?;
+        let _g = tch::no_grad_guard();
+        let mut take = |key: String, dst: &mut Tensor| -> Result<()> {
+            let src = stored.remove(&key).ok_or_else(|| Error::MissingTensor {
+                name: key.clone(),
+                path: tensors_path.clone(),
+            })?;
+            if src.size() != dst.size() {
+                return Err(Error::ShapeMismatch {
+                    name: key,
+                    expected: dst.size(),
+                    found: src.size(),
+                });
+            }
+            dst.f_copy_(&src)
+                .map_err(Error::torch(format!("restore `{key}`")))
+        };
+        for i in 0..self.params.len() {
+            let name = self.params[i].0.clone();
+            let mut p = self.params[i].1.shallow_clone();
+            take(format!("param.{name}"), &mut p)?;
+            take(format!("exp_avg.{name}"), &mut self.exp_avg[i])?;
+            take(format!("exp_avg_sq.{name}"), &mut self.exp_avg_sq[i])?;
+        }
+        self.step = json["step"].as_u64().unwrap_or(0) as usize;
+        Ok(())
+    }
+}
+
+/// Right-pads a batch: ids (pad id), labels (-100 where not trainable or padding), the
+/// `[batch, seq]` validity mask and positions.
+fn pad_batch(rows: &[&Example], pad: i64, device: tch::Device) -> (Tensor, Tensor, Tensor, Tensor) {
+    let t = rows.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+    let b = rows.len();
+    let mut ids = vec![pad; b * t];
+    let mut labels = vec![-100i64; b * t];
+    let mut valid = vec![false; b * t];
+    for (r, e) in rows.iter().enumerate() {
+        for (j, (&id, &tr)) in e.ids.iter().zip(&e.trainable).enumerate() {
+            ids[r * t + j] = i64::from(id);
+            valid[r * t + j] = true;
+            if tr {
+                labels[r * t + j] = i64::from(id);
+            }
+        }
+    }
+    let shape = [b as i64, t as i64];
+    let positions = Tensor::arange(t as i64, (Kind::Int64, device))
+        .unsqueeze(0)
+        .repeat([b as i64, 1]);
+    (
+        Tensor::from_slice(&ids).view(shape).to_device(device),
+        Tensor::from_slice(&labels).view(shape).to_device(device),
+        Tensor::from_slice(&valid).view(shape).to_device(device),
+        positions,
+    )
+}
+
+/// Mean log-likelihood per trainable token of `example` under `model` (no gradient): the
+/// quantity SFT raises, for checking that training moved a held-out target.
+pub fn target_logprob(model: &Model, example: &Example) -> Result<f64> {
+    let _g = tch::no_grad_guard();
+    let (ids, labels, valid, positions) = pad_batch(&[example], 0, model.device());
+    let logits = model.transformer.forward_train(&ids, &positions, &valid);
+    let t = logits.size()[1];
+    let v = logits.size()[2];
+    let nll = logits
+        .narrow(1, 0, t - 1)
+        .reshape([-1, v])
+        .cross_entropy_loss::<Tensor>(
+            &labels.narrow(1, 1, t - 1).reshape([-1]),
+            None,
+            tch::Reduction::Mean,
+            -100,
+            0.0,
+        );
+    Ok(-nll.double_value(&[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_follow_transformers() {
+        let cfg = TrainConfig {
+            lr: 1.0,
+            warmup_steps: 2,
+            max_steps: Some(6),
+            ..TrainConfig::default()
+        };
+        let ex = vec![Example {
+            ids: vec![1, 2],
+            trainable: vec![false, true],
+        }];
+        let model_free = |cfg: TrainConfig| Trainer {
+            params: vec![],
+            decay: vec![],
+            exp_avg: vec![],
+            exp_avg_sq: vec![],
+            step: 0,
+            cfg,
+            examples: ex.clone(),
+            pad: 0,
+            last_grad_norms: vec![],
+        };
+        let t = model_free(cfg.clone());
+        let lrs: Vec<f64> = (0..6).map(|s| t.lr_at(s)).collect();
+        assert_eq!(lrs, vec![0.0, 0.5, 1.0, 0.75, 0.5, 0.25]);
+        let t = model_free(TrainConfig {
+            schedule: Schedule::Cosine,
+            ..cfg
+        });
+        assert!((t.lr_at(4) - 0.5).abs() < 1e-12);
+        assert!((t.lr_at(2) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn batches_cover_each_epoch_once_in_a_seeded_order() {
+        let examples: Vec<Example> = (0..7)
+            .map(|i| Example {
+                ids: vec![1, i],
+                trainable: vec![false, true],
+            })
+            .collect();
+        let t = Trainer {
+            params: vec![],
+            decay: vec![],
+            exp_avg: vec![],
+            exp_avg_sq: vec![],
+            step: 0,
+            cfg: TrainConfig {
+                batch_size: 2,
+                grad_accum: 2,
+                epochs: 2,
+                seed: 3,
+                ..TrainConfig::default()
+            },
+            examples,
+            pad: 0,
+            last_grad_norms: vec![],
+        };
+        assert_eq!(t.steps_per_epoch(), 2);
+        assert_eq!(t.total_steps(), 4);
+        let mut seen: Vec<usize> = (0..2).flat_map(|s| t.batches(s).1.concat()).collect();
+        seen.sort();
+        assert_eq!(seen, (0..7).collect::<Vec<_>>());
+        assert_eq!(t.batches(1).1.len(), 2, "3 left: a batch of 2 and one of 1");
+        assert_eq!(t.batches(2).0, 1);
+        assert_ne!(t.batches(0).1, t.batches(2).1, "epochs reshuffle");
+    }
+}

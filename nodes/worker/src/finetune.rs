@@ -1,0 +1,527 @@
+//! `finetune`: SFT of a model on dataset rows, LoRA or full, with checkpoints that resume.
+//!
+//! Every `save_interval` optimizer steps (and at the last one) the worker writes a checkpoint
+//! into the job's work directory, `step-NNNNNN/` (built as `step-NNNNNN.tmp/` and renamed, so
+//! a kill never leaves half of one), holding the trained tensors with both AdamW moments
+//! (`trainer.safetensors`), the metrics so far, and the checkpoint as users get it (a PEFT
+//! adapter, or the full weights). Each one is then recorded with a `SaveItems` report. A rerun
+//! after a kill restores the last recorded checkpoint and continues; since data order and
+//! dropout derive from the seed and the step, the result is the uninterrupted run's.
+//! At the end every checkpoint is linked into the `checkpoints` list output, in step order.
+
+use std::path::{Path, PathBuf};
+
+use dag_engine::NodeError;
+use dag_nodes::table::{self, Row};
+use dag_nodes::worker::{Job, Report};
+use dag_runtime::train::{self, Example, Mode, StepMetrics, TrainConfig, Trainer};
+use dag_runtime::{LoraConfig, Message, Model};
+use serde_json::{Value, json};
+
+use crate::Reporter;
+use crate::generate::{fill, load_model};
+
+fn int(job: &Job, k: &str, default: i64) -> i64 {
+    job.params.get(k).and_then(Value::as_i64).unwrap_or(default)
+}
+
+fn float(job: &Job, k: &str, default: f64) -> f64 {
+    job.params.get(k).and_then(Value::as_f64).unwrap_or(default)
+}
+
+fn string<'a>(job: &'a Job, k: &str) -> Option<&'a str> {
+    job.params.get(k).and_then(Value::as_str)
+}
+
+fn positive(job: &Job, k: &str, default: i64) -> Result<usize, NodeError> {
+    let v = int(job, k, default);
+    if v < 1 {
+        return Err(NodeError::msg(format!("`{k}` must be at least 1, got {v}")));
+    }
+    Ok(v as usize)
+}
+
+/// Applies what a checkpoint's `model.json` adds to its base: a LoRA adapter folder
+/// (`adapter`) or trained full weights (`weights`), both relative to the checkpoint folder.
+pub fn apply_checkpoint(model: &mut Model, dir: &Path, reference: &Value) -> Result<(), NodeError> {
+    if let Some(a) = reference.get("adapter").and_then(Value::as_str) {
+        let path = dir.join(a);
+        model.load_adapter(&path).map_err(|e| {
+            NodeError::caused(
+                format!("Failed to load the adapter `{}`", path.display()),
+                &e,
+            )
+        })?;
+    }
+    if let Some(w) = reference.get("weights").and_then(Value::as_str) {
+        let path = dir.join(w);
+        model.load_weights(&path).map_err(|e| {
+            NodeError::caused(
+                format!("Failed to load the weights `{}`", path.display()),
+                &e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The conversation of one row: its `messages` column, or the templated user/assistant turns.
+fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, NodeError> {
+    let mut messages = match string(job, "prompt") {
+        Some(prompt) => {
+            let mut m = vec![];
+            if let Some(s) = string(job, "system_prompt") {
+                m.push(Message::new("system", s));
+            }
+            m.push(Message::new("user", fill(prompt, row)?));
+            let response = string(job, "response").unwrap_or("{completion}");
+            m.push(Message::new("assistant", fill(response, row)?));
+            m
+        }
+        None => {
+            let col = string(job, "messages").unwrap_or("messages");
+            let v = row.get(col).ok_or_else(|| {
+                let cols: Vec<&str> = row.keys().map(String::as_str).collect();
+                NodeError::msg(format!("Row {index} has no `{col}` column of conversations"))
+                    .hint(format!("columns are: {}; set `messages` to the conversation column, or `prompt` and `response` templates", cols.join(", ")))
+            })?;
+            let parsed: Vec<Message> = serde_json::from_value(v.clone()).map_err(|e| {
+                NodeError::caused(
+                    format!("Row {index}: `{col}` is not a list of {{role, content}} messages"),
+                    &e,
+                )
+            })?;
+            parsed
+        }
+    };
+    if job.params.get("drop_system").and_then(Value::as_bool) == Some(true) {
+        messages.retain(|m| m.role != "system");
+    }
+    if !messages.iter().any(|m| m.role == "assistant") {
+        return Err(
+            NodeError::msg(format!("Row {index} has no assistant message to train on"))
+                .hint("the loss covers assistant turns only; give each conversation at least one"),
+        );
+    }
+    Ok(messages)
+}
+
+fn train_config(job: &Job) -> Result<TrainConfig, NodeError> {
+    let max_steps = int(job, "max_steps", 0);
+    Ok(TrainConfig {
+        lr: float(job, "lr", 2e-4),
+        weight_decay: float(job, "weight_decay", 0.0),
+        warmup_steps: int(job, "warmup_steps", 0).max(0) as usize,
+        schedule: string(job, "schedule")
+            .unwrap_or("linear")
+            .parse()
+            .map_err(|e| NodeError::caused("Bad `schedule`", &e))?,
+        batch_size: positive(job, "batch_size", 4)?,
+        grad_accum: positive(job, "grad_accum", 1)?,
+        max_grad_norm: float(job, "max_grad_norm", 1.0),
+        epochs: positive(job, "epochs", 1)?,
+        max_steps: (max_steps > 0).then_some(max_steps as usize),
+        seed: int(job, "seed", 0) as u64,
+        ..TrainConfig::default()
+    })
+}
+
+/// A checkpoint recorded by this or an earlier attempt.
+#[derive(Debug, Clone)]
+struct Saved {
+    step: usize,
+    dir: PathBuf,
+}
+
+fn step_dir(work: &Path, step: usize) -> PathBuf {
+    work.join(format!("step-{step:06}"))
+}
+
+/// Links `src` (a file) to `dst`, copying when linking is not possible.
+fn link_or_copy(src: &Path, dst: &Path) -> Result<(), NodeError> {
+    if std::fs::hard_link(src, dst).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(src, dst).map(|_| ()).map_err(|e| {
+        NodeError::caused(
+            format!("Failed to copy `{}` to `{}`", src.display(), dst.display()),
+            &e,
+        )
+    })
+}
+
+fn link_tree(src: &Path, dst: &Path) -> Result<(), NodeError> {
+    let fail = |p: &Path, e: std::io::Error| {
+        NodeError::caused(format!("Failed to read `{}`", p.display()), &e)
+    };
+    std::fs::create_dir_all(dst).map_err(|e| fail(dst, e))?;
+    for entry in std::fs::read_dir(src).map_err(|e| fail(src, e))? {
+        let entry = entry.map_err(|e| fail(src, e))?;
+        let to = dst.join(entry.file_name());
+        if entry.path().is_dir() {
+            link_tree(&entry.path(), &to)?;
+        } else {
+            link_or_copy(&entry.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_metrics(path: &Path, metrics: &[StepMetrics]) -> Result<(), NodeError> {
+    let mut text = String::new();
+    for m in metrics {
+        text.push_str(&serde_json::to_string(m).expect("metrics serialise"));
+        text.push('\n');
+    }
+    std::fs::write(path, text)
+        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))
+}
+
+fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>, NodeError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| NodeError::caused(format!("Failed to read `{}`", path.display()), &e))?;
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", path.display()), &e))
+        })
+        .collect()
+}
+
+/// What a checkpoint needs to describe itself.
+struct Run<'a> {
+    job: &'a Job,
+    base_reference: Value,
+    base_location: String,
+    method: Mode,
+    merge: bool,
+}
+
+impl Run<'_> {
+    /// Writes checkpoint `step` into the work directory atomically and records it.
+    fn save(
+        &self,
+        model: &Model,
+        trainer: &Trainer,
+        metrics: &[StepMetrics],
+        rep: &Reporter,
+    ) -> Result<Saved, NodeError> {
+        let step = trainer.step();
+        let dir = step_dir(&self.job.work_dir, step);
+        let tmp = dir.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let fail = |what: &str, e: &dyn std::error::Error| {
+            NodeError::caused(
+                format!("Failed to save the step {step} checkpoint ({what})"),
+                e,
+            )
+        };
+        let state = tmp.join("state");
+        trainer
+            .save_state(&state)
+            .map_err(|e| fail("optimizer state", &e))?;
+        write_metrics(&state.join("metrics.jsonl"), metrics)?;
+        let model_dir = tmp.join("model");
+        std::fs::create_dir_all(&model_dir).map_err(|e| fail("folder", &e))?;
+        let mut reference = self.base_reference.clone();
+        match self.method {
+            Mode::Lora => {
+                let lora = model.lora().expect("LoRA runs attach an adapter");
+                lora.save(&model_dir.join("adapter"), &self.base_location)
+                    .map_err(|e| fail("adapter", &e))?;
+                reference["adapter"] = json!("adapter");
+                if self.merge {
+                    model
+                        .write_merged(&model_dir.join("merged.safetensors"))
+                        .map_err(|e| fail("merged weights", &e))?;
+                }
+            }
+            Mode::Full => {
+                dag_runtime::lora::write_safetensors(
+                    &model_dir.join("model.safetensors"),
+                    trainer.parameters(),
+                )
+                .map_err(|e| fail("weights", &e))?;
+                reference["weights"] = json!("model.safetensors");
+            }
+        }
+        reference["step"] = json!(step);
+        std::fs::write(
+            model_dir.join("model.json"),
+            serde_json::to_vec_pretty(&reference).expect("json"),
+        )
+        .map_err(|e| fail("model.json", &e))?;
+        std::fs::rename(&tmp, &dir).map_err(|e| fail("rename", &e))?;
+        rep.send(Report::SaveItems(vec![
+            json!({ "step": step, "dir": dir.file_name().unwrap_or_default().to_string_lossy() }),
+        ]));
+        Ok(Saved { step, dir })
+    }
+}
+
+/// Runs the node.
+pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
+    let model_dir = &job.inputs["model"][0].path;
+    let base_reference: Value = {
+        let p = model_dir.join("model.json");
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| NodeError::caused(format!("Failed to read `{}`", p.display()), &e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", p.display()), &e))?
+    };
+    if base_reference.get("adapter").is_some() || base_reference.get("weights").is_some() {
+        return Err(NodeError::msg("The input model is a finetune checkpoint; finetuning a checkpoint again is not supported")
+            .hint("train from the base `model` node with more steps, or resume this run"));
+    }
+    let mut model = load_model(model_dir)?;
+    if !model.has_chat_template() {
+        return Err(NodeError::msg("The model has no chat template").hint(
+            "finetune renders conversations with the model's chat template; use an instruct model",
+        ));
+    }
+    let rows = table::read_dataset(&job.inputs["dataset"][0].path)
+        .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
+    if rows.is_empty() {
+        return Err(NodeError::msg("The training dataset is empty")
+            .hint("check the dataset node's filters, limit and split"));
+    }
+    let max_len = positive(job, "max_len", 1024)?;
+    let mut examples = Vec::with_capacity(rows.len());
+    let mut truncated = 0usize;
+    let mut empty = vec![];
+    for (i, row) in rows.iter().enumerate() {
+        let messages = conversation(job, row, i)?;
+        let (ex, cut): (Example, bool) = train::encode_chat(&model, &messages, max_len)
+            .map_err(|e| NodeError::caused(format!("Failed to encode row {i}"), &e))?;
+        truncated += usize::from(cut);
+        if ex.trainable_tokens() == 0 {
+            empty.push(i);
+        }
+        examples.push(ex);
+    }
+    if !empty.is_empty() {
+        return Err(NodeError::msg(format!(
+            "{} row(s) have no trainable token after truncation to max_len = {max_len} (rows {:?}{})",
+            empty.len(),
+            &empty[..empty.len().min(10)],
+            if empty.len() > 10 { ", ..." } else { "" }
+        ))
+        .hint("raise `max_len`, or filter out rows whose prompt alone is longer"));
+    }
+    if truncated > 0 {
+        rep.send(Report::Info(format!(
+            "warning: {truncated} of {} examples were cut to max_len = {max_len} tokens",
+            rows.len()
+        )));
+    }
+    let method = if string(job, "method") == Some("full") {
+        Mode::Full
+    } else {
+        Mode::Lora
+    };
+    let cfg = train_config(job)?;
+    if method == Mode::Lora {
+        let targets: Vec<String> = job
+            .params
+            .get("target_modules")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let lcfg = LoraConfig::new(
+            int(job, "rank", 8),
+            float(job, "alpha", 16.0),
+            float(job, "dropout", 0.05),
+            &targets,
+        )
+        .map_err(|e| {
+            NodeError::caused("Bad LoRA settings", &e)
+                .hint("`target_modules` takes q, k, v, o, gate, up, down")
+        })?;
+        model
+            .attach_lora(lcfg, cfg.seed)
+            .map_err(|e| NodeError::caused("Failed to attach the adapter", &e))?;
+    }
+    let mut trainer = Trainer::new(&model, method.clone(), examples, cfg)
+        .map_err(|e| NodeError::caused("Failed to set up training", &e))?;
+    let total = trainer.total_steps();
+    let interval = int(job, "save_interval", 0).max(0) as usize;
+    let run = Run {
+        job,
+        base_location: base_reference["location"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        base_reference: base_reference.clone(),
+        method: method.clone(),
+        merge: job.params.get("merge").and_then(Value::as_bool) == Some(true),
+    };
+
+    // Earlier attempts' checkpoints, in step order.
+    let mut saved: Vec<Saved> = job
+        .resumed
+        .iter()
+        .filter_map(|item| {
+            let step = item["step"].as_u64()? as usize;
+            let dir = job.work_dir.join(item["dir"].as_str()?);
+            dir.is_dir().then_some(Saved { step, dir })
+        })
+        .collect();
+    saved.sort_by_key(|s| s.step);
+    saved.dedup_by_key(|s| s.step);
+    let mut metrics = vec![];
+    if let Some(last) = saved.last() {
+        trainer.load_state(&last.dir.join("state")).map_err(|e| {
+            NodeError::caused(
+                format!("Failed to resume from `{}`", last.dir.display()),
+                &e,
+            )
+        })?;
+        metrics = read_metrics(&last.dir.join("state/metrics.jsonl"))?;
+        rep.send(Report::Info(format!(
+            "resuming from the step {} checkpoint",
+            last.step
+        )));
+    }
+    rep.send(Report::Total(total as u64));
+    rep.send(Report::Advance(trainer.step() as u64));
+    let mut stopped = None;
+    while trainer.step() < total {
+        match trainer.train_step(&model) {
+            Ok(m) => {
+                metrics.push(m);
+                rep.send(Report::Advance(1));
+            }
+            Err(e)
+                if string(job, "on_nan") == Some("stop")
+                    && e.to_string().contains("the loss is") =>
+            {
+                rep.send(Report::Info(format!(
+                    "warning: {e}; keeping the {} checkpoint(s) saved before it",
+                    saved.len()
+                )));
+                stopped = Some(trainer.step() + 1);
+                break;
+            }
+            Err(e) => {
+                let kept = saved.last().map_or("none was saved yet".to_string(), |s| {
+                    format!("the last saved one is step {}", s.step)
+                });
+                return Err(NodeError::caused(format!("Training failed at step {}", trainer.step() + 1), &e)
+                    .hint(format!("lower `lr` or raise `warmup_steps`; checkpoints are kept ({kept}), or set `on_nan = \"stop\"` to output them")));
+            }
+        }
+        let s = trainer.step();
+        if (interval > 0 && s % interval == 0) || s == total {
+            saved.push(run.save(&model, &trainer, &metrics, rep)?);
+        }
+    }
+    if saved.is_empty() {
+        return Err(NodeError::msg(format!(
+            "Training stopped at step {} before any checkpoint was saved",
+            stopped.unwrap_or(0)
+        ))
+        .hint("set `save_interval` lower, or lower `lr`"));
+    }
+
+    let out = &job.outputs["checkpoints"];
+    std::fs::create_dir_all(out)
+        .map_err(|e| NodeError::caused(format!("Failed to create `{}`", out.display()), &e))?;
+    for (i, s) in saved.iter().enumerate() {
+        link_tree(
+            &s.dir.join("model"),
+            &out.join(format!("{i:06}-step-{}", s.step)),
+        )?;
+    }
+    let mdir = &job.outputs["metrics"];
+    std::fs::create_dir_all(mdir)
+        .map_err(|e| NodeError::caused(format!("Failed to create `{}`", mdir.display()), &e))?;
+    write_metrics(&mdir.join("metrics.jsonl"), &metrics)?;
+    plot_loss(&mdir.join("loss.png"), &metrics)?;
+    let last = metrics.last();
+    rep.send(Report::Meta {
+        port: "checkpoints".into(),
+        value: json!({
+            "steps": saved.iter().map(|s| s.step).collect::<Vec<_>>(),
+            "method": if method == Mode::Lora { "lora" } else { "full" },
+            "examples": rows.len(),
+            "truncated": truncated,
+            "base_model": model_identity_of_base(&base_reference),
+            "stopped_at_nan_step": stopped,
+        }),
+    });
+    rep.send(Report::Meta {
+        port: "metrics".into(),
+        value: json!({
+            "steps": metrics.len(),
+            "first_loss": metrics.first().map(|m| m.loss),
+            "final_loss": last.map(|m| m.loss),
+            "mean_tokens_per_s": if metrics.is_empty() { 0.0 } else {
+                metrics.iter().map(|m| m.tokens_per_s).sum::<f64>() / metrics.len() as f64
+            },
+        }),
+    });
+    Ok(())
+}
+
+fn model_identity_of_base(reference: &Value) -> Value {
+    json!({ "location": reference["location"], "content": reference["content"] })
+}
+
+/// Loss (and learning rate, on its own axis scale) per optimizer step, as a PNG.
+fn plot_loss(path: &Path, metrics: &[StepMetrics]) -> Result<(), NodeError> {
+    use plotters::prelude::*;
+    static FONT: std::sync::Once = std::sync::Once::new();
+    FONT.call_once(|| {
+        // The bytes are a valid TTF shipped by the `dejavu` crate.
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            plotters::style::FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+    let fail = |e: &dyn std::fmt::Display| {
+        NodeError::msg(format!("Failed to plot `{}`: {e}", path.display()))
+    };
+    let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let steps = metrics.len().max(1) as f64;
+    let max_loss = metrics
+        .iter()
+        .map(|m| m.loss)
+        .fold(0f64, f64::max)
+        .max(1e-6)
+        * 1.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("training loss", ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..steps + 1.0, 0f64..max_loss)
+        .map_err(|e| fail(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("optimizer step")
+        .y_desc("loss (assistant tokens)")
+        .draw()
+        .map_err(|e| fail(&e))?;
+    let color = RGBColor(31, 119, 180);
+    chart
+        .draw_series(LineSeries::new(
+            metrics.iter().map(|m| (m.step as f64, m.loss)),
+            color.stroke_width(2),
+        ))
+        .map_err(|e| fail(&e))?;
+    chart
+        .draw_series(
+            metrics
+                .iter()
+                .map(|m| Circle::new((m.step as f64, m.loss), 3, color.filled())),
+        )
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! `finetune` end to end through `dag` and `dag-worker` on the tiny random Llama: checkpoints
+//! that `generate` loads, a kill -9 mid-training that resumes to bit-identical weights, and bad
+//! input. Needs `dag-worker` built beside `dag` (scripts/test builds it first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dag(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("dag runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A graph training the tiny Llama on `rows` statement/answer pairs, with `extra` lines
+/// appended to the finetune node (and optionally more nodes after it).
+fn graph(dir: &Path, rows: usize, finetune: &str, after: &str) {
+    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let data: String = (0..rows)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({
+                    "statement": format!("Statement number {i} about animals."),
+                    "answer": if i % 2 == 0 { "It is morally wrong." } else { "It is acceptable." },
+                })
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("train.jsonl"), data).unwrap();
+    std::fs::write(
+        dir.join("g.toml"),
+        format!(
+            r#"
+[node.rows]
+type = "dataset"
+path = "train.jsonl"
+
+[node.tiny]
+type = "model"
+path = "{}"
+device = "cpu"
+
+[node.ft]
+type = "finetune"
+inputs = {{ model = "tiny.model", dataset = "rows.dataset" }}
+prompt = "{{statement}}"
+response = "{{answer}}"
+system_prompt = "You are a test."
+drop_system = true
+rank = 4
+alpha = 8.0
+weight_decay = 0.01
+warmup_steps = 2
+schedule = "cosine"
+batch_size = 2
+grad_accum = 2
+seed = 5
+{finetune}
+{after}
+"#,
+            tiny.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+}
+
+fn export(dir: &Path, target: &str) -> PathBuf {
+    let dest = dir.join(format!("export-{}", target.replace('.', "-")));
+    if dest.exists() {
+        return dest;
+    }
+    let o = dag(dir, &["export", target, dest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    dest
+}
+
+/// Every file under `dir`, relative path to bytes.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The checkpoints of `ft` exported element by element: `name/relative path` to bytes.
+fn checkpoints(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    // A list artifact exports as its JSON index of element artifacts.
+    let index: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(export(dir, "ft.checkpoints")).unwrap()).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for (i, item) in index.iter().enumerate() {
+        let hex = item["artifact"].as_str().unwrap();
+        let name = item["name"].as_str().unwrap();
+        let dest = export(dir, hex);
+        for (k, v) in files(&dest) {
+            out.insert(format!("{i:02}-{name}/{k}"), v);
+        }
+    }
+    out
+}
+
+#[test]
+fn checkpoints_load_in_generate_and_the_loss_falls() {
+    let d = tempfile::tempdir().unwrap();
+    graph(
+        d.path(),
+        16,
+        "epochs = 4\nsave_interval = 4\ndropout = 0.0\nlr = 0.01",
+        r#"
+[node.gen]
+type = "generate"
+inputs = { dataset = "rows.dataset", model = "ft.checkpoints[*]" }
+prompt = "{statement}"
+max_new_tokens = 4
+"#,
+    );
+    let o = dag(d.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let all = checkpoints(d.path());
+    let names: std::collections::BTreeSet<String> = all
+        .keys()
+        .filter_map(|k| k.split('/').next().map(str::to_string))
+        .collect();
+    // 16 rows / (2 x 2) = 4 steps an epoch, 16 steps, a checkpoint every 4.
+    assert_eq!(names.len(), 4, "{names:?}");
+    let first = names.iter().next().unwrap();
+    for f in [
+        "model.json",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+    ] {
+        assert!(
+            all.contains_key(&format!("{first}/{f}")),
+            "{first}/{f}: {:?}",
+            all.keys()
+        );
+    }
+    let reference: serde_json::Value =
+        serde_json::from_slice(&all[&format!("{first}/model.json")]).unwrap();
+    assert_eq!(reference["adapter"], "adapter");
+    assert_eq!(reference["step"], 4);
+    let metrics = export(d.path(), "ft.metrics");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(metrics.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 16);
+    let loss = |i: usize| lines[i]["loss"].as_f64().unwrap();
+    assert!(
+        loss(15) < 0.5 * loss(0),
+        "memorising 16 short answers: loss {} -> {}",
+        loss(0),
+        loss(15)
+    );
+    assert!(
+        lines[0]["lr"].as_f64().unwrap() == 0.0,
+        "warmup starts at 0"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["tokens_per_s"].as_f64().unwrap() > 0.0)
+    );
+    let png = std::fs::read(metrics.join("loss.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    // `gen` mapped over the 4 checkpoints (one instance each), all cached on a rerun.
+    let o = dag(d.path(), &["run", "g.toml"]);
+    assert!(text(&o).contains("0 ran, 7 cached"), "{}", text(&o));
+}
+
+/// The worker processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit_once(')')?.1.to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+fn saved_steps(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join(".dag/work"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten())
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("step-") && !n.ends_with(".tmp")
+        })
+        .count()
+}
+
+#[test]
+fn killed_finetune_resumes_to_bit_identical_weights() {
+    let settings = "max_steps = 120\nsave_interval = 20\ndropout = 0.1\nlr = 0.001";
+    let a = tempfile::tempdir().unwrap();
+    graph(a.path(), 24, settings, "");
+    let o = dag(a.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let reference = checkpoints(a.path());
+    assert_eq!(reference.len(), 6 * 3, "6 checkpoints of 3 files");
+
+    let b = tempfile::tempdir().unwrap();
+    graph(b.path(), 24, settings, "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(["run", "g.toml", "-q"])
+        .current_dir(b.path())
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while saved_steps(b.path()) < 2 && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // kill -9 the training process itself (dag then reports the attempt failed).
+    let workers = children(child.id());
+    assert!(!workers.is_empty(), "the worker was still training");
+    for w in workers {
+        let _ = Command::new("kill").args(["-9", &w.to_string()]).status();
+    }
+    let first = child.wait().unwrap();
+    assert!(!first.success(), "the killed attempt fails");
+    let saved = saved_steps(b.path());
+    assert!(
+        (2..6).contains(&saved),
+        "killed mid-training ({saved} saved)"
+    );
+    let o = dag(b.path(), &["run", "g.toml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = std::fs::read_dir(b.path().join(".dag/logs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect::<String>();
+    assert!(
+        log.contains("resuming from the step"),
+        "the rerun resumed:\n{log}"
+    );
+    let resumed = checkpoints(b.path());
+    assert_eq!(
+        resumed.keys().collect::<Vec<_>>(),
+        reference.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &reference {
+        assert!(resumed[k] == *v, "`{k}` differs after resuming");
+    }
+}
+
+#[test]
+fn bad_input_fails_with_the_reason() {
+    let cases = [
+        (
+            "target_modules = [\"q\", \"qkv\"]",
+            4,
+            "unknown LoRA target module `qkv`",
+        ),
+        ("max_len = 3", 4, "no trainable token after truncation"),
+        ("max_steps = 2", 0, "The training dataset is empty"),
+        (
+            // Warmup makes step 1's rate 0, step 2's huge: step 3's loss is not finite.
+            "lr = 1e30\nmax_steps = 4\nsave_interval = 1",
+            8,
+            "Training failed at step 3",
+        ),
+    ];
+    for (extra, rows, want) in cases {
+        let d = tempfile::tempdir().unwrap();
+        graph(d.path(), rows, extra, "");
+        let o = dag(d.path(), &["run", "g.toml"]);
+        assert!(!o.status.success(), "{extra}: {}", text(&o));
+        assert!(text(&o).contains(want), "{extra}: {}", text(&o));
+    }
+}
+
+#[test]
+fn a_diverged_run_can_stop_and_keep_its_earlier_checkpoints() {
+    let d = tempfile::tempdir().unwrap();
+    graph(
+        d.path(),
+        8,
+        "lr = 1e30\nmax_steps = 4\nsave_interval = 1\non_nan = \"stop\"",
+        "",
+    );
+    let o = dag(d.path(), &["run", "g.toml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let all = checkpoints(d.path());
+    let names: std::collections::BTreeSet<&str> =
+        all.keys().filter_map(|k| k.split('/').next()).collect();
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["00-step-1", "01-step-2"],
+        "the checkpoints before the non-finite step 3"
+    );
+}
