@@ -51,6 +51,6 @@ for path in sorted(evals.glob("*.jsonl")):
 start = time.perf_counter()
 res = evaluate(lm=lm, task_dict=task_dict, limit=args.limit, bootstrap_iters=0, verbosity="ERROR")
 seconds = time.perf_counter() - start
-docs = sum(len(t.eval_docs[: args.limit]) for t in task_dict.values())
+docs = sum(min(args.limit, len(t.eval_docs)) for t in task_dict.values())
 print(json.dumps({"docs": docs, "seconds": seconds, "docs_per_s": docs / seconds, "load_s": load_s,
                   "acc": {k: v.get("acc,none") for k, v in res["results"].items()}}))

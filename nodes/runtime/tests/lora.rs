@@ -46,7 +46,7 @@ fn seqs(v: &Value) -> Vec<Vec<u32>> {
 fn max_diff(model: &Model, inputs: &[Vec<u32>], want: &Value) -> f64 {
     let mut worst = 0f64;
     for (i, s) in inputs.iter().enumerate() {
-        let out = model.forward(&[s.clone()], &[], true).unwrap();
+        let out = model.forward(std::slice::from_ref(s), &[], true).unwrap();
         let logits = out.logits.unwrap();
         let got: Vec<f32> = Vec::try_from(logits.get(0).flatten(0, -1)).unwrap();
         let want: Vec<f64> = want[i]

@@ -155,6 +155,15 @@ impl LanguageModel for RuntimeModel<'_> {
         {
             rep.send(Report::Advance(resumed));
         }
+        // Longest first across the whole call (not only within a saved chunk), so each batch
+        // holds contexts of similar length and padding stays small.
+        let length = |g: &Vec<usize>| {
+            g.iter()
+                .map(|&i| keyed[i].1.len() + keyed[i].2.len())
+                .max()
+                .unwrap_or(0)
+        };
+        groups.sort_by_key(|g| std::cmp::Reverse(length(g)));
         for chunk in groups.chunks(SAVE_EVERY.max(self.batch_size)) {
             let token_groups: Vec<Vec<(Vec<u32>, Vec<u32>)>> = chunk
                 .iter()

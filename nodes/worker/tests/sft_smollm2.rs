@@ -11,7 +11,7 @@ use dag_runtime::{DeviceSpec, LoadOptions, LoraConfig, Message, Model};
 fn smollm2() -> PathBuf {
     let path = std::env::var_os("DAG_SMOLLM2_GGUF")
         .map(PathBuf::from)
-        .unwrap_or_else(|| dag_nodes::models::embedded_smollm2());
+        .unwrap_or_else(dag_nodes::models::embedded_smollm2);
     assert!(
         path.exists(),
         "the SmolLM2 GGUF is missing at `{}`: run `scripts/setup.sh`",
