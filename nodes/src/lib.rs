@@ -10,6 +10,8 @@ mod balance;
 mod dataset;
 pub mod models;
 mod noop;
+pub mod probes;
+mod relabel;
 pub mod table;
 pub mod worker;
 
@@ -17,6 +19,7 @@ pub use balance::Balance;
 pub use dataset::Dataset;
 pub use models::ModelRef;
 pub use noop::Noop;
+pub use relabel::Relabel;
 
 /// Every node type this build provides.
 pub fn registry() -> dag_engine::Registry {
@@ -25,6 +28,10 @@ pub fn registry() -> dag_engine::Registry {
     r.register(Balance::new());
     r.register(ModelRef::new());
     r.register(Noop::new());
+    r.register(Relabel::new());
     r.register(models::generate());
+    r.register(probes::extract_activations());
+    r.register(probes::train_probe());
+    r.register(probes::classify_prompted());
     r
 }

@@ -1,7 +1,10 @@
 //! `dag-worker JOB.json`: runs one model node for `dag` (see `dag_nodes::worker` for
 //! the protocol). It is the only binary linked against libtorch.
 
+mod activations;
 mod generate;
+mod probe;
+mod prompted;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +31,9 @@ impl Reporter {
 fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     match job.node.as_str() {
         "generate" => generate::run(job, rep),
+        "extract-activations" => activations::run(job, rep),
+        "train-probe" => probe::run(job, rep),
+        "classify-prompted" => prompted::run(job, rep),
         other => Err(NodeError::msg(format!("dag-worker has no node type `{other}`"))
             .hint("dag and dag-worker come from different builds; rebuild both with `cargo build --release --workspace --bins`")),
     }
