@@ -263,7 +263,7 @@ fn tiny_graph(dir: &Path) {
 [node.rows]
 type = "dataset"
 path = "{}"
-limit = 800
+limit = 400
 
 [node.tiny]
 type = "model"
@@ -274,7 +274,7 @@ type = "extract-activations"
 inputs = {{ dataset = "rows.dataset", model = "tiny.model" }}
 layer = 1
 text_column = "statement"
-shard_rows = 40
+shard_rows = 20
 batch_size = 8
 dtype = "bf16"
 "#,
@@ -293,7 +293,7 @@ fn killed_extraction_resumes_per_shard_to_the_same_bytes() {
     let o = dag(a.path(), &["run", "g.toml", "-q"]);
     assert!(o.status.success(), "{}", text(&o));
     let reference = show(a.path(), "acts");
-    assert_eq!(reference["meta"]["rows"], 800);
+    assert_eq!(reference["meta"]["rows"], 400);
     assert_eq!(reference["meta"]["shards"], 20);
     assert_eq!(reference["meta"]["dtype"], "bf16");
 
@@ -327,40 +327,56 @@ fn killed_extraction_resumes_per_shard_to_the_same_bytes() {
     assert!(dag(b.path(), &["verify"]).status.success());
 }
 
+/// `graphs/probes.toml` itself, with the tiny random model in place of SmolLM2 (its layers
+/// 0, 1, 2 for 6, 15, 24) so the whole graph runs in seconds; the dev profile, shrunk further.
+fn probes_graph_on_the_tiny_model(dir: &Path) {
+    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let graph = std::fs::read_to_string(root().join("graphs/probes.toml"))
+        .unwrap()
+        .replace(
+            "../../shared/data/",
+            &format!("{}/", root().join("../shared/data").display()),
+        )
+        .replace(
+            "source = \"smollm2\"",
+            &format!("path = \"{}\"", tiny.display()),
+        )
+        .replace("[6, 15, 24]", "[0, 1, 2]");
+    assert!(graph.contains("tiny-llama") && graph.contains("[0, 1, 2]"));
+    std::fs::write(dir.join("probes.toml"), graph).unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+}
+
 #[test]
 fn probes_graph_dev_profile_runs_and_reports_sane_metrics() {
-    let store = tempfile::tempdir().unwrap();
-    let s = store.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    probes_graph_on_the_tiny_model(d);
     let o = dag(
-        &root(),
+        d,
         &[
-            "--store",
-            s,
             "run",
-            "graphs/probes.toml",
+            "probes.toml",
             "--profile",
             "dev",
             "-q",
             "--set",
-            "pairs.sample=16",
+            "pairs.sample=20",
             "--set",
             "probe.epochs=3",
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let at = |t: &str| {
-        let o = dag(&root(), &["--store", s, "--json", "show", t]);
-        serde_json::from_slice::<Value>(&o.stdout).unwrap_or_else(|_| panic!("{t}: {}", text(&o)))
-    };
+    let at = |t: &str| show(d, t);
     let rows = |split: &str| at(split)["meta"]["rows"].as_u64().unwrap();
     let (n_train, n_val, n_test) = (
         rows("train_rows.dataset"),
         rows("eval_rows.dataset"),
         rows("eval_rows.held_out"),
     );
-    assert_eq!(n_train + n_val + n_test, 32, "16 pairs, two rows each");
+    assert_eq!(n_train + n_val + n_test, 40, "20 pairs, two rows each");
     assert!(n_val % 2 == 0 && n_test % 2 == 0, "pairs stay whole");
-    for layer in [6, 15, 24] {
+    for layer in [0, 1, 2] {
         for probe in [
             "mean-logistic",
             "diff-of-means",
@@ -391,10 +407,40 @@ fn probes_graph_dev_profile_runs_and_reports_sane_metrics() {
                 scores["meta"]["rows"].as_u64().unwrap(),
                 n_train + n_val + n_test
             );
+            if probe == "attention" {
+                let out = export(d, &format!("{name}.probe"));
+                let png = std::fs::read(out.join("curve.png")).unwrap();
+                assert_eq!(&png[..4], b"\x89PNG", "training curve plotted");
+                let cfg: Value = serde_json::from_str(
+                    &std::fs::read_to_string(out.join("config.json")).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(
+                    cfg["seeds"].as_array().unwrap().len(),
+                    2,
+                    "the dev profile trains two seeds"
+                );
+                assert!(meta["validation"]["auroc"].is_number());
+            }
         }
     }
     let prompted = at("prompted");
     let m = &prompted["meta"]["metrics"]["test"];
     assert_eq!(prompted["meta"]["rows"].as_u64().unwrap(), n_test);
     assert!((0.0..=1.0).contains(&m["auroc"].as_f64().unwrap()), "{m}");
+    // Nothing reruns.
+    let o = dag(
+        d,
+        &[
+            "run",
+            "probes.toml",
+            "--profile",
+            "dev",
+            "--set",
+            "pairs.sample=20",
+            "--set",
+            "probe.epochs=3",
+        ],
+    );
+    assert!(text(&o).contains("0 ran"), "{}", text(&o));
 }

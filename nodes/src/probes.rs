@@ -316,6 +316,11 @@ pub fn classify_prompted() -> WorkerNode {
                 ParamType::Str,
                 "system message (chat only)",
             ),
+            ParamSpec::optional(
+                "max_chars",
+                ParamType::Int,
+                "cut column values to their last N characters before filling the template",
+            ),
             ParamSpec::with_default(
                 "label_column",
                 ParamType::Str,

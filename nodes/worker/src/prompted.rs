@@ -17,6 +17,23 @@ use crate::probe::{parse_label, split_metrics};
 
 const BATCH: usize = 16;
 
+/// The row with every string longer than `max_chars` cut to its last `max_chars`
+/// characters (a dialogue's end is what the question is about).
+fn clip(row: &table::Row, max_chars: Option<usize>) -> table::Row {
+    let Some(n) = max_chars else {
+        return row.clone();
+    };
+    row.iter()
+        .map(|(k, v)| match v.as_str() {
+            Some(s) if s.chars().count() > n => {
+                let skip = s.chars().count() - n;
+                (k.clone(), Value::String(s.chars().skip(skip).collect()))
+            }
+            _ => (k.clone(), v.clone()),
+        })
+        .collect()
+}
+
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let p = |k: &str| job.params.get(k);
@@ -43,6 +60,9 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         .and_then(Value::as_i64)
         .unwrap_or(1000)
         .max(0) as usize;
+    let max_chars = p("max_chars")
+        .and_then(Value::as_i64)
+        .map(|n| n.max(1) as usize);
     let rows = table::read_dataset(&job.inputs["dataset"][0].path)
         .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
     let mut labels = Vec::with_capacity(rows.len());
@@ -73,7 +93,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     for chunk in todo.chunks(BATCH) {
         let mut requests = Vec::with_capacity(chunk.len());
         for &i in chunk {
-            let question = fill(template, &rows[i])?;
+            let question = fill(template, &clip(&rows[i], max_chars))?;
             let context = if chat {
                 let mut m = vec![];
                 if let Some(s) = system {
@@ -122,7 +142,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let metrics = split_metrics(&scores, &labels, resamples)?;
     rep.send(Report::Meta {
         port: "scores".into(),
-        value: json!({ "rows": rows.len(), "probe": "prompted", "answers": answers, "model": model.identity(), "metrics": { split: metrics } }),
+        value: json!({ "rows": rows.len(), "max_chars": max_chars, "probe": "prompted", "answers": answers, "model": model.identity(), "metrics": { split: metrics } }),
     });
     Ok(())
 }
