@@ -98,8 +98,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "extraction of layers 6, 15, 24 (f32), max_len {max_len}, batch {batch}, torch threads default"
     );
-    println!("engine        rows  tokens  seconds  tokens/s  peak RSS MiB");
-    for &n in &rows {
+    println!(
+        "dag-worker seconds include process start and model load; `load` is a 1-row run's time,"
+    );
+    println!("and `net` divides by the seconds minus it (transformers: forward passes only)");
+    println!("engine        rows  tokens  seconds  tokens/s       net  peak RSS MiB");
+    let mut load = 0.0;
+    for &n in std::iter::once(&1).chain(&rows) {
         let dir = tmp.path().join(format!("n{n}"));
         let data = dir.join("data.jsonl");
         std::fs::create_dir_all(&dir)?;
@@ -137,9 +142,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .find_map(|v| v.get("meta").map(|m| m["value"].clone()))
             .ok_or("the worker reported no meta")?;
         let tokens = meta["tokens"].as_u64().unwrap_or(0);
+        if n == 1 {
+            load = secs;
+            println!("dag-worker    load  {tokens:>6}  {secs:>7.2}");
+            continue;
+        }
         println!(
-            "dag-worker  {n:>6}  {tokens:>6}  {secs:>7.2}  {:>8.0}  {peak:>12.0}",
-            tokens as f64 / secs
+            "dag-worker  {n:>6}  {tokens:>6}  {secs:>7.2}  {:>8.0}  {:>8.0}  {peak:>12.0}",
+            tokens as f64 / secs,
+            tokens as f64 / (secs - load).max(1e-9)
         );
         if let Some(py) = &python {
             let script =
@@ -153,11 +164,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ]);
             let (_, peak, stdout) = run_measured(cmd)?;
             let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))?;
+            let tps = r["tokens_per_second"].as_f64().unwrap_or(f64::NAN);
             println!(
-                "transformers{n:>7}  {:>6}  {:>7.2}  {:>8.0}  {peak:>12.0}",
+                "transformers{n:>7}  {:>6}  {:>7.2}  {tps:>8.0}  {tps:>8.0}  {peak:>12.0}",
                 r["tokens"],
                 r["seconds"].as_f64().unwrap_or(f64::NAN),
-                r["tokens_per_second"].as_f64().unwrap_or(f64::NAN)
             );
         }
     }

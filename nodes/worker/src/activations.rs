@@ -613,3 +613,57 @@ pub fn read_layer(dir: &Path) -> Result<Layer, NodeError> {
         meta,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(params: Value) -> Job {
+        serde_json::from_value(json!({
+            "node": "extract-activations", "instance": "t", "params": params, "inputs": {},
+            "outputs": {}, "scratch": "/tmp", "resumed": [], "work_dir": "/tmp/work/k",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rendering_params_are_checked() {
+        let err = |p: Value| match Render::from_job(&job(p)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(err(json!({})).contains("neither `text_column` nor `messages_column`"));
+        assert!(err(json!({ "text_column": "a", "messages_column": "b" })).contains("Both"));
+        assert!(err(json!({ "text_column": "a", "system_prompt": "s" })).contains("chat = true"));
+        assert!(
+            matches!(Render::from_job(&job(json!({ "text_column": "a" }))), Ok(Render::Text(c)) if c == "a")
+        );
+        assert!(matches!(
+            Render::from_job(&job(json!({ "messages_column": "m", "system_prompt": "s" }))),
+            Ok(Render::Messages(c, Some(s))) if c == "m" && s == "s"
+        ));
+        assert!(storage_kind("f8").unwrap_err().to_string().contains("`f8`"));
+    }
+
+    #[test]
+    fn the_pass_directory_ignores_the_layer_only() {
+        let base = json!({ "layer": 6, "layers": [6, 15], "text_column": "t", "max_len": 64 });
+        let a = pass_dir(&job(base.clone()));
+        let mut other_layer = base.clone();
+        other_layer["layer"] = json!(15);
+        other_layer["layers"] = json!([6, 15, 20]);
+        assert_eq!(pass_dir(&job(other_layer)), a, "siblings share the pass");
+        let mut other_len = base;
+        other_len["max_len"] = json!(65);
+        assert_ne!(
+            pass_dir(&job(other_len)),
+            a,
+            "anything that changes the states changes the pass"
+        );
+        assert_eq!(
+            a.parent().unwrap(),
+            Path::new("/tmp/work"),
+            "in the store's work area"
+        );
+    }
+}
