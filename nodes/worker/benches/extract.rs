@@ -8,6 +8,7 @@
 //! DAG_BENCH_PYTHON=$HOME/.cache/dag/venv-torch-2.11.0/bin/python PYTHONPATH=/tmp/ref-probes-site \
 //!     cargo bench -p dag-worker --bench extract -- [--rows 64,256] [--max-len 128] [--batch 8]
 //! ```
+//! (`cargo bench --profile dev ...` reuses the debug build when a release build is too slow to make.)
 //! Texts are the rejected dialogues of HH-RLHF harmless-base (`../shared/data`), layers 6, 15
 //! and 24 in one pass, f32. Peak RSS is the process's high-water mark (`VmHWM`); with shards
 //! written as they finish it must not grow with the number of rows.
