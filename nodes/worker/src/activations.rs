@@ -248,7 +248,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
                 .hint("check the dataset node's filters and splits"));
         }
         let model = load_model(&job.inputs["model"][0].path)?;
-        let n_layers = model.config().num_hidden_layers as i64;
+        let n_layers = model.config().num_hidden_layers;
         if let Some(bad) = wanted.iter().find(|&&l| l < 0 || l > n_layers) {
             return Err(NodeError::msg(format!(
                 "Layer {bad} does not exist: the model has {n_layers} blocks"
@@ -483,7 +483,7 @@ fn finish_layer(
         }
     }
     let cfg = model.config();
-    let site = if layer == cfg.num_hidden_layers as i64 {
+    let site = if layer == cfg.num_hidden_layers {
         "final-norm output (hidden_states[num_layers])"
     } else {
         "residual stream entering the block (hidden_states[layer])"

@@ -113,8 +113,8 @@ pub fn parse_label(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => match n.as_f64() {
-            Some(x) if x == 0.0 => Some(false),
-            Some(x) if x == 1.0 => Some(true),
+            Some(0.0) => Some(false),
+            Some(1.0) => Some(true),
             _ => None,
         },
         Value::String(s) => match s.as_str() {
@@ -433,7 +433,7 @@ pub fn train_learned(
             loss_sum += loss.double_value(&[]) * idx.size()[0] as f64;
             (loss / accum as f64).backward();
             let last = i == micro - 1;
-            if (i as usize + 1) % accum == 0 || last {
+            if (i as usize + 1).is_multiple_of(accum) || last {
                 opt.set_lr(lr_at(step));
                 opt.clip_grad_norm(1.0);
                 opt.step();
@@ -482,7 +482,7 @@ fn aggregation(job: &Job) -> Result<Aggregation, NodeError> {
                 let t = param(job, "temperature")
                     .and_then(Value::as_f64)
                     .unwrap_or(1.0);
-                if !(t > 0.0) {
+                if t.is_nan() || t <= 0.0 {
                     return Err(NodeError::msg(format!(
                         "`temperature` must be positive, not {t}"
                     )));
@@ -673,6 +673,9 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// A closed-form or logistic fit on mean features: the probe and what to record of the fit.
+type LinearFit<'a> = &'a dyn Fn(Rows<'_, f64>) -> Result<(LinearProbe, Value), NodeError>;
+
 fn fit(
     job: &Job,
     family: &str,
@@ -681,7 +684,7 @@ fn fit(
     rep: &Reporter,
 ) -> Result<Fitted, NodeError> {
     let d = train.dim() as usize;
-    let closed = |f: &dyn Fn(Rows<'_, f64>) -> Result<(LinearProbe, Value), NodeError>| -> Result<Fitted, NodeError> {
+    let closed = |f: LinearFit<'_>| -> Result<Fitted, NodeError> {
         let feats = train.mean_features()?;
         let start = std::time::Instant::now();
         let (p, mut info) = f(to_rows(&feats, train.n(), d)?)?;
