@@ -12,6 +12,8 @@ pub mod evaluate;
 pub mod finetune;
 pub mod models;
 mod noop;
+pub mod probes;
+mod relabel;
 pub mod table;
 pub mod worker;
 
@@ -20,6 +22,7 @@ pub use dataset::Dataset;
 pub use evaluate::CompareEvals;
 pub use models::ModelRef;
 pub use noop::Noop;
+pub use relabel::Relabel;
 
 /// Every node type this build provides.
 pub fn registry() -> dag_engine::Registry {
@@ -28,9 +31,13 @@ pub fn registry() -> dag_engine::Registry {
     r.register(Balance::new());
     r.register(ModelRef::new());
     r.register(Noop::new());
+    r.register(Relabel::new());
     r.register(models::generate());
     r.register(evaluate::evaluate());
     r.register(CompareEvals::new());
     r.register(finetune::finetune());
+    r.register(probes::extract_activations());
+    r.register(probes::train_probe());
+    r.register(probes::classify_prompted());
     r
 }

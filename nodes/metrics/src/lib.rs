@@ -36,7 +36,7 @@ pub use classification::{
     tpr_at_fpr, tpr_at_fpr_closest_point,
 };
 pub use error::{MetricError, Result};
-pub use plot::{reliability_plot_png, roc_plot_png};
+pub use plot::{line_plot_png, reliability_plot_png, roc_plot_png};
 pub use probes::{
     Aggregation, ClassWeight, Element, LedoitWolf, LinearProbe, LogisticConfig, LogisticCvFit,
     LogisticFit, Rows, Shrinkage, TokenGrid, aggregate, fit_diff_of_means, fit_lda, fit_logistic,

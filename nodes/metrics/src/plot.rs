@@ -143,3 +143,66 @@ pub fn reliability_plot_png(
         .map_err(|e| plot_err(path, e))?;
     root.present().map_err(|e| plot_err(path, e))
 }
+
+/// Draws line series over a shared x axis (a training curve: loss and validation AUROC
+/// per epoch) and writes a PNG to `path`. The y range covers every finite point.
+pub fn line_plot_png(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    series: &[(&str, &[(f64, f64)])],
+) -> Result<()> {
+    register_font();
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|(_, s)| s.iter())
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+    };
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in finite() {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    // A flat series still needs a drawable range.
+    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    for (i, (label, points)) in series.iter().enumerate() {
+        let color = series_color(i);
+        chart
+            .draw_series(LineSeries::new(
+                points
+                    .iter()
+                    .copied()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite()),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| plot_err(path, e))?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    root.present().map_err(|e| plot_err(path, e))
+}

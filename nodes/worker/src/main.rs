@@ -1,9 +1,12 @@
 //! `dag-worker JOB.json`: runs one model node for `dag` (see `dag_nodes::worker` for
 //! the protocol). It is the only binary linked against libtorch.
 
+mod activations;
 mod evaluate;
 mod finetune;
 mod generate;
+mod probe;
+mod prompted;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -32,6 +35,9 @@ fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         "generate" => generate::run(job, rep),
         "evaluate" => evaluate::run(job, rep),
         "finetune" => finetune::run(job, rep),
+        "extract-activations" => activations::run(job, rep),
+        "train-probe" => probe::run(job, rep),
+        "classify-prompted" => prompted::run(job, rep),
         other => Err(NodeError::msg(format!("dag-worker has no node type `{other}`"))
             .hint("dag and dag-worker come from different builds; rebuild both with `cargo build --release --workspace --bins`")),
     }

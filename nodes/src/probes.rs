@@ -1,0 +1,345 @@
+//! Specs of the activation and probe nodes (they run in `dag-worker`; see `docs/probes.md`).
+//!
+//! - `extract-activations`: residual-stream states of one layer per instance, stored as
+//!   sharded safetensors. A graph fans it out over layers with a static `matrix`, so each
+//!   layer is its own artifact with its own cache key; `layers` names the sibling layers one
+//!   forward pass writes together (a per-pass cache in the store's work area hands them to
+//!   their cells).
+//! - `train-probe`: a probe (closed form, logistic regression, or learned with AdamW on
+//!   per-token scores or attention) trained on one layer's activations, with per-row scores
+//!   and metrics for every split it was given.
+//! - `classify-prompted`: the prompted-classifier baseline, scored from next-token
+//!   log-likelihoods, with the same per-row score format and metrics.
+
+use dag_engine::{ArtifactKind, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, Value};
+
+use crate::worker::WorkerNode;
+
+fn list_of(t: ParamType) -> ParamType {
+    ParamType::List(Box::new(t))
+}
+
+/// The `extract-activations` node type.
+pub fn extract_activations() -> WorkerNode {
+    WorkerNode(NodeSpec {
+        name: "extract-activations",
+        version: 1,
+        doc: "Stores the residual-stream states entering block `layer` (transformers' `hidden_states[layer]`) \
+              for every row of a dataset: sharded safetensors (`activations` [rows, tokens, d] right-padded per \
+              shard, `attention_mask`, `input_ids`, `row`) plus the row's other columns as JSONL and a meta.json. \
+              Fan out over layers with `matrix = { layer = [...] }` and name the same list in `layers` so one \
+              forward pass writes them all. Resumable per shard after a kill; memory is flat in the row count.",
+        inputs: vec![
+            PortSpec::new(
+                "model",
+                ArtifactKind::Model,
+                "the model (a `model` node or a checkpoint)",
+            ),
+            PortSpec::new(
+                "dataset",
+                ArtifactKind::Dataset,
+                "rows with a text or messages column",
+            ),
+        ],
+        outputs: vec![
+            PortSpec::new(
+                "activations",
+                ArtifactKind::Activations,
+                "one layer: meta.json, shard-NNNNN.safetensors and shard-NNNNN.jsonl",
+            )
+            .dir(),
+        ],
+        params: vec![
+            ParamSpec::required(
+                "layer",
+                ParamType::Int,
+                "hidden_states index: 0 = embeddings, i = input of block i, num_layers = final-normed output",
+            ),
+            ParamSpec::optional(
+                "layers",
+                list_of(ParamType::Int),
+                "layers one forward pass computes together (the matrix's list); each cell takes its own",
+            ),
+            ParamSpec::optional("text_column", ParamType::Str, "column holding raw text"),
+            ParamSpec::optional(
+                "messages_column",
+                ParamType::Str,
+                "column holding a conversation (list of {role, content}), rendered with the chat template",
+            ),
+            ParamSpec::with_default(
+                "chat",
+                ParamType::Bool,
+                Value::Bool(false),
+                "render `text_column` as one user turn with the chat template",
+            ),
+            ParamSpec::optional(
+                "system_prompt",
+                ParamType::Str,
+                "system message put before each conversation (chat rendering only)",
+            ),
+            ParamSpec::with_default(
+                "max_len",
+                ParamType::Int,
+                Value::Int(512),
+                "tokens kept per row; longer rows are cut (see `truncation_side`) and counted in meta.json",
+            ),
+            ParamSpec::with_default(
+                "truncation_side",
+                ParamType::Enum(&["left", "right"]),
+                Value::Str("left".into()),
+                "`left` drops the first tokens (keeps a dialogue's final turn), `right` the last",
+            ),
+            ParamSpec::with_default(
+                "batch_size",
+                ParamType::Int,
+                Value::Int(8),
+                "rows per forward pass",
+            ),
+            ParamSpec::with_default(
+                "dtype",
+                ParamType::Enum(&["f32", "bf16", "f16"]),
+                Value::Str("f32".into()),
+                "storage dtype of the activations",
+            ),
+            ParamSpec::with_default(
+                "shard_rows",
+                ParamType::Int,
+                Value::Int(128),
+                "rows per shard file (bounds memory, and the work a kill can lose)",
+            ),
+        ],
+        resources: Resources::GPU,
+    })
+}
+
+/// The probe families `train-probe` knows.
+pub const PROBES: &[&str] = &[
+    "mean-logistic",
+    "diff-of-means",
+    "lda",
+    "per-token",
+    "attention",
+];
+
+/// The `train-probe` node type.
+pub fn train_probe() -> WorkerNode {
+    WorkerNode(NodeSpec {
+        name: "train-probe",
+        version: 1,
+        doc: "Trains a probe on one layer's activations and scores every row of every split given. \
+              Closed form (`diff-of-means`, `lda`) and `mean-logistic` (scikit-learn's lbfgs logistic \
+              regression on mean activations, `C` or `cv`) are deterministic; `per-token` (a linear score per \
+              token, then `aggregate`) and `attention` (learned query and value) train with AdamW, warmup + \
+              cosine, clip 1.0 and early stopping on validation AUROC that restores the best epoch's weights, \
+              once per seed. Padding never enters an aggregate.",
+        inputs: vec![
+            PortSpec::new("train", ArtifactKind::Activations, "training activations"),
+            PortSpec::new(
+                "validation",
+                ArtifactKind::Activations,
+                "validation activations (early stopping, reporting)",
+            ),
+            PortSpec::new(
+                "test",
+                ArtifactKind::Activations,
+                "held-out activations (reporting only)",
+            )
+            .optional(),
+        ],
+        outputs: vec![
+            PortSpec::new(
+                "probe",
+                ArtifactKind::Probe,
+                "weights.safetensors, config.json, metrics.json, curve.png (learned probes)",
+            )
+            .dir(),
+            PortSpec::new(
+                "scores",
+                ArtifactKind::Scores,
+                "JSONL: one row per input row and split with split, row, label, score",
+            ),
+        ],
+        params: vec![
+            ParamSpec::required("probe", ParamType::Enum(PROBES), "probe family"),
+            ParamSpec::optional(
+                "layer",
+                ParamType::Int,
+                "the activations' layer: lets a matrix over `layer` pair this node with extract-activations; checked",
+            ),
+            ParamSpec::with_default(
+                "label_column",
+                ParamType::Str,
+                Value::Str("label".into()),
+                "the 0/1 (or boolean) label column carried in the activations",
+            ),
+            ParamSpec::with_default(
+                "aggregate",
+                ParamType::Enum(&["mean", "max", "softmax", "rolling-max", "last"]),
+                Value::Str("mean".into()),
+                "per-token probes: how token scores become a row score",
+            ),
+            ParamSpec::with_default(
+                "temperature",
+                ParamType::Float,
+                Value::Float(1.0),
+                "softmax aggregate temperature",
+            ),
+            ParamSpec::with_default(
+                "window",
+                ParamType::Int,
+                Value::Int(10),
+                "rolling-max window in tokens",
+            ),
+            ParamSpec::with_default(
+                "C",
+                ParamType::Float,
+                Value::Float(1.0),
+                "mean-logistic: inverse L2 strength (sklearn's C)",
+            ),
+            ParamSpec::with_default(
+                "cv",
+                ParamType::Int,
+                Value::Int(0),
+                "mean-logistic: choose C from `Cs` by stratified k-fold AUROC (0 = use `C`)",
+            ),
+            ParamSpec::with_default(
+                "Cs",
+                list_of(ParamType::Float),
+                Value::List(
+                    [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
+                        .map(Value::Float)
+                        .to_vec(),
+                ),
+                "candidate C values for `cv`",
+            ),
+            ParamSpec::optional(
+                "shrinkage",
+                ParamType::Float,
+                "lda: fixed shrinkage in [0, 1] (absent: Ledoit-Wolf)",
+            ),
+            ParamSpec::with_default(
+                "lr",
+                ParamType::Float,
+                Value::Float(1e-3),
+                "learned probes: AdamW learning rate",
+            ),
+            ParamSpec::with_default(
+                "weight_decay",
+                ParamType::Float,
+                Value::Float(0.01),
+                "AdamW weight decay",
+            ),
+            ParamSpec::with_default("epochs", ParamType::Int, Value::Int(50), "maximum epochs"),
+            ParamSpec::with_default(
+                "batch_size",
+                ParamType::Int,
+                Value::Int(16),
+                "rows per micro-batch",
+            ),
+            ParamSpec::with_default(
+                "grad_accum",
+                ParamType::Int,
+                Value::Int(1),
+                "micro-batches per optimizer step",
+            ),
+            ParamSpec::with_default(
+                "warmup",
+                ParamType::Float,
+                Value::Float(0.1),
+                "fraction of steps of linear warmup, then cosine decay",
+            ),
+            ParamSpec::with_default(
+                "patience",
+                ParamType::Int,
+                Value::Int(5),
+                "epochs without a better validation AUROC before stopping",
+            ),
+            ParamSpec::with_default(
+                "class_weight",
+                ParamType::Enum(&["none", "balanced"]),
+                Value::Str("balanced".into()),
+                "loss weights per class",
+            ),
+            ParamSpec::with_default(
+                "seeds",
+                list_of(ParamType::Int),
+                Value::List(vec![Value::Int(0)]),
+                "learned probes: one training per seed; metrics report their mean and spread",
+            ),
+            ParamSpec::with_default(
+                "bootstrap",
+                ParamType::Int,
+                Value::Int(1000),
+                "bootstrap resamples for AUROC intervals",
+            ),
+        ],
+        resources: Resources::GPU,
+    })
+}
+
+/// The `classify-prompted` node type.
+pub fn classify_prompted() -> WorkerNode {
+    WorkerNode(NodeSpec {
+        name: "classify-prompted",
+        version: 1,
+        doc: "The prompted-classifier baseline: asks the model `template` (`{column}` placeholders) about each row \
+              and scores P(answer A) / (P(A) + P(B)) from the next-token log-likelihoods of the two answers. \
+              Writes per-row scores in train-probe's format with the same metrics.",
+        inputs: vec![
+            PortSpec::new("model", ArtifactKind::Model, "the model"),
+            PortSpec::new("dataset", ArtifactKind::Dataset, "rows to classify"),
+        ],
+        outputs: vec![PortSpec::new(
+            "scores",
+            ArtifactKind::Scores,
+            "JSONL: split, row, label, score (and the two log-likelihoods)",
+        )],
+        params: vec![
+            ParamSpec::required(
+                "template",
+                ParamType::Str,
+                "the question, `{column}` placeholders",
+            ),
+            ParamSpec::required(
+                "answers",
+                list_of(ParamType::Str),
+                "two answers: the first means label 1 (positive), the second label 0",
+            ),
+            ParamSpec::with_default(
+                "chat",
+                ParamType::Bool,
+                Value::Bool(true),
+                "render the question with the chat template",
+            ),
+            ParamSpec::optional(
+                "system_prompt",
+                ParamType::Str,
+                "system message (chat only)",
+            ),
+            ParamSpec::optional(
+                "max_chars",
+                ParamType::Int,
+                "cut column values to their last N characters before filling the template",
+            ),
+            ParamSpec::with_default(
+                "label_column",
+                ParamType::Str,
+                Value::Str("label".into()),
+                "0/1 or boolean label column",
+            ),
+            ParamSpec::with_default(
+                "split",
+                ParamType::Str,
+                Value::Str("test".into()),
+                "split name written in the scores",
+            ),
+            ParamSpec::with_default(
+                "bootstrap",
+                ParamType::Int,
+                Value::Int(1000),
+                "bootstrap resamples for AUROC intervals",
+            ),
+        ],
+        resources: Resources::GPU,
+    })
+}

@@ -1,0 +1,669 @@
+//! `extract-activations`: residual-stream states of one layer, written shard by shard.
+//!
+//! A graph fans this node out over layers (`matrix = { layer = [...] }`), so every layer is
+//! its own artifact and cache key. One forward pass still serves several layers: the cell
+//! that runs first computes every layer of `layers` that is not stored yet into a *pass
+//! directory* in the store's work area, named by everything that determines the states
+//! except the layer (model, dataset, rendering, truncation, batch, dtype, shard size); its
+//! siblings, and later cells after `layers` grew, find their layer there and only link it.
+//! Shards are written atomically (tmp, then rename) and a finished shard is never redone, so a
+//! kill -9 costs at most the shard in flight. `dag gc` removes pass directories.
+//!
+//! The layout (per layer, documented for numpy/torch users in `docs/probes.md`):
+//! `meta.json`, and per shard `shard-NNNNN.safetensors` (`activations` `[n, T, d]` right-padded
+//! to the shard's longest row, `attention_mask` `[n, T]` u8, `input_ids` `[n, T]` i64, `row`
+//! `[n]` i64) with `shard-NNNNN.jsonl` (one line per row: `row`, `tokens`, `truncated`, and the
+//! dataset's other `columns`). Truncation keeps the *last* `max_len` tokens by default: in a
+//! dialogue the final turn is what tells the classes apart.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use dag_engine::NodeError;
+use dag_nodes::table::{self, Row};
+use dag_nodes::worker::{Job, Report};
+use dag_runtime::{Message, Model};
+use serde_json::{Value, json};
+use tch::{Device, Kind, Tensor};
+
+use crate::Reporter;
+use crate::generate::load_model;
+
+/// Version of the stored layout (in meta.json).
+pub const FORMAT: u32 = 1;
+
+fn io_err(what: &str, path: &Path, e: &std::io::Error) -> NodeError {
+    NodeError::caused(format!("Failed to {what} `{}`", path.display()), e)
+}
+
+fn tch_err(what: &str, e: &tch::TchError) -> NodeError {
+    NodeError::caused(what.to_string(), e)
+}
+
+/// The storage dtype of activations.
+fn storage_kind(name: &str) -> Result<Kind, NodeError> {
+    match name {
+        "f32" => Ok(Kind::Float),
+        "bf16" => Ok(Kind::BFloat16),
+        "f16" => Ok(Kind::Half),
+        other => Err(
+            NodeError::msg(format!("Unknown activation dtype `{other}`"))
+                .hint("use `f32`, `bf16` or `f16`"),
+        ),
+    }
+}
+
+/// How a row becomes text for the model.
+pub enum Render {
+    /// A raw text column, tokenised with the tokenizer's special tokens (as `tokenizer(text)`).
+    Text(String),
+    /// A text column as one user turn of the chat template.
+    ChatText(String, Option<String>),
+    /// A conversation column (list of `{role, content}`) through the chat template.
+    Messages(String, Option<String>),
+}
+
+impl Render {
+    /// Reads the rendering params of a job (`text_column`, `messages_column`, `chat`,
+    /// `system_prompt`).
+    pub fn from_job(job: &Job) -> Result<Render, NodeError> {
+        let s = |k: &str| job.params.get(k).and_then(Value::as_str).map(String::from);
+        let chat = job
+            .params
+            .get("chat")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let system = s("system_prompt");
+        match (s("text_column"), s("messages_column")) {
+            (Some(t), None) if chat => Ok(Render::ChatText(t, system)),
+            (Some(_), None) if system.is_some() => Err(NodeError::msg(
+                "`system_prompt` is set but the text is not rendered with the chat template",
+            )
+            .hint("set `chat = true`, or drop `system_prompt`")),
+            (Some(t), None) => Ok(Render::Text(t)),
+            (None, Some(m)) => Ok(Render::Messages(m, system)),
+            (Some(_), Some(_)) => Err(NodeError::msg(
+                "Both `text_column` and `messages_column` are set",
+            )
+            .hint("keep one: raw text, or a conversation rendered with the chat template")),
+            (None, None) => Err(NodeError::msg(
+                "No text to read: neither `text_column` nor `messages_column` is set",
+            )
+            .hint("add `text_column = \"text\"` (or `messages_column` for conversations)")),
+        }
+    }
+
+    /// The column the text comes from.
+    pub fn column(&self) -> &str {
+        match self {
+            Render::Text(c) | Render::ChatText(c, _) | Render::Messages(c, _) => c,
+        }
+    }
+
+    /// Token ids of one row.
+    pub fn tokens(&self, model: &Model, row: &Row, index: usize) -> Result<Vec<u32>, NodeError> {
+        let col = self.column();
+        let v = row.get(col).ok_or_else(|| {
+            let cols: Vec<&str> = row.keys().map(String::as_str).collect();
+            NodeError::msg(format!("Row {index} has no column `{col}`"))
+                .hint(format!("columns are: {}", cols.join(", ")))
+        })?;
+        let chat = |messages: Vec<Message>| {
+            model.render_chat(&messages, false).map_err(|e| {
+                NodeError::caused(
+                    format!("Failed to render row {index} with the chat template"),
+                    &e,
+                )
+            })
+        };
+        let (text, special) = match self {
+            Render::Text(_) => (table::as_text(v), true),
+            Render::ChatText(_, system) => {
+                let mut m = vec![];
+                if let Some(s) = system {
+                    m.push(Message::new("system", s.as_str()));
+                }
+                m.push(Message::new("user", table::as_text(v)));
+                (chat(m)?, false)
+            }
+            Render::Messages(_, system) => {
+                let turns = v.as_array().ok_or_else(|| {
+                    NodeError::msg(format!("Row {index}: column `{col}` is not a list of messages"))
+                        .hint("expected `[{\"role\": \"user\", \"content\": \"...\"}, ...]`; use `text_column` for plain text")
+                })?;
+                let mut m = vec![];
+                if let Some(s) = system {
+                    m.push(Message::new("system", s.as_str()));
+                }
+                for t in turns {
+                    match (t["role"].as_str(), t["content"].as_str()) {
+                        (Some(r), Some(c)) => m.push(Message::new(r, c)),
+                        _ => {
+                            return Err(NodeError::msg(format!(
+                                "Row {index}: a message in `{col}` lacks a string `role` or `content`"
+                            ))
+                            .hint("each message must be `{\"role\": ..., \"content\": ...}`"));
+                        }
+                    }
+                }
+                (chat(m)?, false)
+            }
+        };
+        let ids = model
+            .tokenizer()
+            .encode(&text, special)
+            .map_err(|e| NodeError::caused(format!("Failed to tokenise row {index}"), &e))?;
+        if ids.is_empty() {
+            return Err(NodeError::msg(format!("Row {index} encodes to no tokens"))
+                .hint("drop empty texts with the dataset node's `exclude`"));
+        }
+        Ok(ids)
+    }
+}
+
+fn int(job: &Job, k: &str, default: i64) -> i64 {
+    job.params.get(k).and_then(Value::as_i64).unwrap_or(default)
+}
+
+/// Writes `bytes` to `path` atomically.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| io_err("write", &tmp, &e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err("rename into", path, &e))
+}
+
+fn shard_name(s: usize) -> String {
+    format!("shard-{s:05}")
+}
+
+/// The directory of the forward pass this job belongs to (see the module doc).
+fn pass_dir(job: &Job) -> PathBuf {
+    let input = |p: &str| {
+        job.inputs
+            .get(p)
+            .and_then(|v| v.first())
+            .map(|i| i.digest.clone())
+    };
+    let mut determined = serde_json::Map::new();
+    determined.insert("format".into(), json!(FORMAT));
+    determined.insert("model".into(), json!(input("model")));
+    determined.insert("dataset".into(), json!(input("dataset")));
+    for (k, v) in &job.params {
+        if k != "layer" && k != "layers" {
+            determined.insert(k.clone(), v.clone());
+        }
+    }
+    let mut h = blake3::Hasher::new_derive_key("dag extract-activations pass v1");
+    h.update(Value::Object(determined).to_string().as_bytes());
+    let name = format!("activations-pass-{}", &h.finalize().to_hex()[..32]);
+    match job.work_dir.parent() {
+        Some(parent) => parent.join(name),
+        None => job.work_dir.join(name),
+    }
+}
+
+/// Runs the node.
+pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
+    let layer = int(job, "layer", -1);
+    let mut wanted: BTreeSet<i64> = job
+        .params
+        .get("layers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    wanted.insert(layer);
+    let kind = storage_kind(
+        job.params
+            .get("dtype")
+            .and_then(Value::as_str)
+            .unwrap_or("f32"),
+    )?;
+    let max_len = int(job, "max_len", 512);
+    let batch_size = int(job, "batch_size", 8);
+    let shard_rows = int(job, "shard_rows", 128);
+    for (k, v) in [
+        ("max_len", max_len),
+        ("batch_size", batch_size),
+        ("shard_rows", shard_rows),
+    ] {
+        if v < 1 {
+            return Err(NodeError::msg(format!("`{k}` must be at least 1, not {v}")));
+        }
+    }
+    let (max_len, batch_size, shard_rows) =
+        (max_len as usize, batch_size as usize, shard_rows as usize);
+    let render = Render::from_job(job)?;
+    let keep_end = job.params.get("truncation_side").and_then(Value::as_str) != Some("right");
+    let out = &job.outputs["activations"];
+    let pass = pass_dir(job);
+    let layer_dir = |l: i64| pass.join(format!("layer-{l}"));
+    let complete = |l: i64| layer_dir(l).join("meta.json").exists();
+
+    if !complete(layer) {
+        let dataset = &job.inputs["dataset"][0];
+        let rows = table::read_dataset(&dataset.path)
+            .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
+        if rows.is_empty() {
+            return Err(NodeError::msg("The dataset has no rows")
+                .hint("check the dataset node's filters and splits"));
+        }
+        let model = load_model(&job.inputs["model"][0].path)?;
+        let n_layers = model.config().num_hidden_layers;
+        if let Some(bad) = wanted.iter().find(|&&l| l < 0 || l > n_layers) {
+            return Err(NodeError::msg(format!(
+                "Layer {bad} does not exist: the model has {n_layers} blocks"
+            ))
+            .hint(format!(
+                "use 0 (embeddings) to {n_layers} (final-normed output); i is the input of block i"
+            )));
+        }
+        let todo: Vec<i64> = wanted.iter().copied().filter(|&l| !complete(l)).collect();
+        for &l in &todo {
+            let d = layer_dir(l);
+            std::fs::create_dir_all(&d).map_err(|e| io_err("create", &d, &e))?;
+        }
+        if todo.len() > 1 {
+            rep.send(Report::Info(format!(
+                "one forward pass writes layers {todo:?}"
+            )));
+        }
+        let n_shards = rows.len().div_ceil(shard_rows);
+        rep.send(Report::Total(rows.len() as u64));
+        let column = render.column().to_string();
+        let mut reused = 0;
+        for s in 0..n_shards {
+            let lo = s * shard_rows;
+            let hi = (lo + shard_rows).min(rows.len());
+            let missing: Vec<i64> = todo
+                .iter()
+                .copied()
+                .filter(|&l| {
+                    !layer_dir(l)
+                        .join(format!("{}.safetensors", shard_name(s)))
+                        .exists()
+                })
+                .collect();
+            if !missing.is_empty() {
+                let shard = extract_shard(
+                    &model,
+                    &rows[lo..hi],
+                    lo,
+                    &render,
+                    (max_len, keep_end),
+                    batch_size,
+                    &missing,
+                    kind,
+                )?;
+                for (l, acts) in missing.iter().zip(&shard.activations) {
+                    write_shard(&layer_dir(*l), s, acts, &shard, &rows[lo..hi], lo, &column)?;
+                }
+                rep.send(Report::SaveItems(vec![
+                    json!({ "shard": s, "layers": missing }),
+                ]));
+            } else {
+                reused += 1;
+            }
+            rep.send(Report::Advance((hi - lo) as u64));
+        }
+        if reused > 0 {
+            rep.send(Report::Info(format!(
+                "resumed: {reused} of {n_shards} shards were already stored"
+            )));
+        }
+        for &l in &todo {
+            finish_layer(
+                job,
+                &model,
+                &layer_dir(l),
+                l,
+                n_shards,
+                rows.len(),
+                &render,
+                max_len,
+            )?;
+        }
+    } else {
+        rep.send(Report::Info(format!(
+            "layer {layer} was computed by a sibling's forward pass"
+        )))
+    }
+    link_layer(&layer_dir(layer), out)?;
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(out.join("meta.json"))
+            .map_err(|e| io_err("read", &out.join("meta.json"), &e))?,
+    )
+    .map_err(|e| NodeError::caused("Failed to parse meta.json", &e))?;
+    rep.send(Report::Meta {
+        port: "activations".into(),
+        value: meta,
+    });
+    Ok(())
+}
+
+/// One shard's forward results.
+struct Shard {
+    /// Per requested layer, `[n, T, d]` in the storage dtype (zeros on padding).
+    activations: Vec<Tensor>,
+    /// `[n, T]` u8.
+    mask: Tensor,
+    /// `[n, T]` i64 (0 on padding).
+    ids: Tensor,
+    /// Real tokens per row, and whether the row was cut at `max_len`.
+    lengths: Vec<(usize, bool)>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn extract_shard(
+    model: &Model,
+    rows: &[Row],
+    offset: usize,
+    render: &Render,
+    (max_len, keep_end): (usize, bool),
+    batch_size: usize,
+    layers: &[i64],
+    kind: Kind,
+) -> Result<Shard, NodeError> {
+    let mut seqs = Vec::with_capacity(rows.len());
+    let mut lengths = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let mut ids = render.tokens(model, row, offset + i)?;
+        let cut = ids.len() > max_len;
+        if cut && keep_end {
+            ids.drain(..ids.len() - max_len);
+        } else {
+            ids.truncate(max_len);
+        }
+        lengths.push((ids.len(), cut));
+        seqs.push(ids);
+    }
+    let t = seqs.iter().map(Vec::len).max().unwrap_or(1);
+    let d = model.config().hidden_size;
+    let n = rows.len() as i64;
+    let activations: Vec<Tensor> = layers
+        .iter()
+        .map(|_| Tensor::zeros([n, t as i64, d], (kind, Device::Cpu)))
+        .collect();
+    let mut mask = vec![0u8; rows.len() * t];
+    let mut ids = vec![0i64; rows.len() * t];
+    for (i, s) in seqs.iter().enumerate() {
+        for (j, &tok) in s.iter().enumerate() {
+            mask[i * t + j] = 1;
+            ids[i * t + j] = i64::from(tok);
+        }
+    }
+    // Rows of similar length share a batch, so little compute goes to padding; the
+    // results are placed back in dataset order.
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
+    let capture: Vec<usize> = layers.iter().map(|&l| l as usize).collect();
+    for chunk in order.chunks(batch_size) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].clone()).collect();
+        let outp = model
+            .forward(&batch, &capture, false)
+            .map_err(|e| NodeError::caused("Failed to run the model", &e))?;
+        let width = batch.iter().map(Vec::len).max().unwrap_or(0) as i64;
+        for (h, dst) in outp.hidden_states.iter().zip(&activations) {
+            let h = h.to_device(Device::Cpu).to_kind(kind);
+            for (b, &i) in chunk.iter().enumerate() {
+                let len = seqs[i].len() as i64;
+                // The runtime left-pads; storage is right-padded so token t sits at index t.
+                dst.get(i as i64)
+                    .narrow(0, 0, len)
+                    .copy_(&h.get(b as i64).narrow(0, width - len, len));
+            }
+        }
+    }
+    Ok(Shard {
+        activations,
+        mask: Tensor::from_slice(&mask).view([n, t as i64]),
+        ids: Tensor::from_slice(&ids).view([n, t as i64]),
+        lengths,
+    })
+}
+
+fn write_shard(
+    dir: &Path,
+    s: usize,
+    acts: &Tensor,
+    shard: &Shard,
+    rows: &[Row],
+    offset: usize,
+    text_column: &str,
+) -> Result<(), NodeError> {
+    let name = shard_name(s);
+    let mut lines = Vec::new();
+    for (i, (row, &(tokens, truncated))) in rows.iter().zip(&shard.lengths).enumerate() {
+        let mut columns = row.clone();
+        columns.remove(text_column);
+        let line = json!({ "row": offset + i, "tokens": tokens, "truncated": truncated, "columns": columns });
+        lines.extend(serde_json::to_vec(&line).expect("rows serialise"));
+        lines.push(b'\n');
+    }
+    write_atomic(&dir.join(format!("{name}.jsonl")), &lines)?;
+    let row_ids: Vec<i64> = (offset..offset + rows.len()).map(|r| r as i64).collect();
+    let tensors = [
+        ("activations", acts.shallow_clone()),
+        ("attention_mask", shard.mask.shallow_clone()),
+        ("input_ids", shard.ids.shallow_clone()),
+        ("row", Tensor::from_slice(&row_ids)),
+    ];
+    // The safetensors file is written last: its presence marks the shard finished.
+    let path = dir.join(format!("{name}.safetensors"));
+    let tmp = dir.join(format!("{name}.safetensors.tmp"));
+    Tensor::write_safetensors(&tensors, &tmp)
+        .map_err(|e| tch_err(&format!("Failed to write `{}`", tmp.display()), &e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename into", &path, &e))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_layer(
+    job: &Job,
+    model: &Model,
+    dir: &Path,
+    layer: i64,
+    n_shards: usize,
+    n_rows: usize,
+    render: &Render,
+    max_len: usize,
+) -> Result<(), NodeError> {
+    let mut truncated = 0usize;
+    let mut tokens = 0usize;
+    let mut columns: BTreeSet<String> = BTreeSet::new();
+    for s in 0..n_shards {
+        let p = dir.join(format!("{}.jsonl", shard_name(s)));
+        let text = std::fs::read_to_string(&p).map_err(|e| io_err("read", &p, &e))?;
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line)
+                .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", p.display()), &e))?;
+            truncated += usize::from(v["truncated"].as_bool().unwrap_or(false));
+            tokens += v["tokens"].as_u64().unwrap_or(0) as usize;
+            if let Some(c) = v["columns"].as_object() {
+                columns.extend(c.keys().cloned());
+            }
+        }
+    }
+    let cfg = model.config();
+    let site = if layer == cfg.num_hidden_layers {
+        "final-norm output (hidden_states[num_layers])"
+    } else {
+        "residual stream entering the block (hidden_states[layer])"
+    };
+    let meta = json!({
+        "format": FORMAT,
+        "model": model.identity(),
+        "model_artifact": job.inputs["model"][0].digest,
+        "dataset_artifact": job.inputs["dataset"][0].digest,
+        "layer": layer,
+        "num_layers": cfg.num_hidden_layers,
+        "hidden_size": cfg.hidden_size,
+        "site": site,
+        "dtype": job.params.get("dtype").cloned().unwrap_or(json!("f32")),
+        "rows": n_rows,
+        "tokens": tokens,
+        "shards": n_shards,
+        "max_len": max_len,
+        "truncation_side": job.params.get("truncation_side").cloned().unwrap_or(json!("left")),
+        "truncated_rows": truncated,
+        "text_column": render.column(),
+        "columns": columns,
+    });
+    write_atomic(
+        &dir.join("meta.json"),
+        &serde_json::to_vec_pretty(&meta).expect("serialises"),
+    )
+}
+
+/// Puts a stored layer's files into the output directory: hard links (the files are
+/// immutable once renamed into place), or copies across file systems.
+fn link_layer(from: &Path, to: &Path) -> Result<(), NodeError> {
+    std::fs::create_dir_all(to).map_err(|e| io_err("create", to, &e))?;
+    let entries = std::fs::read_dir(from).map_err(|e| io_err("list", from, &e))?;
+    for e in entries {
+        let e = e.map_err(|e| io_err("list", from, &e))?;
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".tmp") {
+            continue;
+        }
+        let dst = to.join(&name);
+        if std::fs::hard_link(e.path(), &dst).is_err() {
+            std::fs::copy(e.path(), &dst).map_err(|err| io_err("copy into", &dst, &err))?;
+        }
+    }
+    Ok(())
+}
+
+/// One layer's stored activations, loaded whole (for probe training).
+pub struct Layer {
+    /// `[rows, T, d]` f32, zeros on padding, T the longest row over all shards.
+    pub activations: Tensor,
+    /// `[rows, T]` bool.
+    pub mask: Tensor,
+    /// Per row: the dataset row index and its carried columns.
+    pub rows: Vec<(usize, serde_json::Map<String, Value>)>,
+    /// The producer's meta.json.
+    pub meta: Value,
+}
+
+/// Reads a layer directory written by this node.
+pub fn read_layer(dir: &Path) -> Result<Layer, NodeError> {
+    let meta_path = dir.join("meta.json");
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(&meta_path).map_err(|e| io_err("read", &meta_path, &e))?,
+    )
+    .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", meta_path.display()), &e))?;
+    if meta["format"].as_u64() != Some(u64::from(FORMAT)) {
+        return Err(NodeError::msg(format!(
+            "`{}` is not an activations layout this build reads (format {}, expected {FORMAT})",
+            meta_path.display(),
+            meta["format"]
+        ))
+        .hint("rerun the extract-activations node with this build"));
+    }
+    let n_shards = meta["shards"].as_u64().unwrap_or(0) as usize;
+    let mut acts = Vec::with_capacity(n_shards);
+    let mut masks = Vec::with_capacity(n_shards);
+    let mut rows = Vec::new();
+    for s in 0..n_shards {
+        let p = dir.join(format!("{}.safetensors", shard_name(s)));
+        let tensors = Tensor::read_safetensors(&p)
+            .map_err(|e| tch_err(&format!("Failed to read `{}`", p.display()), &e))?;
+        let get = |name: &str| {
+            tensors
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.shallow_clone())
+                .ok_or_else(|| NodeError::msg(format!("`{}` has no tensor `{name}`", p.display())))
+        };
+        acts.push(get("activations")?.to_kind(Kind::Float));
+        masks.push(get("attention_mask")?.to_kind(Kind::Bool));
+        let jp = dir.join(format!("{}.jsonl", shard_name(s)));
+        let text = std::fs::read_to_string(&jp).map_err(|e| io_err("read", &jp, &e))?;
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).map_err(|e| {
+                NodeError::caused(format!("Failed to parse `{}`", jp.display()), &e)
+            })?;
+            let row = v["row"].as_u64().unwrap_or(0) as usize;
+            let cols = v["columns"].as_object().cloned().unwrap_or_default();
+            rows.push((row, cols));
+        }
+    }
+    let t = acts.iter().map(|a| a.size()[1]).max().unwrap_or(0);
+    let pad = |x: Tensor| {
+        let have = x.size()[1];
+        if have == t {
+            x
+        } else {
+            let mut shape = x.size();
+            shape[1] = t - have;
+            Tensor::cat(
+                &[
+                    x.shallow_clone(),
+                    Tensor::zeros(&shape, (x.kind(), Device::Cpu)),
+                ],
+                1,
+            )
+        }
+    };
+    let activations = Tensor::cat(&acts.into_iter().map(pad).collect::<Vec<_>>(), 0);
+    let mask = Tensor::cat(&masks.into_iter().map(pad).collect::<Vec<_>>(), 0);
+    Ok(Layer {
+        activations,
+        mask,
+        rows,
+        meta,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(params: Value) -> Job {
+        serde_json::from_value(json!({
+            "node": "extract-activations", "instance": "t", "params": params, "inputs": {},
+            "outputs": {}, "scratch": "/tmp", "resumed": [], "work_dir": "/tmp/work/k",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rendering_params_are_checked() {
+        let err = |p: Value| match Render::from_job(&job(p)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(err(json!({})).contains("neither `text_column` nor `messages_column`"));
+        assert!(err(json!({ "text_column": "a", "messages_column": "b" })).contains("Both"));
+        assert!(err(json!({ "text_column": "a", "system_prompt": "s" })).contains("chat = true"));
+        assert!(
+            matches!(Render::from_job(&job(json!({ "text_column": "a" }))), Ok(Render::Text(c)) if c == "a")
+        );
+        assert!(matches!(
+            Render::from_job(&job(json!({ "messages_column": "m", "system_prompt": "s" }))),
+            Ok(Render::Messages(c, Some(s))) if c == "m" && s == "s"
+        ));
+        assert!(storage_kind("f8").unwrap_err().to_string().contains("`f8`"));
+    }
+
+    #[test]
+    fn the_pass_directory_ignores_the_layer_only() {
+        let base = json!({ "layer": 6, "layers": [6, 15], "text_column": "t", "max_len": 64 });
+        let a = pass_dir(&job(base.clone()));
+        let mut other_layer = base.clone();
+        other_layer["layer"] = json!(15);
+        other_layer["layers"] = json!([6, 15, 20]);
+        assert_eq!(pass_dir(&job(other_layer)), a, "siblings share the pass");
+        let mut other_len = base;
+        other_len["max_len"] = json!(65);
+        assert_ne!(
+            pass_dir(&job(other_len)),
+            a,
+            "anything that changes the states changes the pass"
+        );
+        assert_eq!(
+            a.parent().unwrap(),
+            Path::new("/tmp/work"),
+            "in the store's work area"
+        );
+    }
+}

@@ -1,0 +1,1122 @@
+//! `train-probe`: a probe on one layer's activations, per-row scores and metrics.
+//!
+//! Closed-form and logistic probes go through `dag-metrics` (scikit-learn parity) on the
+//! mean of each row's real tokens. Learned probes (`per-token` with an aggregate, and
+//! `attention`) train here on tch with AdamW, linear warmup then cosine decay, gradient
+//! accumulation, clipping at norm 1 and early stopping on validation AUROC; the best epoch's
+//! weights are *copied* (not aliased) and restored at the end.
+//!
+//! Padding never enters anything: activations are zeroed outside the attention mask when
+//! loaded (so even NaN padding cannot reach a gradient through `0 * NaN`), and every aggregate
+//! masks padded positions out.
+
+use std::path::Path;
+
+use dag_engine::NodeError;
+use dag_metrics::{
+    Aggregation, BootstrapConfig, ClassWeight, LinearProbe, LogisticConfig, Rows, Shrinkage,
+};
+use dag_nodes::worker::{Job, Report};
+use serde_json::{Value, json};
+use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
+
+use crate::Reporter;
+use crate::activations::{Layer, read_layer};
+
+fn metric_err(what: &str, e: &dag_metrics::MetricError) -> NodeError {
+    NodeError::caused(what.to_string(), e)
+}
+
+/// A split's inputs, ready for training or scoring.
+pub struct Split {
+    /// `train`, `validation` or `test`.
+    pub name: String,
+    /// `[n, T, d]` f32, exactly zero outside the mask.
+    pub x: Tensor,
+    /// `[n, T]` bool.
+    pub mask: Tensor,
+    /// Labels.
+    pub y: Vec<bool>,
+    /// Dataset row index per row.
+    pub rows: Vec<usize>,
+}
+
+impl Split {
+    /// Builds a split from raw tensors, zeroing whatever the padding holds.
+    pub fn new(name: &str, x: Tensor, mask: Tensor, y: Vec<bool>, rows: Vec<usize>) -> Split {
+        let mask = mask.to_kind(Kind::Bool);
+        let x = x
+            .to_kind(Kind::Float)
+            .masked_fill(&mask.logical_not().unsqueeze(-1), 0.0);
+        Split {
+            name: name.into(),
+            x,
+            mask,
+            y,
+            rows,
+        }
+    }
+
+    fn from_layer(name: &str, layer: Layer, label_column: &str) -> Result<Split, NodeError> {
+        let mut y = Vec::with_capacity(layer.rows.len());
+        for (row, cols) in &layer.rows {
+            let v = cols.get(label_column).ok_or_else(|| {
+                NodeError::msg(format!(
+                    "The {name} activations carry no column `{label_column}` (row {row})"
+                ))
+                .hint(format!(
+                    "columns carried: {}; set `label_column`",
+                    cols.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            y.push(parse_label(v).ok_or_else(|| {
+                NodeError::msg(format!(
+                    "Row {row} of {name}: label `{v}` in `{label_column}` is not 0/1 or a boolean"
+                ))
+                .hint("map labels to 0/1 with the relabel node's `map`")
+            })?);
+        }
+        let rows = layer.rows.iter().map(|(r, _)| *r).collect();
+        Ok(Split::new(name, layer.activations, layer.mask, y, rows))
+    }
+
+    fn n(&self) -> usize {
+        self.y.len()
+    }
+
+    fn dim(&self) -> i64 {
+        self.x.size()[2]
+    }
+
+    /// Mean over real tokens, `[n, d]` row-major f64. Padding is exactly zero (see
+    /// [`Split::new`]), so the sum over all positions is the sum over real ones.
+    fn mean_features(&self) -> Result<Vec<f64>, NodeError> {
+        let count = self
+            .mask
+            .to_kind(Kind::Double)
+            .sum_dim_intlist(-1, false, Kind::Double);
+        if bool::try_from(count.eq(0.0).any()).unwrap_or(false) {
+            return Err(NodeError::msg(format!(
+                "A row of the {} activations has no real token",
+                self.name
+            ))
+            .hint("the extraction stored an empty row; rerun extract-activations"));
+        }
+        let mean = self.x.sum_dim_intlist(1, false, Kind::Double) / count.unsqueeze(-1);
+        Vec::<f64>::try_from(mean.flatten(0, -1))
+            .map_err(|e| NodeError::caused("Failed to read mean activations", &e))
+    }
+}
+
+/// 0/1 numbers and booleans; anything else is not a binary label.
+pub fn parse_label(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_f64() {
+            Some(0.0) => Some(false),
+            Some(1.0) => Some(true),
+            _ => None,
+        },
+        Value::String(s) => match s.as_str() {
+            "0" | "false" => Some(false),
+            "1" | "true" => Some(true),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A learned probe family.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Learned {
+    /// A linear score per token, then an aggregate.
+    PerToken(Aggregation),
+    /// A learned query scores tokens (softmax over real tokens); a value projection gives
+    /// each token's contribution to the sequence logit.
+    Attention,
+}
+
+/// Training settings of a learned probe.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Maximum epochs.
+    pub epochs: usize,
+    /// Rows per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per step.
+    pub grad_accum: usize,
+    /// Fraction of steps spent warming up.
+    pub warmup: f64,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Balanced class weights in the loss.
+    pub balanced: bool,
+}
+
+/// A learned probe's weights: feature standardisation (from training tokens) and the
+/// parameters.
+pub struct LearnedProbe {
+    /// The family.
+    pub family: Learned,
+    /// `[d]` mean of real training tokens.
+    pub mean: Tensor,
+    /// `[d]` standard deviation of real training tokens (floored).
+    pub std: Tensor,
+    /// `[d]` per-token direction (the value projection for attention).
+    pub w: Tensor,
+    /// `[d]` attention query (zeros for per-token probes).
+    pub q: Tensor,
+    /// `[1]` bias.
+    pub b: Tensor,
+}
+
+impl LearnedProbe {
+    /// Sequence logits `[n]` for `x` `[n, T, d]` with `mask` `[n, T]`.
+    pub fn logits(&self, x: &Tensor, mask: &Tensor) -> Tensor {
+        let z = ((x - &self.mean) / &self.std).masked_fill(&mask.logical_not().unsqueeze(-1), 0.0);
+        let s = z.matmul(&self.w.unsqueeze(-1)).squeeze_dim(-1);
+        let agg = match self.family {
+            Learned::PerToken(a) => aggregate(&s, mask, a),
+            Learned::Attention => {
+                let a = z
+                    .matmul(&self.q.unsqueeze(-1))
+                    .squeeze_dim(-1)
+                    .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
+                    .softmax(-1, Kind::Float);
+                (a * s.masked_fill(&mask.logical_not(), 0.0)).sum_dim_intlist(
+                    -1,
+                    false,
+                    Kind::Float,
+                )
+            }
+        };
+        agg + &self.b
+    }
+
+    fn params(&self) -> [&Tensor; 3] {
+        [&self.w, &self.q, &self.b]
+    }
+}
+
+/// Mask-aware reduction of token scores `s` `[n, T]` to `[n]`; padded positions never
+/// contribute (they are filled with a neutral value before each reduction).
+pub fn aggregate(s: &Tensor, mask: &Tensor, a: Aggregation) -> Tensor {
+    let pad = mask.logical_not();
+    let count = mask
+        .to_kind(Kind::Float)
+        .sum_dim_intlist(-1, false, Kind::Float);
+    let zeroed = s.masked_fill(&pad, 0.0);
+    let mean = zeroed.sum_dim_intlist(-1, false, Kind::Float) / &count;
+    match a {
+        Aggregation::Mean => mean,
+        Aggregation::Max => s.masked_fill(&pad, f64::NEG_INFINITY).amax(-1, false),
+        Aggregation::Softmax { temperature } => {
+            let w = (s / temperature)
+                .masked_fill(&pad, f64::NEG_INFINITY)
+                .softmax(-1, Kind::Float);
+            (w * zeroed).sum_dim_intlist(-1, false, Kind::Float)
+        }
+        Aggregation::RollingMeanMax { window } => {
+            let t = s.size()[1];
+            let w = window as i64;
+            if w > t {
+                return mean;
+            }
+            // Real tokens are a prefix (storage is right-padded): a window is real when
+            // its last token is.
+            let cs = Tensor::cat(
+                &[
+                    Tensor::zeros([s.size()[0], 1], (Kind::Float, s.device())),
+                    zeroed.cumsum(-1, Kind::Float),
+                ],
+                1,
+            );
+            let win = (cs.narrow(1, w, t - w + 1) - cs.narrow(1, 0, t - w + 1)) / w as f64;
+            let valid = mask.narrow(1, w - 1, t - w + 1);
+            let best = win
+                .masked_fill(&valid.logical_not(), f64::NEG_INFINITY)
+                .amax(-1, false);
+            let short = count.lt(w as f64);
+            best.where_self(&short.logical_not(), &mean)
+        }
+        Aggregation::Last => {
+            let last = (count.to_kind(Kind::Int64) - 1).clamp_min(0).unsqueeze(-1);
+            zeroed.gather(-1, &last, false).squeeze_dim(-1)
+        }
+    }
+}
+
+/// Keeps a deep copy of the best epoch's parameters and decides when to stop.
+pub struct EarlyStopping {
+    patience: usize,
+    /// Best validation AUROC so far.
+    pub best_auroc: f64,
+    /// Epoch (0-based) of the best AUROC.
+    pub best_epoch: usize,
+    best: Vec<Tensor>,
+    since: usize,
+}
+
+impl EarlyStopping {
+    /// Stops after `patience` epochs without improvement.
+    pub fn new(patience: usize) -> Self {
+        EarlyStopping {
+            patience,
+            best_auroc: f64::NEG_INFINITY,
+            best_epoch: 0,
+            best: vec![],
+            since: 0,
+        }
+    }
+
+    /// Records an epoch; returns whether training should stop.
+    pub fn observe(&mut self, epoch: usize, auroc: f64, params: &[&Tensor]) -> bool {
+        if auroc > self.best_auroc {
+            self.best_auroc = auroc;
+            self.best_epoch = epoch;
+            // `copy` allocates new storage: a shallow clone would follow later updates,
+            // the bug that made the seed study keep its last weights.
+            self.best = params.iter().map(|p| p.detach().copy()).collect();
+            self.since = 0;
+        } else {
+            self.since += 1;
+        }
+        self.since >= self.patience
+    }
+
+    /// Writes the best parameters back into `params`.
+    pub fn restore(&self, params: &[&Tensor]) {
+        tch::no_grad(|| {
+            for (p, b) in params.iter().zip(&self.best) {
+                let mut p = p.shallow_clone();
+                p.copy_(b);
+            }
+        });
+    }
+}
+
+/// One epoch's record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Epoch {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation AUROC after the epoch.
+    pub val_auroc: f64,
+}
+
+fn sigmoid_vec(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.sigmoid().to_kind(Kind::Double)).expect("1-d scores")
+}
+
+fn auroc(scores: &[f64], y: &[bool]) -> Result<f64, NodeError> {
+    dag_metrics::roc_auc(scores, y)
+        .map_err(|e| metric_err("Failed to compute the validation AUROC", &e))
+}
+
+/// Trains one learned probe with one seed. Returns the probe (best epoch's weights) and
+/// the per-epoch curve.
+pub fn train_learned(
+    family: Learned,
+    train: &Split,
+    val: &Split,
+    cfg: &TrainConfig,
+    seed: i64,
+) -> Result<(LearnedProbe, Vec<Epoch>, usize), NodeError> {
+    tch::manual_seed(seed);
+    let d = train.dim();
+    let n = train.n() as i64;
+    // Standardise with statistics of real training tokens only.
+    let m = train.mask.unsqueeze(-1).to_kind(Kind::Float);
+    let count = m.sum(Kind::Float).clamp_min(1.0);
+    let mean = (&train.x * &m).sum_dim_intlist([0i64, 1].as_slice(), false, Kind::Float) / &count;
+    let var = ((&train.x - &mean).square() * &m).sum_dim_intlist(
+        [0i64, 1].as_slice(),
+        false,
+        Kind::Float,
+    ) / &count;
+    let std = var.sqrt().clamp_min(1e-6);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let scale = 1.0 / (d as f64).sqrt();
+    let w = root.var(
+        "w",
+        &[d],
+        nn::Init::Randn {
+            mean: 0.0,
+            stdev: scale,
+        },
+    );
+    let q = match family {
+        Learned::Attention => root.var(
+            "q",
+            &[d],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: scale,
+            },
+        ),
+        Learned::PerToken(_) => root.zeros_no_train("q", &[d]),
+    };
+    let b = root.var("b", &[1], nn::Init::Const(0.0));
+    let probe = LearnedProbe {
+        family,
+        mean,
+        std,
+        w,
+        q,
+        b,
+    };
+    let mut opt = nn::AdamW {
+        wd: cfg.weight_decay,
+        ..Default::default()
+    }
+    .build(&vs, cfg.lr)
+    .map_err(|e| NodeError::caused("Failed to build the optimizer", &e))?;
+    let pos = train.y.iter().filter(|&&y| y).count() as f64;
+    let neg = n as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return Err(NodeError::msg("The training split has one class only")
+            .hint("check the label column and the split"));
+    }
+    let (wp, wn) = if cfg.balanced {
+        (n as f64 / (2.0 * pos), n as f64 / (2.0 * neg))
+    } else {
+        (1.0, 1.0)
+    };
+    let y_all = Tensor::from_slice(
+        &train
+            .y
+            .iter()
+            .map(|&y| f32::from(u8::from(y)))
+            .collect::<Vec<_>>(),
+    );
+    let bs = cfg.batch_size.max(1) as i64;
+    let accum = cfg.grad_accum.max(1);
+    let micro = (n + bs - 1) / bs;
+    let steps_per_epoch = (micro as usize).div_ceil(accum);
+    let total = (steps_per_epoch * cfg.epochs).max(1);
+    let warm = ((total as f64) * cfg.warmup).round() as usize;
+    let lr_at = |step: usize| {
+        if step < warm {
+            cfg.lr * (step + 1) as f64 / warm as f64
+        } else {
+            let p = (step - warm) as f64 / (total - warm).max(1) as f64;
+            cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+        }
+    };
+    let mut stop = EarlyStopping::new(cfg.patience.max(1));
+    let mut curve = Vec::new();
+    let mut step = 0usize;
+    for epoch in 0..cfg.epochs {
+        let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
+        let mut loss_sum = 0.0;
+        opt.zero_grad();
+        for i in 0..micro {
+            let idx = perm.narrow(0, i * bs, bs.min(n - i * bs));
+            let x = train.x.index_select(0, &idx);
+            let mk = train.mask.index_select(0, &idx);
+            let y = y_all.index_select(0, &idx);
+            let weight = &y * (wp - wn) + wn;
+            let logits = probe.logits(&x, &mk);
+            let loss = logits.binary_cross_entropy_with_logits::<&Tensor>(
+                &y,
+                Some(&weight),
+                None,
+                tch::Reduction::Mean,
+            );
+            loss_sum += loss.double_value(&[]) * idx.size()[0] as f64;
+            (loss / accum as f64).backward();
+            let last = i == micro - 1;
+            if (i as usize + 1).is_multiple_of(accum) || last {
+                opt.set_lr(lr_at(step));
+                opt.clip_grad_norm(1.0);
+                opt.step();
+                opt.zero_grad();
+                step += 1;
+            }
+        }
+        let val_scores = tch::no_grad(|| sigmoid_vec(&probe.logits(&val.x, &val.mask)));
+        let val_auroc = auroc(&val_scores, &val.y)?;
+        curve.push(Epoch {
+            epoch: epoch + 1,
+            train_loss: loss_sum / n as f64,
+            val_auroc,
+        });
+        if stop.observe(epoch, val_auroc, &probe.params()) {
+            break;
+        }
+    }
+    stop.restore(&probe.params());
+    Ok((probe, curve, stop.best_epoch + 1))
+}
+
+/// A fitted probe of any family.
+enum Fitted {
+    Linear(LinearProbe, Value),
+    Learned(Vec<(i64, LearnedProbe, Vec<Epoch>, usize)>),
+}
+
+fn to_rows(features: &[f64], n: usize, d: usize) -> Result<Rows<'_, f64>, NodeError> {
+    Rows::new(features, n, d).map_err(|e| metric_err("Failed to shape features", &e))
+}
+
+fn param<'a>(job: &'a Job, k: &str) -> Option<&'a Value> {
+    job.params.get(k)
+}
+
+fn aggregation(job: &Job) -> Result<Aggregation, NodeError> {
+    Ok(
+        match param(job, "aggregate")
+            .and_then(Value::as_str)
+            .unwrap_or("mean")
+        {
+            "mean" => Aggregation::Mean,
+            "max" => Aggregation::Max,
+            "softmax" => {
+                let t = param(job, "temperature")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(1.0);
+                if t.is_nan() || t <= 0.0 {
+                    return Err(NodeError::msg(format!(
+                        "`temperature` must be positive, not {t}"
+                    )));
+                }
+                Aggregation::Softmax { temperature: t }
+            }
+            "rolling-max" => {
+                let w = param(job, "window").and_then(Value::as_i64).unwrap_or(10);
+                if w < 1 {
+                    return Err(NodeError::msg(format!(
+                        "`window` must be at least 1, not {w}"
+                    )));
+                }
+                Aggregation::RollingMeanMax { window: w as usize }
+            }
+            "last" => Aggregation::Last,
+            other => return Err(NodeError::msg(format!("Unknown aggregate `{other}`"))),
+        },
+    )
+}
+
+/// Scores of a split under a fitted probe: per seed (learned) or one list.
+fn score(fitted: &Fitted, split: &Split) -> Result<Vec<Vec<f64>>, NodeError> {
+    Ok(match fitted {
+        Fitted::Linear(p, _) => {
+            let f = split.mean_features()?;
+            let d = split.dim() as usize;
+            let z = p
+                .decision_function(to_rows(&f, split.n(), d)?)
+                .map_err(|e| metric_err("Failed to score", &e))?;
+            vec![z.into_iter().map(dag_metrics::sigmoid).collect()]
+        }
+        Fitted::Learned(runs) => runs
+            .iter()
+            .map(|(_, p, _, _)| tch::no_grad(|| sigmoid_vec(&p.logits(&split.x, &split.mask))))
+            .collect(),
+    })
+}
+
+/// Metrics of one split's scores: the standard set with a bootstrap interval on AUROC.
+pub fn split_metrics(scores: &[f64], y: &[bool], resamples: usize) -> Result<Value, NodeError> {
+    let m = dag_metrics::probe_metrics(scores, y)
+        .map_err(|e| metric_err("Failed to compute probe metrics", &e))?;
+    let mut v = serde_json::to_value(&m).expect("metrics serialise");
+    if m.auroc.is_some() && resamples >= 2 {
+        let cfg = BootstrapConfig {
+            n_resamples: resamples,
+            ..BootstrapConfig::default()
+        };
+        let ci = dag_metrics::stratified_bootstrap(scores, y, &cfg, dag_metrics::roc_auc)
+            .map_err(|e| metric_err("Failed to bootstrap the AUROC", &e))?;
+        v["auroc_ci"] = json!([ci.lower, ci.upper]);
+    }
+    Ok(v)
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// Runs the node.
+pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
+    let label = param(job, "label_column")
+        .and_then(Value::as_str)
+        .unwrap_or("label")
+        .to_string();
+    let family = param(job, "probe")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut splits = Vec::new();
+    let mut layer_meta = Value::Null;
+    for name in ["train", "validation", "test"] {
+        if let Some(input) = job.inputs.get(name).and_then(|v| v.first()) {
+            let layer = read_layer(&input.path)?;
+            if name == "train" {
+                layer_meta = layer.meta.clone();
+            } else if layer.meta["layer"] != layer_meta["layer"]
+                || layer.meta["model"] != layer_meta["model"]
+            {
+                return Err(NodeError::msg(format!(
+                    "The {name} activations come from layer {} of `{}`, the train activations from layer {} of `{}`",
+                    layer.meta["layer"], layer.meta["model"], layer_meta["layer"], layer_meta["model"]
+                ))
+                .hint("connect activations of the same model and layer (a matrix over `layer` pairs them)"));
+            }
+            splits.push(Split::from_layer(name, layer, &label)?);
+        }
+    }
+    if let Some(l) = param(job, "layer").and_then(Value::as_i64)
+        && layer_meta["layer"].as_i64() != Some(l)
+    {
+        return Err(NodeError::msg(format!(
+            "`layer = {l}` but the train activations are of layer {}",
+            layer_meta["layer"]
+        ))
+        .hint(
+            "give this node's matrix the same `layer` values as the extract-activations node's",
+        ));
+    }
+    let (train, val) = (&splits[0], &splits[1]);
+    rep.send(Report::Info(format!(
+        "{family} probe on layer {}: {} train, {} validation rows, d = {}",
+        layer_meta["layer"],
+        train.n(),
+        val.n(),
+        train.dim()
+    )));
+    let resamples = param(job, "bootstrap")
+        .and_then(Value::as_i64)
+        .unwrap_or(1000)
+        .max(0) as usize;
+    let fitted = fit(job, &family, train, val, rep)?;
+    let out = &job.outputs["probe"];
+    std::fs::create_dir_all(out)
+        .map_err(|e| NodeError::caused(format!("Failed to create `{}`", out.display()), &e))?;
+
+    // Scores and metrics per split.
+    let mut score_rows = Vec::new();
+    let mut metrics = serde_json::Map::new();
+    for split in &splits {
+        let per_seed = score(&fitted, split)?;
+        let n = split.n();
+        let mean: Vec<f64> = (0..n)
+            .map(|i| per_seed.iter().map(|s| s[i]).sum::<f64>() / per_seed.len() as f64)
+            .collect();
+        let mut m = split_metrics(&mean, &split.y, resamples)?;
+        if per_seed.len() > 1 {
+            let aurocs: Vec<f64> = per_seed
+                .iter()
+                .filter_map(|s| dag_metrics::roc_auc(s, &split.y).ok())
+                .collect();
+            let (mu, sd) = mean_std(&aurocs);
+            m["seeds"] = json!({ "auroc": aurocs, "auroc_mean": mu, "auroc_std": sd });
+        }
+        metrics.insert(split.name.clone(), m);
+        for i in 0..n {
+            let mut r = json!({ "split": split.name, "row": split.rows[i], "label": u8::from(split.y[i]), "score": mean[i] });
+            if per_seed.len() > 1 {
+                r["score_by_seed"] = json!(per_seed.iter().map(|s| s[i]).collect::<Vec<_>>());
+            }
+            score_rows.push(r);
+        }
+    }
+    let mut lines = Vec::new();
+    for r in &score_rows {
+        lines.extend(serde_json::to_vec(r).expect("serialises"));
+        lines.push(b'\n');
+    }
+    let scores_path = &job.outputs["scores"];
+    std::fs::write(scores_path, &lines).map_err(|e| {
+        NodeError::caused(format!("Failed to write `{}`", scores_path.display()), &e)
+    })?;
+
+    let config = write_probe(out, &family, &fitted, &layer_meta, job)?;
+    let metrics = Value::Object(metrics);
+    std::fs::write(
+        out.join("metrics.json"),
+        serde_json::to_vec_pretty(&metrics).expect("serialises"),
+    )
+    .map_err(|e| NodeError::caused("Failed to write metrics.json", &e))?;
+    let headline = |split: &str| {
+        metrics.get(split).map(|m| json!({
+        "auroc": m["auroc"], "auroc_ci": m["auroc_ci"], "tpr_at_1pct_fpr": m["tpr_at_1pct_fpr"]["tpr"],
+        "accuracy": m["accuracy_at_half"], "ece": m["ece_10"], "brier": m["brier"],
+    }))
+    };
+    let fit_seconds = match &fitted {
+        Fitted::Linear(_, info) => info["fit_seconds"].clone(),
+        Fitted::Learned(_) => Value::Null,
+    };
+    let summary = json!({
+        "probe": family, "layer": layer_meta["layer"], "config": config, "fit_seconds": fit_seconds,
+        "validation": headline("validation"), "test": headline("test"), "train": headline("train"),
+    });
+    rep.send(Report::Meta {
+        port: "probe".into(),
+        value: summary.clone(),
+    });
+    rep.send(Report::Meta { port: "scores".into(), value: json!({ "rows": score_rows.len(), "metrics": metrics, "probe": family, "layer": layer_meta["layer"] }) });
+    Ok(())
+}
+
+/// A closed-form or logistic fit on mean features: the probe and what to record of the fit.
+type LinearFit<'a> = &'a dyn Fn(Rows<'_, f64>) -> Result<(LinearProbe, Value), NodeError>;
+
+fn fit(
+    job: &Job,
+    family: &str,
+    train: &Split,
+    val: &Split,
+    rep: &Reporter,
+) -> Result<Fitted, NodeError> {
+    let d = train.dim() as usize;
+    let closed = |f: LinearFit<'_>| -> Result<Fitted, NodeError> {
+        let feats = train.mean_features()?;
+        let start = std::time::Instant::now();
+        let (p, mut info) = f(to_rows(&feats, train.n(), d)?)?;
+        info["fit_seconds"] = json!(start.elapsed().as_secs_f64());
+        Ok(Fitted::Linear(p, info))
+    };
+    match family {
+        "diff-of-means" => closed(&|x| {
+            let p = dag_metrics::fit_diff_of_means(x, &train.y)
+                .map_err(|e| metric_err("Failed to fit difference of means", &e))?;
+            Ok((p, json!({})))
+        }),
+        "lda" => closed(&|x| {
+            let (shrink, info) = match param(job, "shrinkage").and_then(Value::as_f64) {
+                Some(a) => (Shrinkage::Fixed(a), json!({ "shrinkage": a })),
+                None => (Shrinkage::LedoitWolf, json!({ "shrinkage": "ledoit-wolf" })),
+            };
+            let p = dag_metrics::fit_lda(x, &train.y, shrink)
+                .map_err(|e| metric_err("Failed to fit LDA", &e))?;
+            Ok((p, info))
+        }),
+        "mean-logistic" => closed(&|x| {
+            let balanced = param(job, "class_weight").and_then(Value::as_str) == Some("balanced");
+            let mut cfg = LogisticConfig {
+                c: param(job, "C").and_then(Value::as_f64).unwrap_or(1.0),
+                class_weight: if balanced {
+                    ClassWeight::Balanced
+                } else {
+                    ClassWeight::None
+                },
+                ..LogisticConfig::default()
+            };
+            cfg.max_iter = cfg.max_iter.max(1000);
+            let cv = param(job, "cv").and_then(Value::as_i64).unwrap_or(0);
+            if cv >= 2 {
+                let cs: Vec<f64> = param(job, "Cs")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                    .unwrap_or_default();
+                let fit = dag_metrics::fit_logistic_cv(x, &train.y, &cs, cv as usize, &cfg)
+                    .map_err(|e| metric_err("Failed to cross-validate the logistic probe", &e))?;
+                rep.send(Report::Info(format!(
+                    "cross-validation chose C = {}",
+                    fit.best_c
+                )));
+                Ok((
+                    fit.fit.probe,
+                    json!({ "C": fit.best_c, "cv": cv, "Cs": fit.cs, "cv_auroc": fit.mean_auroc, "n_iter": fit.fit.n_iter, "converged": fit.fit.converged }),
+                ))
+            } else {
+                let fit = dag_metrics::fit_logistic(x, &train.y, None, &cfg)
+                    .map_err(|e| metric_err("Failed to fit the logistic probe", &e))?;
+                if !fit.converged {
+                    rep.send(Report::Info(format!(
+                        "warning: lbfgs stopped after {} iterations without converging",
+                        fit.n_iter
+                    )));
+                }
+                Ok((
+                    fit.probe,
+                    json!({ "C": cfg.c, "n_iter": fit.n_iter, "converged": fit.converged }),
+                ))
+            }
+        }),
+        "per-token" | "attention" => {
+            let fam = if family == "attention" {
+                Learned::Attention
+            } else {
+                Learned::PerToken(aggregation(job)?)
+            };
+            let int = |k: &str, dflt: i64| {
+                param(job, k).and_then(Value::as_i64).unwrap_or(dflt).max(0) as usize
+            };
+            let float = |k: &str, dflt: f64| param(job, k).and_then(Value::as_f64).unwrap_or(dflt);
+            let cfg = TrainConfig {
+                lr: float("lr", 1e-3),
+                weight_decay: float("weight_decay", 0.01),
+                epochs: int("epochs", 50).max(1),
+                batch_size: int("batch_size", 16).max(1),
+                grad_accum: int("grad_accum", 1).max(1),
+                warmup: float("warmup", 0.1).clamp(0.0, 1.0),
+                patience: int("patience", 5).max(1),
+                balanced: param(job, "class_weight").and_then(Value::as_str) == Some("balanced"),
+            };
+            let seeds: Vec<i64> = param(job, "seeds")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_else(|| vec![0]);
+            if seeds.is_empty() {
+                return Err(NodeError::msg("`seeds` is empty")
+                    .hint("give at least one seed, e.g. `seeds = [0]`"));
+            }
+            let mut runs = Vec::new();
+            for s in seeds {
+                let (p, curve, best) = train_learned(fam, train, val, &cfg, s)?;
+                rep.send(Report::Info(format!(
+                    "seed {s}: best validation AUROC {:.4} at epoch {best} of {}",
+                    curve[best - 1].val_auroc,
+                    curve.len()
+                )));
+                runs.push((s, p, curve, best));
+            }
+            Ok(Fitted::Learned(runs))
+        }
+        other => Err(
+            NodeError::msg(format!("Unknown probe family `{other}`")).hint(format!(
+                "use one of {}",
+                dag_nodes::probes::PROBES.join(", ")
+            )),
+        ),
+    }
+}
+
+/// Writes weights.safetensors, config.json and (learned probes) curve.png; returns the config.
+fn write_probe(
+    out: &Path,
+    family: &str,
+    fitted: &Fitted,
+    layer_meta: &Value,
+    job: &Job,
+) -> Result<Value, NodeError> {
+    let weights = out.join("weights.safetensors");
+    let save = |tensors: &[(String, Tensor)]| {
+        Tensor::write_safetensors(tensors, &weights)
+            .map_err(|e| NodeError::caused(format!("Failed to write `{}`", weights.display()), &e))
+    };
+    let mut config = json!({
+        "probe": family,
+        "layer": layer_meta["layer"],
+        "model": layer_meta["model"],
+        "hidden_size": layer_meta["hidden_size"],
+        "params": Value::Object(job.params.clone()),
+    });
+    match fitted {
+        Fitted::Linear(p, info) => {
+            save(&[
+                (
+                    "coef".into(),
+                    Tensor::from_slice(&p.coef).to_kind(Kind::Float),
+                ),
+                (
+                    "intercept".into(),
+                    Tensor::from_slice(&[p.intercept]).to_kind(Kind::Float),
+                ),
+            ])?;
+            // Timing goes to the artifact's meta only: the files stay byte-reproducible.
+            let mut info = info.clone();
+            if let Some(o) = info.as_object_mut() {
+                o.remove("fit_seconds");
+            }
+            config["fit"] = info;
+            config["apply"] = json!("score = sigmoid(mean_over_real_tokens(h) . coef + intercept)");
+        }
+        Fitted::Learned(runs) => {
+            let mut tensors = Vec::new();
+            let mut seeds = Vec::new();
+            let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+            for (s, p, curve, best) in runs {
+                for (name, t) in [
+                    ("mean", &p.mean),
+                    ("std", &p.std),
+                    ("w", &p.w),
+                    ("q", &p.q),
+                    ("b", &p.b),
+                ] {
+                    tensors.push((format!("seed{s}.{name}"), t.detach().copy()));
+                }
+                seeds.push(json!({ "seed": s, "best_epoch": best, "curve": curve }));
+                series.push((
+                    format!("seed {s} validation AUROC"),
+                    curve
+                        .iter()
+                        .map(|e| (e.epoch as f64, e.val_auroc))
+                        .collect(),
+                ));
+                series.push((
+                    format!("seed {s} train loss"),
+                    curve
+                        .iter()
+                        .map(|e| (e.epoch as f64, e.train_loss))
+                        .collect(),
+                ));
+            }
+            save(&tensors)?;
+            config["seeds"] = json!(seeds);
+            config["apply"] = json!(match family {
+                "attention" =>
+                    "z = (h - mean) / std; a = softmax over real tokens of z . q; logit = sum_t a_t (z_t . w) + b",
+                _ =>
+                    "z = (h - mean) / std; s_t = z_t . w; logit = aggregate over real tokens of s_t + b",
+            });
+            let refs: Vec<(&str, &[(f64, f64)])> = series
+                .iter()
+                .map(|(l, s)| (l.as_str(), s.as_slice()))
+                .collect();
+            let png = out.join("curve.png");
+            dag_metrics::line_plot_png(
+                &png,
+                &format!("{family} probe, layer {}", layer_meta["layer"]),
+                ("epoch", "AUROC / loss"),
+                &refs,
+            )
+            .map_err(|e| metric_err("Failed to plot the training curve", &e))?;
+        }
+    }
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_vec_pretty(&config).expect("serialises"),
+    )
+    .map_err(|e| NodeError::caused("Failed to write config.json", &e))?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: i64 = 8;
+    const T: i64 = 16;
+
+    /// Synthetic activations: noise everywhere, lengths 8..=16, and for positive rows the
+    /// signal `strength` added to dimension 0 of `tokens` random real tokens (all of them
+    /// when `tokens` is `None`). Padding holds `pad`.
+    fn planted(n: usize, strength: f64, tokens: Option<usize>, pad: f64, seed: i64) -> Split {
+        tch::manual_seed(seed);
+        let x = Tensor::randn([n as i64, T, D], (Kind::Float, Device::Cpu));
+        let mut mask = vec![false; n * T as usize];
+        let mut y = vec![];
+        let lens = Tensor::randint_low(8, T + 1, [n as i64], (Kind::Int64, Device::Cpu));
+        let lens: Vec<i64> = Vec::try_from(lens).unwrap();
+        for i in 0..n {
+            let positive = i % 2 == 0;
+            y.push(positive);
+            let len = lens[i];
+            for t in 0..len {
+                mask[i * T as usize + t as usize] = true;
+            }
+            if positive {
+                let picks: Vec<i64> = match tokens {
+                    Some(k) => Vec::try_from(
+                        Tensor::randperm(len, (Kind::Int64, Device::Cpu)).narrow(0, 0, k as i64),
+                    )
+                    .unwrap(),
+                    None => (0..len).collect(),
+                };
+                for t in picks {
+                    let mut v = x.get(i as i64).get(t).get(0);
+                    let _ = v.g_add_scalar_(strength);
+                }
+            }
+            let mut tail = x.get(i as i64).narrow(0, len, T - len);
+            let _ = tail.fill_(pad);
+        }
+        let mask = Tensor::from_slice(&mask).view([n as i64, T]);
+        Split::new("s", x, mask, y, (0..n).collect())
+    }
+
+    fn cfg() -> TrainConfig {
+        TrainConfig {
+            lr: 0.05,
+            weight_decay: 0.0,
+            epochs: 40,
+            batch_size: 32,
+            grad_accum: 1,
+            warmup: 0.1,
+            patience: 10,
+            balanced: true,
+        }
+    }
+
+    fn val_auroc(agg: Aggregation, train: &Split, val: &Split) -> f64 {
+        let (p, curve, best) =
+            train_learned(Learned::PerToken(agg), train, val, &cfg(), 0).unwrap();
+        let scores = tch::no_grad(|| sigmoid_vec(&p.logits(&val.x, &val.mask)));
+        let a = auroc(&scores, &val.y).unwrap();
+        // The restored weights are the best epoch's: they reproduce its AUROC exactly.
+        assert_eq!(a, curve[best - 1].val_auroc);
+        assert_eq!(
+            a,
+            curve.iter().map(|e| e.val_auroc).fold(f64::MIN, f64::max)
+        );
+        a
+    }
+
+    #[test]
+    fn max_finds_a_single_token_and_mean_needs_many() {
+        let (train, val) = (
+            planted(300, 4.0, Some(1), 0.0, 1),
+            planted(200, 4.0, Some(1), 0.0, 2),
+        );
+        let max1 = val_auroc(Aggregation::Max, &train, &val);
+        let mean1 = val_auroc(Aggregation::Mean, &train, &val);
+        assert!(max1 > 0.9, "max on a single planted token: {max1}");
+        assert!(
+            max1 > mean1 + 0.1,
+            "max {max1} vs mean {mean1} on a single token"
+        );
+        let (train, val) = (
+            planted(300, 0.7, None, 0.0, 3),
+            planted(200, 0.7, None, 0.0, 4),
+        );
+        let mean_all = val_auroc(Aggregation::Mean, &train, &val);
+        let max_all = val_auroc(Aggregation::Max, &train, &val);
+        assert!(
+            mean_all > 0.9,
+            "mean with the signal in every token: {mean_all}"
+        );
+        assert!(
+            mean_all > max_all,
+            "mean {mean_all} vs max {max_all} with a diffuse signal"
+        );
+        let soft = val_auroc(
+            Aggregation::Softmax { temperature: 0.1 },
+            &planted(300, 4.0, Some(1), 0.0, 1),
+            &planted(200, 4.0, Some(1), 0.0, 2),
+        );
+        assert!(soft > 0.85, "a cold softmax behaves like max: {soft}");
+    }
+
+    #[test]
+    fn padding_never_enters_an_aggregate_or_a_gradient() {
+        let clean = planted(40, 3.0, Some(1), 0.0, 5);
+        let aggs = [
+            Aggregation::Mean,
+            Aggregation::Max,
+            Aggregation::Softmax { temperature: 0.5 },
+            Aggregation::RollingMeanMax { window: 3 },
+            Aggregation::RollingMeanMax { window: 12 },
+            Aggregation::Last,
+        ];
+        for pad in [f64::NAN, 1e30, -1e30, f64::INFINITY] {
+            let dirty = planted(40, 3.0, Some(1), pad, 5);
+            assert_eq!(
+                Vec::<f64>::try_from(dirty.x.flatten(0, -1).to_kind(Kind::Double)).unwrap(),
+                Vec::<f64>::try_from(clean.x.flatten(0, -1).to_kind(Kind::Double)).unwrap(),
+                "padding {pad} survived loading"
+            );
+            assert_eq!(
+                dirty.mean_features().unwrap(),
+                clean.mean_features().unwrap()
+            );
+            // Raw (unsanitised) tensors through the probe: the mask alone must keep padding out.
+            let raw = clean
+                .x
+                .masked_fill(&clean.mask.logical_not().unsqueeze(-1), pad);
+            for family in aggs
+                .map(Learned::PerToken)
+                .into_iter()
+                .chain([Learned::Attention])
+            {
+                let (p, _, _) = train_learned(
+                    family,
+                    &dirty,
+                    &dirty,
+                    &TrainConfig { epochs: 2, ..cfg() },
+                    0,
+                )
+                .unwrap();
+                for t in p.params() {
+                    assert!(
+                        bool::try_from(t.isfinite().all()).unwrap(),
+                        "{family:?}: non-finite weights after training on {pad} padding"
+                    );
+                }
+                let a = Vec::<f64>::try_from(p.logits(&raw, &clean.mask).to_kind(Kind::Double))
+                    .unwrap();
+                let b = Vec::<f64>::try_from(p.logits(&clean.x, &clean.mask).to_kind(Kind::Double))
+                    .unwrap();
+                assert_eq!(a, b, "{family:?} with {pad} padding");
+            }
+        }
+    }
+
+    #[test]
+    fn aggregates_match_their_definitions_on_a_small_case() {
+        // Row 0: scores 1, 3, 2 then padding; row 1: 5 then padding.
+        let s = Tensor::from_slice(&[1.0f32, 3.0, 2.0, 99.0, 5.0, -99.0, 99.0, 99.0]).view([2, 4]);
+        let m =
+            Tensor::from_slice(&[true, true, true, false, true, false, false, false]).view([2, 4]);
+        let get = |a| Vec::<f64>::try_from(aggregate(&s, &m, a).to_kind(Kind::Double)).unwrap();
+        assert_eq!(get(Aggregation::Mean), [2.0, 5.0]);
+        assert_eq!(get(Aggregation::Max), [3.0, 5.0]);
+        assert_eq!(get(Aggregation::Last), [2.0, 5.0]);
+        assert_eq!(get(Aggregation::RollingMeanMax { window: 2 }), [2.5, 5.0]);
+        let soft = get(Aggregation::Softmax { temperature: 1.0 });
+        let e = [1f64.exp(), 3f64.exp(), 2f64.exp()];
+        let want = (e[0] + 3.0 * e[1] + 2.0 * e[2]) / e.iter().sum::<f64>();
+        assert!(
+            (soft[0] - want).abs() < 1e-6 && (soft[1] - 5.0).abs() < 1e-6,
+            "{soft:?}"
+        );
+    }
+
+    #[test]
+    fn early_stopping_restores_a_deep_copy_of_the_peak_weights() {
+        // Weights updated in place each epoch, as an optimizer does; validation AUROC peaks
+        // at epoch 2 (0-based) and then falls.
+        let w = Tensor::zeros([4], (Kind::Float, Device::Cpu));
+        let mut stop = EarlyStopping::new(2);
+        let aurocs = [0.6, 0.8, 0.9, 0.85, 0.7, 0.65];
+        let mut last = 0;
+        for (epoch, &a) in aurocs.iter().enumerate() {
+            tch::no_grad(|| {
+                let _ = w.shallow_clone().fill_(epoch as f64);
+            });
+            last = epoch;
+            if stop.observe(epoch, a, &[&w]) {
+                break;
+            }
+        }
+        assert_eq!(last, 4, "stops after `patience` epochs without improvement");
+        assert_eq!(stop.best_epoch, 2);
+        assert_eq!(
+            Vec::<f32>::try_from(&w).unwrap(),
+            [4.0; 4],
+            "the live weights moved on"
+        );
+        stop.restore(&[&w]);
+        assert_eq!(
+            Vec::<f32>::try_from(&w).unwrap(),
+            [2.0; 4],
+            "the peak epoch's weights are back"
+        );
+    }
+
+    #[test]
+    fn labels_are_binary_or_refused() {
+        assert_eq!(parse_label(&json!(1)), Some(true));
+        assert_eq!(parse_label(&json!(0.0)), Some(false));
+        assert_eq!(parse_label(&json!(true)), Some(true));
+        assert_eq!(parse_label(&json!("0")), Some(false));
+        assert_eq!(parse_label(&json!(2)), None);
+        assert_eq!(parse_label(&json!("yes")), None);
+    }
+}

@@ -1,0 +1,446 @@
+//! Activations and probes end to end through `dag` and `dag-worker`: SmolLM2 activations
+//! against transformers' `hidden_states`, one forward pass per group of layers and only the
+//! new layer computed when one is added, a kill -9 during extraction that resumes per shard
+//! to the same bytes, and the probes graph's dev profile. Needs `dag-worker` built beside
+//! `dag` (scripts/test builds it first).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use safetensors::SafeTensors;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dag(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("dag runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn show(dir: &Path, target: &str) -> Value {
+    let o = dag(dir, &["--json", "show", target]);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)))
+}
+
+fn export(dir: &Path, target: &str) -> PathBuf {
+    let dest = dir
+        .join("export")
+        .join(target.replace(['[', ']', '=', ','], "_"));
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let o = dag(dir, &["export", target, dest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    dest
+}
+
+fn logs(dir: &Path) -> String {
+    std::fs::read_dir(dir.join(".dag/logs"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
+fn f32s(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = st.tensor(name).unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (t.shape().to_vec(), v)
+}
+
+fn i64s(st: &SafeTensors<'_>, name: &str) -> Vec<i64> {
+    st.tensor(name)
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+fn smollm2_graph(dir: &Path, layers: &[usize]) {
+    let fx: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/probes/smollm2_activations.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut data = String::new();
+    for (i, t) in fx["texts"].as_array().unwrap().iter().enumerate() {
+        data += &serde_json::json!({ "text": t["text"], "label": i % 2, "id": format!("t{i}") })
+            .to_string();
+        data.push('\n');
+    }
+    std::fs::write(dir.join("texts.jsonl"), data).unwrap();
+    let list = format!("{layers:?}");
+    std::fs::write(
+        dir.join("g.toml"),
+        format!(
+            r#"
+[node.texts]
+type = "dataset"
+path = "texts.jsonl"
+
+[node.base]
+type = "model"
+source = "smollm2"
+
+[node.acts]
+type = "extract-activations"
+inputs = {{ model = "base.model", dataset = "texts.dataset" }}
+matrix = {{ layer = {list} }}
+layers = {list}
+text_column = "text"
+batch_size = 2
+shard_rows = 2
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+}
+
+/// SmolLM2's magnitudes reach ~400 at middle layers, where one f32 ulp is 3e-5: the bound is
+/// 1e-4 absolute, relative above magnitude 1.
+const TOLERANCE: f64 = 1e-4;
+
+#[test]
+fn smollm2_activations_equal_transformers_and_layers_share_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let layers = [0, 6, 15, 24, 30];
+    smollm2_graph(d, &layers);
+    let o = dag(d, &["run", "g.toml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = logs(d);
+    assert_eq!(
+        log.matches("one forward pass writes layers [0, 6, 15, 24, 30]")
+            .count(),
+        1,
+        "the first cell computes every layer:\n{log}"
+    );
+    assert_eq!(
+        log.matches("computed by a sibling's forward pass").count(),
+        4,
+        "{log}"
+    );
+
+    let fx: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/probes/smollm2_activations.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let stride = fx["stride"].as_u64().unwrap() as usize;
+    let texts = fx["texts"].as_array().unwrap();
+    let mut digests = BTreeMap::new();
+    let mut worst: f64 = 0.0;
+    for l in layers {
+        let target = format!("acts[layer={l}]");
+        let shown = show(d, &target);
+        digests.insert(l, shown["artifact"].as_str().unwrap().to_string());
+        assert_eq!(shown["meta"]["layer"], l);
+        assert_eq!(shown["meta"]["rows"], 3);
+        assert_eq!(shown["meta"]["shards"], 2);
+        assert_eq!(shown["meta"]["truncated_rows"], 0);
+        let out = export(d, &target);
+        let mut row = 0;
+        for s in 0..2 {
+            let bytes = std::fs::read(out.join(format!("shard-{s:05}.safetensors"))).unwrap();
+            let st = SafeTensors::deserialize(&bytes).unwrap();
+            let (shape, acts) = f32s(&st, "activations");
+            let (n, t, dim) = (shape[0], shape[1], shape[2]);
+            let mask = st.tensor("attention_mask").unwrap().data().to_vec();
+            let ids = i64s(&st, "input_ids");
+            assert_eq!(i64s(&st, "row"), (row..row + n as i64).collect::<Vec<_>>());
+            let carried: Vec<Value> =
+                std::fs::read_to_string(out.join(format!("shard-{s:05}.jsonl")))
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+            for i in 0..n {
+                let r = &texts[row as usize + i];
+                assert_eq!(
+                    carried[i]["columns"]["id"],
+                    format!("t{}", row as usize + i)
+                );
+                assert!(
+                    carried[i]["columns"].get("text").is_none(),
+                    "the text column is not carried"
+                );
+                let want_ids: Vec<i64> = r["input_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_i64().unwrap())
+                    .collect();
+                let len = want_ids.len();
+                assert_eq!(
+                    &ids[i * t..i * t + len],
+                    want_ids.as_slice(),
+                    "input ids, row {i}"
+                );
+                assert!(mask[i * t..i * t + len].iter().all(|&m| m == 1));
+                assert!(
+                    mask[i * t + len..(i + 1) * t].iter().all(|&m| m == 0),
+                    "right padding"
+                );
+                let want = &r["hidden_states"][l.to_string()];
+                for tok in 0..t {
+                    for k in 0..dim {
+                        let ours = acts[(i * t + tok) * dim + k] as f64;
+                        if tok >= len {
+                            assert_eq!(ours, 0.0, "padding is stored as zeros");
+                        } else if k % stride == 0 {
+                            let theirs = want[tok][k / stride].as_f64().unwrap();
+                            let err = (ours - theirs).abs() / theirs.abs().max(1.0);
+                            worst = worst.max(err);
+                            assert!(
+                                err < TOLERANCE,
+                                "layer {l} row {i} token {tok} dim {k}: {ours} vs {theirs}"
+                            );
+                        }
+                    }
+                }
+            }
+            row += n as i64;
+        }
+    }
+    eprintln!("worst activation difference against transformers: {worst:.2e}");
+
+    // Adding a layer computes that layer alone; the stored ones keep their bytes, so
+    // whatever reads them stays cached.
+    smollm2_graph(d, &[0, 3, 6, 15, 24, 30]);
+    let o = dag(d, &["run", "g.toml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = logs(d);
+    assert_eq!(
+        log.matches("one forward pass writes layers").count(),
+        1,
+        "no second multi-layer pass:\n{log}"
+    );
+    assert_eq!(
+        log.matches("computed by a sibling's forward pass").count(),
+        4 + 5,
+        "{log}"
+    );
+    for (l, dg) in digests {
+        assert_eq!(
+            show(d, &format!("acts[layer={l}]"))["artifact"]
+                .as_str()
+                .unwrap(),
+            dg,
+            "layer {l}"
+        );
+    }
+    assert_eq!(show(d, "acts[layer=3]")["meta"]["layer"], 3);
+}
+
+fn tiny_graph(dir: &Path) {
+    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let data = root().join("../shared/data/speciesismbench/speciesism_benchmark_final.csv");
+    std::fs::write(
+        dir.join("g.toml"),
+        format!(
+            r#"
+[node.rows]
+type = "dataset"
+path = "{}"
+limit = 400
+
+[node.tiny]
+type = "model"
+path = "{}"
+
+[node.acts]
+type = "extract-activations"
+inputs = {{ dataset = "rows.dataset", model = "tiny.model" }}
+layer = 1
+text_column = "statement"
+shard_rows = 20
+batch_size = 8
+dtype = "bf16"
+"#,
+            data.display(),
+            tiny.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+}
+
+#[test]
+fn killed_extraction_resumes_per_shard_to_the_same_bytes() {
+    let a = tempfile::tempdir().unwrap();
+    tiny_graph(a.path());
+    let o = dag(a.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let reference = show(a.path(), "acts");
+    assert_eq!(reference["meta"]["rows"], 400);
+    assert_eq!(reference["meta"]["shards"], 20);
+    assert_eq!(reference["meta"]["dtype"], "bf16");
+
+    let b = tempfile::tempdir().unwrap();
+    tiny_graph(b.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(["run", "g.toml", "-q"])
+        .current_dir(b.path())
+        .env("DAG_LOG", "debug")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !logs(b.path()).contains("batch=2") && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = dag(b.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = logs(b.path());
+    assert!(
+        log.contains("resumed: "),
+        "the rerun reused stored shards:\n{log}"
+    );
+    let resumed = show(b.path(), "acts");
+    assert_eq!(
+        resumed["artifact"], reference["artifact"],
+        "byte-identical to an uninterrupted run"
+    );
+    assert!(dag(b.path(), &["verify"]).status.success());
+}
+
+/// `graphs/probes.toml` itself, with the tiny random model in place of SmolLM2 (its layers
+/// 0, 1, 2 for 6, 15, 24) so the whole graph runs in seconds; the dev profile, shrunk further.
+fn probes_graph_on_the_tiny_model(dir: &Path) {
+    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let graph = std::fs::read_to_string(root().join("graphs/probes.toml"))
+        .unwrap()
+        .replace(
+            "../../shared/data/",
+            &format!("{}/", root().join("../shared/data").display()),
+        )
+        .replace(
+            "source = \"smollm2\"",
+            &format!("path = \"{}\"", tiny.display()),
+        )
+        .replace("[6, 15, 24]", "[0, 1, 2]");
+    assert!(graph.contains("tiny-llama") && graph.contains("[0, 1, 2]"));
+    std::fs::write(dir.join("probes.toml"), graph).unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+}
+
+#[test]
+fn probes_graph_dev_profile_runs_and_reports_sane_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    probes_graph_on_the_tiny_model(d);
+    let o = dag(
+        d,
+        &[
+            "run",
+            "probes.toml",
+            "--profile",
+            "dev",
+            "-q",
+            "--set",
+            "pairs.sample=20",
+            "--set",
+            "probe.epochs=3",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let at = |t: &str| show(d, t);
+    let rows = |split: &str| at(split)["meta"]["rows"].as_u64().unwrap();
+    let (n_train, n_val, n_test) = (
+        rows("train_rows.dataset"),
+        rows("eval_rows.dataset"),
+        rows("eval_rows.held_out"),
+    );
+    assert_eq!(n_train + n_val + n_test, 40, "20 pairs, two rows each");
+    assert!(n_val % 2 == 0 && n_test % 2 == 0, "pairs stay whole");
+    for layer in [0, 1, 2] {
+        for probe in [
+            "mean-logistic",
+            "diff-of-means",
+            "lda",
+            "per-token",
+            "attention",
+        ] {
+            let name = format!("probe[layer={layer},probe={probe}]");
+            let meta = &at(&format!("{name}.probe"))["meta"];
+            assert_eq!(meta["layer"], layer);
+            for split in ["validation", "test"] {
+                let auroc = meta[split]["auroc"]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{name} {split}: {meta}"));
+                assert!((0.0..=1.0).contains(&auroc), "{name} {split} auroc {auroc}");
+                let ci = meta[split]["auroc_ci"].as_array().unwrap();
+                assert!(
+                    ci[0].as_f64().unwrap() <= auroc && auroc <= ci[1].as_f64().unwrap(),
+                    "{name}: {ci:?}"
+                );
+                for k in ["ece", "brier", "accuracy"] {
+                    let v = meta[split][k].as_f64().unwrap();
+                    assert!((0.0..=1.0).contains(&v), "{name} {split} {k} = {v}");
+                }
+            }
+            let scores = at(&format!("{name}.scores"));
+            assert_eq!(
+                scores["meta"]["rows"].as_u64().unwrap(),
+                n_train + n_val + n_test
+            );
+            if probe == "attention" {
+                let out = export(d, &format!("{name}.probe"));
+                let png = std::fs::read(out.join("curve.png")).unwrap();
+                assert_eq!(&png[..4], b"\x89PNG", "training curve plotted");
+                let cfg: Value = serde_json::from_str(
+                    &std::fs::read_to_string(out.join("config.json")).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(
+                    cfg["seeds"].as_array().unwrap().len(),
+                    2,
+                    "the dev profile trains two seeds"
+                );
+                assert!(meta["validation"]["auroc"].is_number());
+            }
+        }
+    }
+    let prompted = at("prompted");
+    let m = &prompted["meta"]["metrics"]["test"];
+    assert_eq!(prompted["meta"]["rows"].as_u64().unwrap(), n_test);
+    assert!((0.0..=1.0).contains(&m["auroc"].as_f64().unwrap()), "{m}");
+    // Nothing reruns.
+    let o = dag(
+        d,
+        &[
+            "run",
+            "probes.toml",
+            "--profile",
+            "dev",
+            "--set",
+            "pairs.sample=20",
+            "--set",
+            "probe.epochs=3",
+        ],
+    );
+    assert!(text(&o).contains("0 ran"), "{}", text(&o));
+}
