@@ -471,57 +471,14 @@ fn model_identity_of_base(reference: &Value) -> Value {
     json!({ "location": reference["location"], "content": reference["content"] })
 }
 
-/// Loss (and learning rate, on its own axis scale) per optimizer step, as a PNG.
+/// Loss per optimizer step, as a PNG (dag-metrics draws every plot the project writes).
 fn plot_loss(path: &Path, metrics: &[StepMetrics]) -> Result<(), NodeError> {
-    use plotters::prelude::*;
-    static FONT: std::sync::Once = std::sync::Once::new();
-    FONT.call_once(|| {
-        // The bytes are a valid TTF shipped by the `dejavu` crate.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            plotters::style::FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-    });
-    let fail = |e: &dyn std::fmt::Display| {
-        NodeError::msg(format!("Failed to plot `{}`: {e}", path.display()))
-    };
-    let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let steps = metrics.len().max(1) as f64;
-    let max_loss = metrics
-        .iter()
-        .map(|m| m.loss)
-        .fold(0f64, f64::max)
-        .max(1e-6)
-        * 1.05;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("training loss", ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..steps + 1.0, 0f64..max_loss)
-        .map_err(|e| fail(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("optimizer step")
-        .y_desc("loss (assistant tokens)")
-        .draw()
-        .map_err(|e| fail(&e))?;
-    let color = RGBColor(31, 119, 180);
-    chart
-        .draw_series(LineSeries::new(
-            metrics.iter().map(|m| (m.step as f64, m.loss)),
-            color.stroke_width(2),
-        ))
-        .map_err(|e| fail(&e))?;
-    chart
-        .draw_series(
-            metrics
-                .iter()
-                .map(|m| Circle::new((m.step as f64, m.loss), 3, color.filled())),
-        )
-        .map_err(|e| fail(&e))?;
-    root.present().map_err(|e| fail(&e))?;
-    Ok(())
+    let points: Vec<(f64, f64)> = metrics.iter().map(|m| (m.step as f64, m.loss)).collect();
+    dag_metrics::line_plot_png(
+        path,
+        "training loss",
+        ("optimizer step", "loss (assistant tokens)"),
+        &[("loss", &points)],
+    )
+    .map_err(|e| NodeError::caused(format!("Failed to plot `{}`", path.display()), &e))
 }
