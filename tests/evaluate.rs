@@ -3,28 +3,10 @@
 //! lm-evaluation-harness on SmolLM2 (reference made by tests/fixtures/make_lm_eval_smollm2.py).
 //! Needs `dag-worker` built beside `dag` (scripts/test builds it first).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn dag(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dag"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("dag runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{dag, root, text};
 
 fn blob(dir: &Path, target: &str) -> String {
     let o = dag(dir, &["--json", "show", target]);

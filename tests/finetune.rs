@@ -3,28 +3,11 @@
 //! input. Needs `dag-worker` built beside `dag` (scripts/test builds it first).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn dag(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dag"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("dag runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{dag, root, text};
 
 /// A graph training the tiny Llama on `rows` statement/answer pairs, with `extra` lines
 /// appended to the finetune node (and optionally more nodes after it).

@@ -2,29 +2,12 @@
 //! main graph's dev profile, and a kill -9 mid-generation that resumes to the same bytes.
 //! Needs `dag-worker` built beside `dag` (scripts/test builds it first).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn dag(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dag"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("dag runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{dag, root, text};
 
 fn rows(dir: &Path, store: &str, target: &str) -> Vec<serde_json::Value> {
     let o = dag(dir, &["--store", store, "--json", "show", target]);
