@@ -43,7 +43,22 @@ fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     }
 }
 
+/// Dies with its parent. When `dag` is killed (kill -9, a crashed terminal), an orphaned
+/// worker would keep writing into the work directory that the rerun's worker resumes from.
+fn die_with_parent() {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and changes only this
+    // process's own death signal.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    // The parent may have died before the call: then we are already an orphan.
+    if std::os::unix::process::parent_id() == 1 {
+        std::process::exit(1);
+    }
+}
+
 fn main() -> ExitCode {
+    die_with_parent();
     let rep = Reporter;
     let Some(path) = std::env::args_os().nth(1) else {
         eprintln!("usage: dag-worker JOB.json (dag starts it; it is not meant to be run by hand)");
