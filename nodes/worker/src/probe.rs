@@ -909,35 +909,42 @@ mod tests {
     /// signal `strength` added to dimension 0 of `tokens` random real tokens (all of them
     /// when `tokens` is `None`). Padding holds `pad`.
     fn planted(n: usize, strength: f64, tokens: Option<usize>, pad: f64, seed: i64) -> Split {
-        tch::manual_seed(seed);
-        let x = Tensor::randn([n as i64, T, D], (Kind::Float, Device::Cpu));
+        // A local generator: tch's is process-global, and tests run in parallel threads, so
+        // another test's draws could land between a seed and these.
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed as u64);
+        let mut normal = || {
+            // Box-Muller.
+            let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        };
+        let mut xs: Vec<f32> = (0..n * (T * D) as usize).map(|_| normal()).collect();
         let mut mask = vec![false; n * T as usize];
         let mut y = vec![];
-        let lens = Tensor::randint_low(8, T + 1, [n as i64], (Kind::Int64, Device::Cpu));
-        let lens: Vec<i64> = Vec::try_from(lens).unwrap();
         for i in 0..n {
             let positive = i % 2 == 0;
             y.push(positive);
-            let len = lens[i];
+            let len = rng.random_range(8..=T);
             for t in 0..len {
                 mask[i * T as usize + t as usize] = true;
             }
             if positive {
-                let picks: Vec<i64> = match tokens {
-                    Some(k) => Vec::try_from(
-                        Tensor::randperm(len, (Kind::Int64, Device::Cpu)).narrow(0, 0, k as i64),
-                    )
-                    .unwrap(),
-                    None => (0..len).collect(),
-                };
+                let mut picks: Vec<i64> = (0..len).collect();
+                if let Some(k) = tokens {
+                    picks.shuffle(&mut rng);
+                    picks.truncate(k);
+                }
                 for t in picks {
-                    let mut v = x.get(i as i64).get(t).get(0);
-                    let _ = v.g_add_scalar_(strength);
+                    xs[(i * T as usize + t as usize) * D as usize] += strength as f32;
                 }
             }
-            let mut tail = x.get(i as i64).narrow(0, len, T - len);
-            let _ = tail.fill_(pad);
+            for t in len..T {
+                let row = (i * T as usize + t as usize) * D as usize;
+                xs[row..row + D as usize].fill(pad as f32);
+            }
         }
+        let x = Tensor::from_slice(&xs).view([n as i64, T, D]);
         let mask = Tensor::from_slice(&mask).view([n as i64, T]);
         Split::new("s", x, mask, y, (0..n).collect())
     }
