@@ -5,8 +5,9 @@
 //! RoPE → residual, RMSNorm → SwiGLU MLP → residual), a final RMSNorm and the LM head (tied to
 //! the embedding when the checkpoint has no `lm_head.weight`).
 //!
-//! Batches are left-padded: a `[batch, keys]` boolean `key_valid` marks real tokens, positions
-//! are given per token, and attention never looks at padding. The KV cache is explicit state
+//! Inference batches are left-padded: a `[batch, keys]` boolean `key_valid` marks real tokens,
+//! positions are given per token, and attention never looks at padding. Training batches are
+//! right-padded and may pack several examples into a row ([`TrainBatch`]). The KV cache is explicit state
 //! ([`KvCache`]) preallocated for the whole generation, so decoding writes one column per step
 //! and never recomputes the prefix.
 
@@ -317,17 +318,83 @@ impl Transformer {
         self.run(input_ids, positions, key_valid, cache, capture, logits)
     }
 
-    /// Every-position logits with autograd on, for training: as [`Transformer::forward`]
-    /// without a cache, and gradients flow to whatever requires them (adapters, or every
-    /// weight in full finetuning).
-    pub fn forward_train(
+    /// Every-position f32 logits of a training batch with autograd on: gradients flow to
+    /// whatever requires them (adapters, or every weight in full finetuning).
+    pub fn forward_train(&self, batch: &TrainBatch) -> Tensor {
+        let mask = segment_mask(&batch.segments);
+        let cos_sin = self
+            .rotary
+            .cos_sin(&batch.positions, self.embed_tokens.kind());
+        let mut h = Tensor::embedding(&self.embed_tokens, &batch.ids, -1, false, false);
+        for layer in &self.layers {
+            h = layer.forward(&h, &cos_sin, &mask, None);
+        }
+        self.logits(&self.norm.forward(&h))
+    }
+
+    /// One forward and backward pass over a training batch: `loss` maps the final-normed
+    /// hidden states (`[batch, seq, hidden]`) to the scalar to differentiate, and gradients
+    /// accumulate into whatever requires them.
+    ///
+    /// Libtorch's generator is reseeded from `dropout_seed` and the layer index before each
+    /// block runs, so adapter dropout draws the same masks whether or not the block is
+    /// recomputed. With `checkpoint`, blocks run without keeping their activations and are
+    /// recomputed one at a time during the backward pass: memory holds one block's graph
+    /// plus each block's input instead of every block's graph, for one more forward pass.
+    pub fn train_pass(
         &self,
-        input_ids: &Tensor,
-        positions: &Tensor,
-        key_valid: &Tensor,
-    ) -> Tensor {
-        let (logits, _) = self.run(input_ids, positions, key_valid, None, &[], Logits::All);
-        logits.expect("Logits::All returns logits")
+        batch: &TrainBatch,
+        checkpoint: bool,
+        dropout_seed: i64,
+        loss: impl FnOnce(&Transformer, &Tensor) -> Tensor,
+    ) {
+        let mask = segment_mask(&batch.segments);
+        let cos_sin = self
+            .rotary
+            .cos_sin(&batch.positions, self.embed_tokens.kind());
+        let reseed = |i: usize| {
+            tch::manual_seed(
+                dropout_seed.wrapping_add((i as i64 + 1).wrapping_mul(0x9e37_79b9)) & i64::MAX,
+            )
+        };
+        let embedded = Tensor::embedding(&self.embed_tokens, &batch.ids, -1, false, false);
+        if !checkpoint {
+            let mut h = embedded;
+            for (i, layer) in self.layers.iter().enumerate() {
+                reseed(i);
+                h = layer.forward(&h, &cos_sin, &mask, None);
+            }
+            let l = loss(self, &self.norm.forward(&h));
+            l.backward();
+            return;
+        }
+        // Forward without a graph, keeping each block's input.
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        let mut h = embedded.detach();
+        {
+            let _g = tch::no_grad_guard();
+            for (i, layer) in self.layers.iter().enumerate() {
+                reseed(i);
+                let next = layer.forward(&h, &cos_sin, &mask, None);
+                inputs.push(std::mem::replace(&mut h, next));
+            }
+        }
+        let top = h.set_requires_grad(true);
+        let l = loss(self, &self.norm.forward(&top));
+        l.backward();
+        // Backward block by block: rebuild block i's graph from its input and push the
+        // gradient of its output through it; (y * g).sum() has exactly g as y's gradient.
+        let mut grad = top.grad();
+        for (i, layer) in self.layers.iter().enumerate().rev() {
+            let x = inputs[i].detach().set_requires_grad(true);
+            reseed(i);
+            let y = layer.forward(&x, &cos_sin, &mask, None);
+            (y * &grad).sum(Kind::Float).backward();
+            grad = x.grad();
+        }
+        if embedded.requires_grad() {
+            (embedded * grad).sum(Kind::Float).backward();
+        }
     }
 
     /// The projections LoRA can wrap, under their Hugging Face names
@@ -390,8 +457,8 @@ impl Transformer {
         }
         let logits = match logits {
             Logits::None => None,
-            Logits::Last => Some(self.lm_head(&h.narrow(1, seq - 1, 1))),
-            Logits::All => Some(self.lm_head(&h)),
+            Logits::Last => Some(self.logits(&h.narrow(1, seq - 1, 1))),
+            Logits::All => Some(self.logits(&h)),
         };
         (
             logits,
@@ -402,13 +469,40 @@ impl Transformer {
         )
     }
 
-    fn lm_head(&self, h: &Tensor) -> Tensor {
+    /// f32 logits of final-normed hidden states (the LM head, or the tied embedding).
+    pub fn logits(&self, h: &Tensor) -> Tensor {
         let logits = match &self.lm_head {
             Some(head) => head.forward(h),
             None => h.linear::<Tensor>(&self.embed_tokens, None),
         };
         logits.to_kind(Kind::Float)
     }
+}
+
+/// A training batch: `[batch, seq]` token ids, RoPE positions and segment ids. Segment 0 is
+/// padding; segments 1, 2, ... are the examples packed into a row, in order, each with
+/// positions from 0. A token attends to the earlier tokens of its own segment only, so packed
+/// examples never see each other.
+#[derive(Debug)]
+pub struct TrainBatch {
+    /// Token ids (i64).
+    pub ids: Tensor,
+    /// RoPE positions (i64), restarting at 0 for each segment.
+    pub positions: Tensor,
+    /// Segment ids (i64), 0 for padding.
+    pub segments: Tensor,
+}
+
+/// `[batch, 1, seq, seq]` boolean mask for a [`TrainBatch`]: query `t` sees key `j` when
+/// `j <= t` and both are in the same segment. A padding query sees the padding before it
+/// and itself, so no softmax row is empty.
+fn segment_mask(segments: &Tensor) -> Tensor {
+    let (_, t) = segments.size2().expect("segments are [batch, seq]");
+    let device = segments.device();
+    let j = Tensor::arange(t, (Kind::Int64, device)).view([1, 1, t]);
+    let q = Tensor::arange(t, (Kind::Int64, device)).view([1, t, 1]);
+    let same = segments.unsqueeze(2).eq_tensor(&segments.unsqueeze(1));
+    j.le_tensor(&q).logical_and(&same).unsqueeze(1)
 }
 
 /// `[batch, 1, seq, keys]` boolean mask: query `t` (at key index `offset + t`) sees key `j`
@@ -438,6 +532,21 @@ mod tests {
         let want = [true, false, false,
                     false, true, false,
                     false, true, true];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn segments_see_only_themselves() {
+        // Row: example 1 (2 tokens), example 2 (2 tokens), one padding token.
+        let seg = Tensor::from_slice(&[1i64, 1, 2, 2, 0]).view([1, 5]);
+        let m = segment_mask(&seg);
+        let got: Vec<bool> = Vec::try_from(m.flatten(0, -1)).unwrap();
+        #[rustfmt::skip]
+        let want = [true,  false, false, false, false,
+                    true,  true,  false, false, false,
+                    false, false, true,  false, false,
+                    false, false, true,  true,  false,
+                    false, false, false, false, true];
         assert_eq!(got, want);
     }
 

@@ -167,17 +167,20 @@ pub struct LoraDelta {
 }
 
 impl LoraDelta {
-    /// `scale · B A dropout(x)` over the last dimension.
+    /// `scale · B A dropout(x)` over the last dimension, computed in the adapter's precision
+    /// (f32) and returned in `x`'s.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let train = self.training.load(Ordering::Relaxed);
-        let x = if train && self.dropout > 0.0 {
-            x.dropout(self.dropout, true)
+        let x32 = x.to_kind(self.a.kind());
+        let x32 = if train && self.dropout > 0.0 {
+            x32.dropout(self.dropout, true)
         } else {
-            x.shallow_clone()
+            x32
         };
-        x.linear::<Tensor>(&self.a, None)
+        (x32.linear::<Tensor>(&self.a, None)
             .linear::<Tensor>(&self.b, None)
-            * self.scale
+            * self.scale)
+            .to_kind(x.kind())
     }
 }
 
@@ -210,13 +213,12 @@ impl Lora {
             let opts = (Kind::Float, lin.weight.device());
             // PEFT: kaiming_uniform_(A, a=sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)); B = 0.
             let bound = 1.0 / (inp as f64).sqrt();
+            // Adapters stay f32 over a bf16/f16 base (PEFT's `autocast_adapter_dtype`): they
+            // are the trained weights, and low-precision updates of them would round away.
             let a = Tensor::empty([config.rank, inp], opts)
                 .uniform_(-bound, bound)
-                .to_kind(lin.weight.kind())
                 .set_requires_grad(true);
-            let b = Tensor::zeros([out, config.rank], opts)
-                .to_kind(lin.weight.kind())
-                .set_requires_grad(true);
+            let b = Tensor::zeros([out, config.rank], opts).set_requires_grad(true);
             lin.lora = Some(LoraDelta {
                 a: a.shallow_clone(),
                 b: b.shallow_clone(),

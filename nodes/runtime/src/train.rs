@@ -8,9 +8,14 @@
 //! and with accumulation the loss is the summed token loss divided by the trainable tokens of
 //! the whole optimizer step (what `Trainer` does with `num_items_in_batch`).
 //!
-//! Every source of randomness is a function of the seed and the step: examples are shuffled per
+//! Short examples can be packed several to a row (first-fit over decreasing lengths, once,
+//! before shuffling); each keeps its own positions and attends only to itself, so packing
+//! changes throughput and not the loss. Gradient checkpointing recomputes each block during
+//! the backward pass instead of keeping its activations.
+//!
+//! Every source of randomness is a function of the seed and the step: rows are shuffled per
 //! epoch from `(seed, epoch)`, and libtorch's generator (adapter dropout) is reseeded from
-//! `(seed, step)` before each step. A [`TrainState`] (trainable tensors, both AdamW moments and
+//! `(seed, step, pass, layer)` before each block. A [`TrainState`] (trainable tensors, both AdamW moments and
 //! the step) therefore resumes a run exactly: on the CPU a resumed run ends bit-identical to an
 //! uninterrupted one.
 
@@ -23,6 +28,7 @@ use tch::{Kind, Tensor};
 
 use crate::chat::Message;
 use crate::error::{Error, Result};
+use crate::llama::TrainBatch;
 use crate::lora::{read_safetensors, write_safetensors};
 use crate::model::Model;
 
@@ -131,7 +137,7 @@ pub struct TrainConfig {
     pub warmup_steps: usize,
     /// Decay after warmup.
     pub schedule: Schedule,
-    /// Examples per forward pass.
+    /// Rows per forward pass (a row is one example, or several when packing).
     pub batch_size: usize,
     /// Forward passes per optimizer step.
     pub grad_accum: usize,
@@ -143,6 +149,10 @@ pub struct TrainConfig {
     pub max_steps: Option<usize>,
     /// Seed of the data order and of dropout.
     pub seed: u64,
+    /// Pack examples into rows of at most this many tokens (`None`: one example per row).
+    pub pack: Option<usize>,
+    /// Recompute each block's activations in the backward pass instead of storing them.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainConfig {
@@ -160,6 +170,8 @@ impl Default for TrainConfig {
             epochs: 1,
             max_steps: None,
             seed: 0,
+            pack: None,
+            gradient_checkpointing: false,
         }
     }
 }
@@ -198,14 +210,42 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Trainer {
     params: Vec<(String, Tensor)>,
+    /// f32 copies of parameters stored in lower precision (full finetuning of a bf16/f16
+    /// model): updates accumulate here and are rounded into the model after each step, so
+    /// steps smaller than the low-precision spacing are not lost.
+    masters: Vec<Option<Tensor>>,
     decay: Vec<bool>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
     step: usize,
     cfg: TrainConfig,
     examples: Vec<Example>,
+    /// The examples of each row, fixed for the run; epochs shuffle rows.
+    rows: Vec<Vec<usize>>,
     pad: i64,
     last_grad_norms: Vec<(String, f64)>,
+}
+
+/// Packs examples of these lengths into rows of at most `capacity` tokens: first fit, longest
+/// first (ties in index order), so the packing is a pure function of the lengths. An example
+/// longer than `capacity` gets a row of its own.
+pub fn pack(lengths: &[usize], capacity: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let mut rows: Vec<(usize, Vec<usize>)> = vec![];
+    for i in order {
+        match rows
+            .iter_mut()
+            .find(|(used, _)| used + lengths[i] <= capacity)
+        {
+            Some((used, row)) => {
+                *used += lengths[i];
+                row.push(i);
+            }
+            None => rows.push((lengths[i], vec![i])),
+        }
+    }
+    rows.into_iter().map(|(_, r)| r).collect()
 }
 
 impl Trainer {
@@ -259,7 +299,19 @@ impl Trainer {
             .map(|(n, _)| !(mode == Mode::Full && (n.ends_with(".bias") || n.contains("norm"))))
             .collect();
         let zeros = |(_, p): &(String, Tensor)| p.zeros_like().to_kind(Kind::Float);
+        let masters = params
+            .iter()
+            .map(|(_, p)| (p.kind() != Kind::Float).then(|| p.detach().to_kind(Kind::Float)))
+            .collect();
+        let rows = match cfg.pack {
+            Some(capacity) => {
+                let lengths: Vec<usize> = examples.iter().map(|e| e.ids.len()).collect();
+                pack(&lengths, capacity)
+            }
+            None => (0..examples.len()).map(|i| vec![i]).collect(),
+        };
         Ok(Trainer {
+            masters,
             exp_avg: params.iter().map(zeros).collect(),
             exp_avg_sq: params.iter().map(zeros).collect(),
             decay,
@@ -267,6 +319,7 @@ impl Trainer {
             step: 0,
             cfg,
             examples,
+            rows,
             pad: i64::from(model.pad_token_id),
             last_grad_norms: vec![],
         })
@@ -274,9 +327,14 @@ impl Trainer {
 
     /// Optimizer steps per epoch.
     pub fn steps_per_epoch(&self) -> usize {
-        self.examples
+        self.rows
             .len()
             .div_ceil(self.cfg.batch_size * self.cfg.grad_accum)
+    }
+
+    /// Rows after packing (the number of examples without it).
+    pub fn rows(&self) -> usize {
+        self.rows.len()
     }
 
     /// Optimizer steps the run takes in all.
@@ -291,9 +349,14 @@ impl Trainer {
         self.step
     }
 
-    /// The trained tensors under their names (adapter PEFT names, or HF weight names).
-    pub fn parameters(&self) -> &[(String, Tensor)] {
-        &self.params
+    /// The trained tensors under their names (adapter PEFT names, or HF weight names), in
+    /// full precision: the f32 masters where the model holds lower-precision copies.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.params
+            .iter()
+            .zip(&self.masters)
+            .map(|((n, p), m)| (n.clone(), m.as_ref().unwrap_or(p).shallow_clone()))
+            .collect()
     }
 
     /// Per-tensor gradient norms of the last step (before clipping), for tensors that had a
@@ -318,11 +381,11 @@ impl Trainer {
         }
     }
 
-    /// The example indices of 0-based optimizer step `s`, one inner list per forward pass.
+    /// The row indices of 0-based optimizer step `s`, one inner list per forward pass.
     fn batches(&self, s: usize) -> (usize, Vec<Vec<usize>>) {
         let spe = self.steps_per_epoch();
         let (epoch, k) = (s / spe, s % spe);
-        let mut order: Vec<usize> = (0..self.examples.len()).collect();
+        let mut order: Vec<usize> = (0..self.rows.len()).collect();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
             self.cfg.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
@@ -345,33 +408,40 @@ impl Trainer {
         let start = Instant::now();
         let s = self.step;
         let (epoch, batches) = self.batches(s);
-        tch::manual_seed(
-            (self.cfg.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ s as u64) as i64 & i64::MAX,
-        );
         if let Some(l) = model.lora() {
             l.set_training(true);
         }
         let loss_tokens: usize = batches
             .iter()
             .flatten()
+            .flat_map(|&r| &self.rows[r])
             .map(|&i| self.examples[i].trainable_tokens())
             .sum();
         let mut tokens = 0usize;
         let mut loss_sum = 0f64;
         let device = model.device();
-        for batch in &batches {
-            let rows: Vec<&Example> = batch.iter().map(|&i| &self.examples[i]).collect();
-            tokens += rows.iter().map(|e| e.ids.len()).sum::<usize>();
-            let (ids, labels, valid, positions) = pad_batch(&rows, self.pad, device);
-            let logits = model.transformer.forward_train(&ids, &positions, &valid);
-            let t = logits.size()[1];
-            let v = logits.size()[2];
-            let pred = logits.narrow(1, 0, t - 1).reshape([-1, v]);
-            let target = labels.narrow(1, 1, t - 1).reshape([-1]);
-            let nll =
-                pred.cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Sum, -100, 0.0);
-            loss_sum += nll.double_value(&[]);
-            (nll / loss_tokens as f64).backward();
+        for (pass, batch) in batches.iter().enumerate() {
+            let rows: Vec<Vec<&Example>> = batch
+                .iter()
+                .map(|&r| self.rows[r].iter().map(|&i| &self.examples[i]).collect())
+                .collect();
+            tokens += rows.iter().flatten().map(|e| e.ids.len()).sum::<usize>();
+            let (batch, labels) = collate(&rows, self.pad, device);
+            let dropout_seed = (self.cfg.seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+                ^ (s as u64).wrapping_mul(0x1000_0000_01b3)
+                ^ pass as u64) as i64;
+            let mut nll_sum = 0f64;
+            model.transformer.train_pass(
+                &batch,
+                self.cfg.gradient_checkpointing,
+                dropout_seed,
+                |t, hidden| {
+                    let nll = token_nll(&t.logits(hidden), &labels);
+                    nll_sum = nll.double_value(&[]);
+                    nll / loss_tokens as f64
+                },
+            );
+            loss_sum += nll_sum;
         }
         if let Some(l) = model.lora() {
             l.set_training(false);
@@ -439,7 +509,10 @@ impl Trainer {
             if clip < 1.0 {
                 g *= clip;
             }
-            let mut p32 = p.to_kind(Kind::Float);
+            let mut p32 = match &self.masters[i] {
+                Some(m) => m.shallow_clone(),
+                None => p.to_kind(Kind::Float),
+            };
             if self.decay[i] && self.cfg.weight_decay > 0.0 {
                 p32 *= 1.0 - lr * self.cfg.weight_decay;
             }
@@ -466,7 +539,7 @@ impl Trainer {
     pub fn save_state(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
         let mut tensors = Vec::with_capacity(self.params.len() * 3);
-        for (i, (name, p)) in self.params.iter().enumerate() {
+        for (i, (name, p)) in self.parameters().into_iter().enumerate() {
             tensors.push((format!("param.{name}"), p.shallow_clone()));
             tensors.push((format!("exp_avg.{name}"), self.exp_avg[i].shallow_clone()));
             tensors.push((
@@ -508,7 +581,13 @@ impl Trainer {
         for i in 0..self.params.len() {
             let name = self.params[i].0.clone();
             let mut p = self.params[i].1.shallow_clone();
-            take(format!("param.{name}"), &mut p)?;
+            match &mut self.masters[i] {
+                Some(m) => {
+                    take(format!("param.{name}"), m)?;
+                    p.copy_(m);
+                }
+                None => take(format!("param.{name}"), &mut p)?,
+            }
             take(format!("exp_avg.{name}"), &mut self.exp_avg[i])?;
             take(format!("exp_avg_sq.{name}"), &mut self.exp_avg_sq[i])?;
         }
@@ -517,54 +596,70 @@ impl Trainer {
     }
 }
 
-/// Right-pads a batch: ids (pad id), labels (-100 where not trainable or padding), the
-/// `[batch, seq]` validity mask and positions.
-fn pad_batch(rows: &[&Example], pad: i64, device: tch::Device) -> (Tensor, Tensor, Tensor, Tensor) {
-    let t = rows.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+/// Lays rows (each one or more examples end to end) out as a right-padded [`TrainBatch`],
+/// with labels: the token id where it is trainable, -100 elsewhere. An example's first token
+/// is never a label: in a packed row it would be predicted from the previous example.
+pub fn collate(rows: &[Vec<&Example>], pad: i64, device: tch::Device) -> (TrainBatch, Tensor) {
+    let len = |r: &Vec<&Example>| r.iter().map(|e| e.ids.len()).sum::<usize>();
+    let t = rows.iter().map(len).max().unwrap_or(1).max(1);
     let b = rows.len();
     let mut ids = vec![pad; b * t];
     let mut labels = vec![-100i64; b * t];
-    let mut valid = vec![false; b * t];
-    for (r, e) in rows.iter().enumerate() {
-        for (j, (&id, &tr)) in e.ids.iter().zip(&e.trainable).enumerate() {
-            ids[r * t + j] = i64::from(id);
-            valid[r * t + j] = true;
-            if tr {
-                labels[r * t + j] = i64::from(id);
+    let mut positions = vec![0i64; b * t];
+    let mut segments = vec![0i64; b * t];
+    for (r, row) in rows.iter().enumerate() {
+        let mut at = r * t;
+        for (k, e) in row.iter().enumerate() {
+            for (j, (&id, &tr)) in e.ids.iter().zip(&e.trainable).enumerate() {
+                ids[at] = i64::from(id);
+                positions[at] = j as i64;
+                segments[at] = k as i64 + 1;
+                if tr && j > 0 {
+                    labels[at] = i64::from(id);
+                }
+                at += 1;
             }
         }
     }
-    let shape = [b as i64, t as i64];
-    let positions = Tensor::arange(t as i64, (Kind::Int64, device))
-        .unsqueeze(0)
-        .repeat([b as i64, 1]);
+    let tensor = |v: &[i64]| {
+        Tensor::from_slice(v)
+            .view([b as i64, t as i64])
+            .to_device(device)
+    };
     (
-        Tensor::from_slice(&ids).view(shape).to_device(device),
-        Tensor::from_slice(&labels).view(shape).to_device(device),
-        Tensor::from_slice(&valid).view(shape).to_device(device),
-        positions,
+        TrainBatch {
+            ids: tensor(&ids),
+            positions: tensor(&positions),
+            segments: tensor(&segments),
+        },
+        tensor(&labels),
     )
+}
+
+/// Summed next-token cross-entropy of `logits` (`[batch, seq, vocab]`) against `labels`
+/// (-100 = not counted).
+fn token_nll(logits: &Tensor, labels: &Tensor) -> Tensor {
+    let t = logits.size()[1];
+    let v = logits.size()[2];
+    logits
+        .narrow(1, 0, t - 1)
+        .reshape([-1, v])
+        .cross_entropy_loss::<Tensor>(
+            &labels.narrow(1, 1, t - 1).reshape([-1]),
+            None,
+            tch::Reduction::Sum,
+            -100,
+            0.0,
+        )
 }
 
 /// Mean log-likelihood per trainable token of `example` under `model` (no gradient): the
 /// quantity SFT raises, for checking that training moved a held-out target.
 pub fn target_logprob(model: &Model, example: &Example) -> Result<f64> {
     let _g = tch::no_grad_guard();
-    let (ids, labels, valid, positions) = pad_batch(&[example], 0, model.device());
-    let logits = model.transformer.forward_train(&ids, &positions, &valid);
-    let t = logits.size()[1];
-    let v = logits.size()[2];
-    let nll = logits
-        .narrow(1, 0, t - 1)
-        .reshape([-1, v])
-        .cross_entropy_loss::<Tensor>(
-            &labels.narrow(1, 1, t - 1).reshape([-1]),
-            None,
-            tch::Reduction::Mean,
-            -100,
-            0.0,
-        );
-    Ok(-nll.double_value(&[]))
+    let (batch, labels) = collate(&[vec![example]], 0, model.device());
+    let nll = token_nll(&model.transformer.forward_train(&batch), &labels);
+    Ok(-nll.double_value(&[]) / example.trainable_tokens().max(1) as f64)
 }
 
 #[cfg(test)]
@@ -585,12 +680,14 @@ mod tests {
         }];
         let model_free = |cfg: TrainConfig| Trainer {
             params: vec![],
+            masters: vec![],
             decay: vec![],
             exp_avg: vec![],
             exp_avg_sq: vec![],
             step: 0,
             cfg,
             examples: ex.clone(),
+            rows: vec![vec![0]],
             pad: 0,
             last_grad_norms: vec![],
         };
@@ -615,6 +712,7 @@ mod tests {
             .collect();
         let t = Trainer {
             params: vec![],
+            masters: vec![],
             decay: vec![],
             exp_avg: vec![],
             exp_avg_sq: vec![],
@@ -627,6 +725,7 @@ mod tests {
                 ..TrainConfig::default()
             },
             examples,
+            rows: (0..7).map(|i| vec![i]).collect(),
             pad: 0,
             last_grad_norms: vec![],
         };

@@ -145,7 +145,7 @@ fn one_lora_step_matches_peft_loss_and_gradient_norms() {
     for (name, g) in norms {
         close(*g, step["grad_norms"][name].as_f64().unwrap(), name);
     }
-    for (name, p) in trainer.parameters() {
+    for (name, p) in &trainer.parameters() {
         let norm = p.norm().double_value(&[]);
         close(
             norm,
