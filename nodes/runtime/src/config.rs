@@ -266,6 +266,69 @@ impl Config {
         })
     }
 
+    /// The `config.json` transformers reads back as this configuration. RoPE frequency
+    /// factors taken from a GGUF `rope_freqs` tensor have no `config.json` form and are refused.
+    pub fn to_hf_json(&self) -> Result<serde_json::Value> {
+        let class = match self.architecture {
+            Architecture::Llama => "LlamaForCausalLM",
+            Architecture::Qwen2 => "Qwen2ForCausalLM",
+            Architecture::Qwen3 => "Qwen3ForCausalLM",
+        };
+        let mut rope = serde_json::json!({ "rope_type": "default", "rope_theta": self.rope_theta });
+        match &self.rope_scaling {
+            RopeScaling::None => {}
+            RopeScaling::Llama3(l) => {
+                rope = serde_json::json!({
+                    "rope_type": "llama3",
+                    "rope_theta": self.rope_theta,
+                    "factor": l.factor,
+                    "low_freq_factor": l.low_freq_factor,
+                    "high_freq_factor": l.high_freq_factor,
+                    "original_max_position_embeddings": l.original_max_position_embeddings,
+                });
+            }
+            RopeScaling::Factors(_) => {
+                return Err(Error::Request(
+                    "this model's RoPE frequencies come from a GGUF `rope_freqs` tensor, which config.json cannot express; export from the Hugging Face folder instead".into(),
+                ));
+            }
+        }
+        if self.qkv_bias != self.o_bias && self.architecture != Architecture::Qwen2 {
+            return Err(Error::Request(
+                "q/k/v and output projection biases differ, which this family's config.json cannot express".into(),
+            ));
+        }
+        let eos = match self.eos_token_ids.as_slice() {
+            [] => serde_json::Value::Null,
+            [one] => serde_json::json!(one),
+            many => serde_json::json!(many),
+        };
+        Ok(serde_json::json!({
+            "architectures": [class],
+            "model_type": self.architecture.name(),
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            "hidden_act": "silu",
+            "rms_norm_eps": self.rms_norm_eps,
+            // Both spellings: transformers 5 reads `rope_parameters`, 4.x `rope_theta` and
+            // `rope_scaling`.
+            "rope_parameters": rope,
+            "rope_theta": self.rope_theta,
+            "rope_scaling": if self.rope_scaling == RopeScaling::None { serde_json::Value::Null } else { rope.clone() },
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "attention_bias": self.qkv_bias,
+            "mlp_bias": self.mlp_bias,
+            "use_sliding_window": false,
+            "eos_token_id": eos,
+        }))
+    }
+
     /// Reads GGUF metadata (`<arch>.block_count`, ...). Bias and tying are decided later from
     /// which tensors the file holds (see [`crate::weights`]).
     pub fn from_gguf(file: &GgufFile) -> Result<Config> {

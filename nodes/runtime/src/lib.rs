@@ -26,6 +26,7 @@
 pub mod chat;
 pub mod config;
 mod error;
+mod export;
 pub mod generate;
 pub mod gguf;
 pub mod hub;

@@ -233,6 +233,35 @@ fn smollm2_gguf_matches_transformers() {
     check_all(ModelSource::Gguf(smollm2_path()), "smollm2");
 }
 
+/// A model written back out as a Hugging Face folder (`Model::save_hf_dir`) loads with the
+/// same logits, hidden states, generations, tokenizer and chat template as the original: the
+/// transformers fixture of the original is checked against the export.
+#[test]
+fn exported_hf_folders_match_transformers_like_their_sources() {
+    for (source, name) in [
+        (
+            ModelSource::HfDir(fixtures().join("tiny-llama")),
+            "tiny-llama",
+        ),
+        (
+            ModelSource::HfDir(fixtures().join("tiny-qwen2")),
+            "tiny-qwen2",
+        ),
+        (
+            ModelSource::HfDir(fixtures().join("tiny-qwen3")),
+            "tiny-qwen3",
+        ),
+        (ModelSource::Gguf(smollm2_path()), "smollm2"),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        Model::load(&source, cpu())
+            .unwrap()
+            .save_hf_dir(out.path())
+            .unwrap();
+        check_all(ModelSource::HfDir(out.path().to_path_buf()), name);
+    }
+}
+
 #[test]
 fn dequantisers_match_gguf_py() {
     use dag_runtime::gguf::{GgmlType, dequantize};
