@@ -312,3 +312,80 @@ fn a_diverged_run_can_stop_and_keep_its_earlier_checkpoints() {
         "the checkpoints before the non-finite step 3"
     );
 }
+
+#[test]
+fn full_finetuning_packed_and_checkpointed_exports_a_hugging_face_folder() {
+    let d = tempfile::tempdir().unwrap();
+    graph(
+        d.path(),
+        16,
+        "method = \"full\"\npacking = true\nmax_len = 256\ngradient_checkpointing = true\nmax_steps = 2\nlr = 1e-3",
+        r#"
+[node.gen]
+type = "generate"
+inputs = { dataset = "rows.dataset", model = "ft.checkpoints[*]" }
+prompt = "{statement}"
+max_new_tokens = 4
+"#,
+    );
+    let o = dag(d.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let all = checkpoints(d.path());
+    for f in [
+        "hf/config.json",
+        "hf/model.safetensors",
+        "hf/tokenizer.json",
+        "hf/tokenizer_config.json",
+        "hf/generation_config.json",
+    ] {
+        assert!(
+            all.contains_key(&format!("00-step-2/{f}")),
+            "{f}: {:?}",
+            all.keys()
+        );
+    }
+    let reference: serde_json::Value =
+        serde_json::from_slice(&all["00-step-2/model.json"]).unwrap();
+    assert_eq!(reference["weights"], "hf/model.safetensors");
+    // 16 short examples packed into 256-token rows: fewer rows than examples.
+    let o = dag(d.path(), &["show", "ft.checkpoints", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = shown["meta"]["rows"].as_u64().unwrap();
+    assert!(rows < 16, "packed rows: {rows}");
+
+    // The folder, loaded as a plain Hugging Face model, generates what the checkpoint does.
+    let index: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(export(d.path(), "ft.checkpoints")).unwrap())
+            .unwrap();
+    let element = export(d.path(), index[0]["artifact"].as_str().unwrap());
+    let mut g = std::fs::read_to_string(d.path().join("g.toml")).unwrap();
+    g.push_str(&format!(
+        r#"
+[node.exported]
+type = "model"
+path = "{}"
+device = "cpu"
+
+[node.gen_hf]
+type = "generate"
+inputs = {{ dataset = "rows.dataset", model = "exported.model" }}
+prompt = "{{statement}}"
+max_new_tokens = 4
+"#,
+        element.join("hf").display()
+    ));
+    std::fs::write(d.path().join("g.toml"), g).unwrap();
+    let o = dag(d.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let completions = |target: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(export(d.path(), target))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["completion"].clone())
+            .collect()
+    };
+    let from_checkpoint = completions("gen[step-2].generations");
+    assert_eq!(from_checkpoint.len(), 16);
+    assert_eq!(from_checkpoint, completions("gen_hf.generations"));
+}

@@ -18,7 +18,8 @@ pub fn finetune() -> WorkerNode {
     let strs = |v: &[&str]| Value::List(v.iter().map(|s| Value::Str(s.to_string())).collect());
     WorkerNode(NodeSpec {
         name: "finetune",
-        version: 1,
+        // 2: dropout reseeded per block (checkpointing-safe), f32 adapters over bf16 bases.
+        version: 2,
         doc: "Supervised finetuning with an assistant-only loss. Examples are conversations (a `messages` column of \
               {role, content}) or, when `prompt` is set, a user turn and an assistant turn filled from `{column}` \
               templates; rendered with the model's chat template, optionally without system messages (context \
@@ -37,7 +38,7 @@ pub fn finetune() -> WorkerNode {
             PortSpec::new(
                 "checkpoints",
                 ArtifactKind::Checkpoints,
-                "one model per saved step, in step order: model.json + PEFT adapter, or full weights",
+                "one model per saved step, in step order: model.json + PEFT adapter, or a Hugging Face folder (full)",
             ),
             PortSpec::new(
                 "metrics",
@@ -108,7 +109,23 @@ pub fn finetune() -> WorkerNode {
                 Value::Str("linear".into()),
                 "decay after warmup",
             ),
-            int("batch_size", 4, "examples per forward pass"),
+            ParamSpec::with_default(
+                "packing",
+                ParamType::Bool,
+                Value::Bool(false),
+                "pack several examples into each row of max_len tokens; each attends only to itself",
+            ),
+            ParamSpec::with_default(
+                "gradient_checkpointing",
+                ParamType::Bool,
+                Value::Bool(false),
+                "recompute each block in the backward pass instead of storing its activations (less memory, one more forward)",
+            ),
+            int(
+                "batch_size",
+                4,
+                "rows per forward pass (examples, or packed rows)",
+            ),
             int("grad_accum", 1, "forward passes per optimizer step"),
             float("max_grad_norm", 1.0, "global gradient-norm clip (0 = off)"),
             int("epochs", 1, "passes over the data (when max_steps is 0)"),
@@ -127,7 +144,7 @@ pub fn finetune() -> WorkerNode {
                 "merge",
                 ParamType::Bool,
                 Value::Bool(false),
-                "LoRA: also write each checkpoint's merged weights (merged.safetensors)",
+                "LoRA: also write each checkpoint's merged model as a Hugging Face folder (merged/)",
             ),
             ParamSpec::with_default(
                 "on_nan",

@@ -94,7 +94,7 @@ fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, Node
             parsed
         }
     };
-    if job.params.get("drop_system").and_then(Value::as_bool) == Some(true) {
+    if flag(job, "drop_system") {
         messages.retain(|m| m.role != "system");
     }
     if !messages.iter().any(|m| m.role == "assistant") {
@@ -104,6 +104,10 @@ fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, Node
         );
     }
     Ok(messages)
+}
+
+fn flag(job: &Job, k: &str) -> bool {
+    job.params.get(k).and_then(Value::as_bool) == Some(true)
 }
 
 fn train_config(job: &Job) -> Result<TrainConfig, NodeError> {
@@ -122,6 +126,10 @@ fn train_config(job: &Job) -> Result<TrainConfig, NodeError> {
         epochs: positive(job, "epochs", 1)?,
         max_steps: (max_steps > 0).then_some(max_steps as usize),
         seed: int(job, "seed", 0) as u64,
+        pack: flag(job, "packing")
+            .then(|| positive(job, "max_len", 1024))
+            .transpose()?,
+        gradient_checkpointing: flag(job, "gradient_checkpointing"),
         ..TrainConfig::default()
     })
 }
@@ -232,17 +240,17 @@ impl Run<'_> {
                 reference["adapter"] = json!("adapter");
                 if self.merge {
                     model
-                        .write_merged(&model_dir.join("merged.safetensors"))
-                        .map_err(|e| fail("merged weights", &e))?;
+                        .save_hf_dir(&model_dir.join("merged"))
+                        .map_err(|e| fail("merged model folder", &e))?;
                 }
             }
             Mode::Full => {
-                dag_runtime::lora::write_safetensors(
-                    &model_dir.join("model.safetensors"),
-                    trainer.parameters(),
-                )
-                .map_err(|e| fail("weights", &e))?;
-                reference["weights"] = json!("model.safetensors");
+                // The checkpoint is a Hugging Face folder; `model.json` points at its weights
+                // so this runtime applies them over the same base tokenizer and config.
+                model
+                    .save_hf_dir(&model_dir.join("hf"))
+                    .map_err(|e| fail("model folder", &e))?;
+                reference["weights"] = json!("hf/model.safetensors");
             }
         }
         reference["step"] = json!(step);
@@ -320,6 +328,14 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         Mode::Lora
     };
     let cfg = train_config(job)?;
+    let merge = flag(job, "merge");
+    if method == Mode::Full || merge {
+        // Checked before training, not at the first checkpoint.
+        model.config().to_hf_json().map_err(|e| {
+            NodeError::caused("This model cannot be written as a Hugging Face folder", &e)
+                .hint("full finetuning and `merge` write one; train a LoRA adapter without `merge`, or load the model from its Hugging Face folder")
+        })?;
+    }
     if method == Mode::Lora {
         let targets: Vec<String> = job
             .params
@@ -357,7 +373,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             .to_string(),
         base_reference: base_reference.clone(),
         method: method.clone(),
-        merge: job.params.get("merge").and_then(Value::as_bool) == Some(true),
+        merge,
     };
 
     // Earlier attempts' checkpoints, in step order.
@@ -448,6 +464,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             "steps": saved.iter().map(|s| s.step).collect::<Vec<_>>(),
             "method": if method == Mode::Lora { "lora" } else { "full" },
             "examples": rows.len(),
+            "rows": trainer.rows(),
             "truncated": truncated,
             "base_model": model_identity_of_base(&base_reference),
             "stopped_at_nan_step": stopped,
