@@ -318,8 +318,9 @@ impl Transformer {
         self.run(input_ids, positions, key_valid, cache, capture, logits)
     }
 
-    /// Every-position f32 logits of a training batch with autograd on: gradients flow to
-    /// whatever requires them (adapters, or every weight in full finetuning).
+    /// Final-normed hidden states (`[batch, seq, hidden]`) of a training batch with autograd
+    /// on: gradients flow to whatever requires them (adapters, or every weight in full
+    /// finetuning). [`Transformer::logits`] turns them into logits.
     pub fn forward_train(&self, batch: &TrainBatch) -> Tensor {
         let mask = segment_mask(&batch.segments);
         let cos_sin = self
@@ -329,7 +330,7 @@ impl Transformer {
         for layer in &self.layers {
             h = layer.forward(&h, &cos_sin, &mask, None);
         }
-        self.logits(&self.norm.forward(&h))
+        self.norm.forward(&h)
     }
 
     /// One forward and backward pass over a training batch: `loss` maps the final-normed

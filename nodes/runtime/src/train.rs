@@ -13,6 +13,10 @@
 //! changes throughput and not the loss. Gradient checkpointing recomputes each block during
 //! the backward pass instead of keeping its activations.
 //!
+//! The same loop trains a sequence classifier ([`Objective::Classify`]): a linear head on the
+//! final hidden state of each example's last token, with a class-weighted binary cross-entropy,
+//! as transformers' `LlamaForSequenceClassification` with one logit.
+//!
 //! Every source of randomness is a function of the seed and the step: rows are shuffled per
 //! epoch from `(seed, epoch)`, and libtorch's generator (adapter dropout) is reseeded from
 //! `(seed, step, pass, layer)` before each block. A [`TrainState`] (trainable tensors, both AdamW moments and
@@ -122,6 +126,24 @@ impl std::str::FromStr for Schedule {
     }
 }
 
+/// What a run minimises.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Objective {
+    /// Next-token cross-entropy over each example's trainable tokens (SFT).
+    #[default]
+    NextToken,
+    /// Binary classification of whole examples: a linear head (`score.weight` `[1, hidden]`,
+    /// `score.bias` `[1]`, f32, trained with the model) reads the final hidden state of each
+    /// example's last token. The loss is binary cross-entropy weighted by the class's weight
+    /// (`(negative, positive)`), divided by the step's summed weight.
+    Classify {
+        /// Class of each example (true = positive).
+        labels: Vec<bool>,
+        /// Loss weight of negatives and positives.
+        class_weights: (f64, f64),
+    },
+}
+
 /// Optimisation settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
@@ -153,6 +175,8 @@ pub struct TrainConfig {
     pub pack: Option<usize>,
     /// Recompute each block's activations in the backward pass instead of storing them.
     pub gradient_checkpointing: bool,
+    /// The loss.
+    pub objective: Objective,
 }
 
 impl Default for TrainConfig {
@@ -172,6 +196,7 @@ impl Default for TrainConfig {
             seed: 0,
             pack: None,
             gradient_checkpointing: false,
+            objective: Objective::NextToken,
         }
     }
 }
@@ -189,7 +214,7 @@ pub struct StepMetrics {
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
-    /// Trainable (loss) tokens in the step.
+    /// Trainable (loss) tokens in the step; examples, for a classifier.
     pub loss_tokens: usize,
     /// All real tokens processed in the step.
     pub tokens: usize,
@@ -260,10 +285,31 @@ impl Trainer {
         if examples.is_empty() {
             return Err(Error::Request("no training examples".into()));
         }
+        let classify = matches!(cfg.objective, Objective::Classify { .. });
+        if let Objective::Classify { labels, .. } = &cfg.objective {
+            if labels.len() != examples.len() {
+                return Err(Error::Request(format!(
+                    "{} labels for {} examples",
+                    labels.len(),
+                    examples.len()
+                )));
+            }
+            if cfg.pack.is_some() {
+                return Err(Error::Request(
+                    "a classifier reads each example's last token; packing is not supported".into(),
+                ));
+            }
+        }
         let empty: Vec<usize> = examples
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.trainable_tokens() == 0)
+            .filter(|(_, e)| {
+                if classify {
+                    e.ids.is_empty()
+                } else {
+                    e.trainable_tokens() == 0
+                }
+            })
             .map(|(i, _)| i)
             .collect();
         if !empty.is_empty() {
@@ -279,7 +325,7 @@ impl Trainer {
                 "batch_size and grad_accum must be at least 1".into(),
             ));
         }
-        let params: Vec<(String, Tensor)> = match mode {
+        let mut params: Vec<(String, Tensor)> = match mode {
             Mode::Lora => model
                 .lora()
                 .ok_or_else(|| Error::Request("LoRA training needs an attached adapter".into()))?
@@ -294,9 +340,27 @@ impl Trainer {
                 vars
             }
         };
+        if classify {
+            // transformers initialises the score head from N(0, 0.02); seeded here so the same
+            // seed gives the same head.
+            tch::manual_seed(cfg.seed as i64 & i64::MAX);
+            let d = model.config().hidden_size;
+            let opts = (Kind::Float, model.device());
+            params.push((
+                "score.weight".into(),
+                (Tensor::randn([1, d], opts) * 0.02).set_requires_grad(true),
+            ));
+            params.push((
+                "score.bias".into(),
+                Tensor::zeros([1], opts).set_requires_grad(true),
+            ));
+        }
         let decay = params
             .iter()
-            .map(|(n, _)| !(mode == Mode::Full && (n.ends_with(".bias") || n.contains("norm"))))
+            .map(|(n, _)| {
+                !((mode == Mode::Full || n == "score.bias")
+                    && (n.ends_with(".bias") || n.contains("norm")))
+            })
             .collect();
         let zeros = |(_, p): &(String, Tensor)| p.zeros_like().to_kind(Kind::Float);
         let masters = params
@@ -411,12 +475,30 @@ impl Trainer {
         if let Some(l) = model.lora() {
             l.set_training(true);
         }
-        let loss_tokens: usize = batches
+        let step_examples: Vec<usize> = batches
             .iter()
             .flatten()
-            .flat_map(|&r| &self.rows[r])
-            .map(|&i| self.examples[i].trainable_tokens())
-            .sum();
+            .flat_map(|&r| self.rows[r].iter().copied())
+            .collect();
+        let (loss_tokens, norm) = match &self.cfg.objective {
+            Objective::NextToken => {
+                let n: usize = step_examples
+                    .iter()
+                    .map(|&i| self.examples[i].trainable_tokens())
+                    .sum();
+                (n, n as f64)
+            }
+            Objective::Classify {
+                labels,
+                class_weights: (neg, pos),
+            } => (
+                step_examples.len(),
+                step_examples
+                    .iter()
+                    .map(|&i| if labels[i] { *pos } else { *neg })
+                    .sum(),
+            ),
+        };
         let mut tokens = 0usize;
         let mut loss_sum = 0f64;
         let device = model.device();
@@ -426,6 +508,11 @@ impl Trainer {
                 .map(|&r| self.rows[r].iter().map(|&i| &self.examples[i]).collect())
                 .collect();
             tokens += rows.iter().flatten().map(|e| e.ids.len()).sum::<usize>();
+            let examples: Vec<usize> = batch.iter().map(|&r| self.rows[r][0]).collect();
+            let lasts: Vec<i64> = rows
+                .iter()
+                .map(|r| r.iter().map(|e| e.ids.len() as i64).sum::<i64>() - 1)
+                .collect();
             let (batch, labels) = collate(&rows, self.pad, device);
             let dropout_seed = (self.cfg.seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
                 ^ (s as u64).wrapping_mul(0x1000_0000_01b3)
@@ -436,9 +523,32 @@ impl Trainer {
                 self.cfg.gradient_checkpointing,
                 dropout_seed,
                 |t, hidden| {
-                    let nll = token_nll(&t.logits(hidden), &labels);
+                    let nll = match &self.cfg.objective {
+                        Objective::NextToken => token_nll(&t.logits(hidden), &labels),
+                        Objective::Classify {
+                            labels: classes,
+                            class_weights: (neg, pos),
+                        } => {
+                            let y: Vec<f32> = examples
+                                .iter()
+                                .map(|&i| f32::from(u8::from(classes[i])))
+                                .collect();
+                            let w: Vec<f32> = examples
+                                .iter()
+                                .map(|&i| if classes[i] { *pos as f32 } else { *neg as f32 })
+                                .collect();
+                            let to = |v: &[f32]| Tensor::from_slice(v).to_device(device);
+                            self.head_logits(hidden, &lasts)
+                                .binary_cross_entropy_with_logits::<Tensor>(
+                                    &to(&y),
+                                    Some(to(&w)),
+                                    None,
+                                    tch::Reduction::Sum,
+                                )
+                        }
+                    };
                     nll_sum = nll.double_value(&[]);
-                    nll / loss_tokens as f64
+                    nll / norm
                 },
             );
             loss_sum += nll_sum;
@@ -446,7 +556,7 @@ impl Trainer {
         if let Some(l) = model.lora() {
             l.set_training(false);
         }
-        let loss = loss_sum / loss_tokens as f64;
+        let loss = loss_sum / norm;
         if !loss.is_finite() {
             self.zero_grad();
             return Err(Error::Request(format!(
@@ -487,6 +597,45 @@ impl Trainer {
             tokens,
             tokens_per_s: tokens as f64 / secs.max(1e-9),
         })
+    }
+
+    /// The classifier head's logit (`[rows]`, f32) at position `lasts[r]` of each row of
+    /// final hidden states.
+    fn head_logits(&self, hidden: &Tensor, lasts: &[i64]) -> Tensor {
+        let n = self.params.len();
+        let (w, b) = (&self.params[n - 2].1, &self.params[n - 1].1);
+        let device = hidden.device();
+        let rows = Tensor::arange(lasts.len() as i64, (Kind::Int64, device));
+        let at = Tensor::from_slice(lasts).to_device(device);
+        let h = hidden.index(&[Some(rows), Some(at)]).to_kind(Kind::Float);
+        (h.matmul(&w.tr()) + b).squeeze_dim(1)
+    }
+
+    /// A classifier's probability of the positive class for each example (no gradient, in
+    /// batches of `batch_size`, adapter dropout off).
+    pub fn predict(
+        &self,
+        model: &Model,
+        examples: &[Example],
+        batch_size: usize,
+    ) -> Result<Vec<f64>> {
+        if !matches!(self.cfg.objective, Objective::Classify { .. }) {
+            return Err(Error::Request(
+                "predict needs a classifier (Objective::Classify)".into(),
+            ));
+        }
+        let _g = tch::no_grad_guard();
+        let mut out = Vec::with_capacity(examples.len());
+        for chunk in examples.chunks(batch_size.max(1)) {
+            let rows: Vec<Vec<&Example>> = chunk.iter().map(|e| vec![e]).collect();
+            let lasts: Vec<i64> = chunk.iter().map(|e| e.ids.len() as i64 - 1).collect();
+            let (batch, _) = collate(&rows, self.pad, model.device());
+            let hidden = model.transformer.forward_train(&batch);
+            let p: Vec<f32> = Vec::try_from(self.head_logits(&hidden, &lasts).sigmoid())
+                .map_err(Error::torch("read probabilities"))?;
+            out.extend(p.into_iter().map(f64::from));
+        }
+        Ok(out)
     }
 
     fn update(&mut self, lr: f64, grad_norm: f64) {
@@ -658,7 +807,8 @@ fn token_nll(logits: &Tensor, labels: &Tensor) -> Tensor {
 pub fn target_logprob(model: &Model, example: &Example) -> Result<f64> {
     let _g = tch::no_grad_guard();
     let (batch, labels) = collate(&[vec![example]], 0, model.device());
-    let nll = token_nll(&model.transformer.forward_train(&batch), &labels);
+    let t = &model.transformer;
+    let nll = token_nll(&t.logits(&t.forward_train(&batch)), &labels);
     Ok(-nll.double_value(&[]) / example.trainable_tokens().max(1) as f64)
 }
 
