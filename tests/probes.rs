@@ -407,6 +407,35 @@ fn probes_graph_dev_profile_runs_and_reports_sane_metrics() {
             }
         }
     }
+    // The finetuned-classifier baseline scores every split with the same metrics.
+    let finetuned = at("finetuned.scores");
+    for split in ["train", "validation", "test"] {
+        let m = &finetuned["meta"]["metrics"][split];
+        assert!(
+            (0.0..=1.0).contains(&m["auroc"].as_f64().unwrap()),
+            "{split}: {m}"
+        );
+    }
+    let lines = std::fs::read_to_string(export(d, "finetuned.scores")).unwrap();
+    assert_eq!(lines.lines().count() as u64, n_train + n_val + n_test);
+    let out = export(d, "finetuned.classifier");
+    for f in [
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "head.safetensors",
+        "config.json",
+        "metrics.json",
+        "loss.png",
+    ] {
+        assert!(out.join(f).is_file(), "finetuned.classifier lacks {f}");
+    }
+    let head = std::fs::read(out.join("head.safetensors")).unwrap();
+    let head = SafeTensors::deserialize(&head).unwrap();
+    assert_eq!(
+        f32s(&head, "score.weight").0,
+        vec![1, 64],
+        "one logit over d = 64"
+    );
     let prompted = at("prompted");
     let m = &prompted["meta"]["metrics"]["test"];
     assert_eq!(prompted["meta"]["rows"].as_u64().unwrap(), n_test);

@@ -39,5 +39,6 @@ pub fn registry() -> dag_engine::Registry {
     r.register(probes::extract_activations());
     r.register(probes::train_probe());
     r.register(probes::classify_prompted());
+    r.register(probes::finetune_classifier());
     r
 }

@@ -19,6 +19,42 @@ fn list_of(t: ParamType) -> ParamType {
     ParamType::List(Box::new(t))
 }
 
+/// How rows become token ids (shared by the nodes that read texts or conversations; the
+/// worker's `activations::Render` reads them).
+fn rendering() -> Vec<ParamSpec> {
+    vec![
+        ParamSpec::optional("text_column", ParamType::Str, "column holding raw text"),
+        ParamSpec::optional(
+            "messages_column",
+            ParamType::Str,
+            "column holding a conversation (list of {role, content}), rendered with the chat template",
+        ),
+        ParamSpec::with_default(
+            "chat",
+            ParamType::Bool,
+            Value::Bool(false),
+            "render `text_column` as one user turn with the chat template",
+        ),
+        ParamSpec::optional(
+            "system_prompt",
+            ParamType::Str,
+            "system message put before each conversation (chat rendering only)",
+        ),
+        ParamSpec::with_default(
+            "max_len",
+            ParamType::Int,
+            Value::Int(512),
+            "tokens kept per row; longer rows are cut (see `truncation_side`) and counted in meta.json",
+        ),
+        ParamSpec::with_default(
+            "truncation_side",
+            ParamType::Enum(&["left", "right"]),
+            Value::Str("left".into()),
+            "`left` drops the first tokens (keeps a dialogue's final turn), `right` the last",
+        ),
+    ]
+}
+
 /// The `extract-activations` node type.
 pub fn extract_activations() -> WorkerNode {
     WorkerNode(NodeSpec {
@@ -60,35 +96,10 @@ pub fn extract_activations() -> WorkerNode {
                 list_of(ParamType::Int),
                 "layers one forward pass computes together (the matrix's list); each cell takes its own",
             ),
-            ParamSpec::optional("text_column", ParamType::Str, "column holding raw text"),
-            ParamSpec::optional(
-                "messages_column",
-                ParamType::Str,
-                "column holding a conversation (list of {role, content}), rendered with the chat template",
-            ),
-            ParamSpec::with_default(
-                "chat",
-                ParamType::Bool,
-                Value::Bool(false),
-                "render `text_column` as one user turn with the chat template",
-            ),
-            ParamSpec::optional(
-                "system_prompt",
-                ParamType::Str,
-                "system message put before each conversation (chat rendering only)",
-            ),
-            ParamSpec::with_default(
-                "max_len",
-                ParamType::Int,
-                Value::Int(512),
-                "tokens kept per row; longer rows are cut (see `truncation_side`) and counted in meta.json",
-            ),
-            ParamSpec::with_default(
-                "truncation_side",
-                ParamType::Enum(&["left", "right"]),
-                Value::Str("left".into()),
-                "`left` drops the first tokens (keeps a dialogue's final turn), `right` the last",
-            ),
+        ]
+        .into_iter()
+        .chain(rendering())
+        .chain([
             ParamSpec::with_default(
                 "batch_size",
                 ParamType::Int,
@@ -107,7 +118,8 @@ pub fn extract_activations() -> WorkerNode {
                 Value::Int(128),
                 "rows per shard file (bounds memory, and the work a kill can lose)",
             ),
-        ],
+        ])
+        .collect(),
         resources: Resources::GPU,
     })
 }
@@ -340,6 +352,96 @@ pub fn classify_prompted() -> WorkerNode {
                 "bootstrap resamples for AUROC intervals",
             ),
         ],
+        resources: Resources::GPU,
+    })
+}
+
+/// The `finetune-classifier` node type: the finetuned-classifier baseline.
+pub fn finetune_classifier() -> WorkerNode {
+    let strs = |v: &[&str]| Value::List(v.iter().map(|s| Value::Str(s.to_string())).collect());
+    let int = |name, v, doc| ParamSpec::with_default(name, ParamType::Int, Value::Int(v), doc);
+    let float =
+        |name, v, doc| ParamSpec::with_default(name, ParamType::Float, Value::Float(v), doc);
+    WorkerNode(NodeSpec {
+        name: "finetune-classifier",
+        version: 1,
+        doc: "The finetuned-classifier baseline: a linear head on the final hidden state of each row's last token, \
+              trained with a LoRA adapter (or every weight) by the finetune node's trainer on a class-weighted \
+              binary cross-entropy. Scores every row of every split given, in train-probe's format with the \
+              same metrics; the adapter is in PEFT's layout and the head in safetensors.",
+        inputs: vec![
+            PortSpec::new("model", ArtifactKind::Model, "the base model"),
+            PortSpec::new("train", ArtifactKind::Dataset, "training rows with a 0/1 label"),
+            PortSpec::new("validation", ArtifactKind::Dataset, "validation rows (reporting)").optional(),
+            PortSpec::new("test", ArtifactKind::Dataset, "held-out rows (reporting)").optional(),
+        ],
+        outputs: vec![
+            PortSpec::new(
+                "classifier",
+                ArtifactKind::Probe,
+                "adapter/ (PEFT), head.safetensors (score.weight [1, d], score.bias [1]), config.json, metrics.json, loss.png",
+            )
+            .dir(),
+            PortSpec::new(
+                "scores",
+                ArtifactKind::Scores,
+                "JSONL: one row per input row and split with split, row, label, score",
+            ),
+        ],
+        params: rendering()
+            .into_iter()
+            .chain([
+                ParamSpec::with_default(
+                    "label_column",
+                    ParamType::Str,
+                    Value::Str("label".into()),
+                    "the 0/1 (or boolean) label column",
+                ),
+                ParamSpec::with_default(
+                    "method",
+                    ParamType::Enum(&["lora", "full"]),
+                    Value::Str("lora".into()),
+                    "train a LoRA adapter with the head, or every weight",
+                ),
+                int("rank", 8, "LoRA rank"),
+                float("alpha", 16.0, "LoRA alpha"),
+                float("dropout", 0.05, "LoRA dropout"),
+                ParamSpec::with_default(
+                    "target_modules",
+                    list_of(ParamType::Str),
+                    strs(&["q", "k", "v", "o", "gate", "up", "down"]),
+                    "projections LoRA wraps",
+                ),
+                float("lr", 1e-4, "peak learning rate"),
+                float("weight_decay", 0.0, "AdamW decoupled weight decay"),
+                int("warmup_steps", 0, "optimizer steps of linear warmup"),
+                ParamSpec::with_default(
+                    "schedule",
+                    ParamType::Enum(&["linear", "cosine", "constant"]),
+                    Value::Str("linear".into()),
+                    "decay after warmup",
+                ),
+                int("batch_size", 4, "rows per forward pass"),
+                int("grad_accum", 1, "forward passes per optimizer step"),
+                float("max_grad_norm", 1.0, "global gradient-norm clip (0 = off)"),
+                int("epochs", 1, "passes over the training rows (when max_steps is 0)"),
+                int("max_steps", 0, "optimizer steps in all (0 = from epochs)"),
+                ParamSpec::with_default(
+                    "class_weight",
+                    ParamType::Enum(&["none", "balanced"]),
+                    Value::Str("balanced".into()),
+                    "loss weights per class (balanced: n / (2 n_class), as scikit-learn)",
+                ),
+                ParamSpec::with_default(
+                    "gradient_checkpointing",
+                    ParamType::Bool,
+                    Value::Bool(false),
+                    "recompute blocks in the backward pass (less memory)",
+                ),
+                int("seed", 0, "seed of the adapter and head init, data order and dropout"),
+                int("bootstrap", 1000, "bootstrap resamples for AUROC intervals"),
+            ])
+            .collect(),
         resources: Resources::GPU,
     })
 }

@@ -106,11 +106,36 @@ fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, Node
     Ok(messages)
 }
 
-fn flag(job: &Job, k: &str) -> bool {
+pub(crate) fn flag(job: &Job, k: &str) -> bool {
     job.params.get(k).and_then(Value::as_bool) == Some(true)
 }
 
-fn train_config(job: &Job) -> Result<TrainConfig, NodeError> {
+/// The LoRA params (`rank`, `alpha`, `dropout`, `target_modules`) of a job.
+pub(crate) fn lora_config(job: &Job) -> Result<LoraConfig, NodeError> {
+    let targets: Vec<String> = job
+        .params
+        .get("target_modules")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    LoraConfig::new(
+        int(job, "rank", 8),
+        float(job, "alpha", 16.0),
+        float(job, "dropout", 0.05),
+        &targets,
+    )
+    .map_err(|e| {
+        NodeError::caused("Bad LoRA settings", &e)
+            .hint("`target_modules` takes q, k, v, o, gate, up, down")
+    })
+}
+
+/// The optimisation params shared by `finetune` and `finetune-classifier`.
+pub(crate) fn train_config(job: &Job) -> Result<TrainConfig, NodeError> {
     let max_steps = int(job, "max_steps", 0);
     Ok(TrainConfig {
         lr: float(job, "lr", 2e-4),
@@ -337,28 +362,8 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         })?;
     }
     if method == Mode::Lora {
-        let targets: Vec<String> = job
-            .params
-            .get("target_modules")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let lcfg = LoraConfig::new(
-            int(job, "rank", 8),
-            float(job, "alpha", 16.0),
-            float(job, "dropout", 0.05),
-            &targets,
-        )
-        .map_err(|e| {
-            NodeError::caused("Bad LoRA settings", &e)
-                .hint("`target_modules` takes q, k, v, o, gate, up, down")
-        })?;
         model
-            .attach_lora(lcfg, cfg.seed)
+            .attach_lora(lora_config(job)?, cfg.seed)
             .map_err(|e| NodeError::caused("Failed to attach the adapter", &e))?;
     }
     let mut trainer = Trainer::new(&model, method.clone(), examples, cfg)
@@ -489,7 +494,7 @@ fn model_identity_of_base(reference: &Value) -> Value {
 }
 
 /// Loss per optimizer step, as a PNG (dag-metrics draws every plot the project writes).
-fn plot_loss(path: &Path, metrics: &[StepMetrics]) -> Result<(), NodeError> {
+pub(crate) fn plot_loss(path: &Path, metrics: &[StepMetrics]) -> Result<(), NodeError> {
     let points: Vec<(f64, f64)> = metrics.iter().map(|m| (m.step as f64, m.loss)).collect();
     dag_metrics::line_plot_png(
         path,

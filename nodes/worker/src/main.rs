@@ -2,6 +2,7 @@
 //! the protocol). It is the only binary linked against libtorch.
 
 mod activations;
+mod classifier;
 mod evaluate;
 mod finetune;
 mod generate;
@@ -38,6 +39,7 @@ fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         "extract-activations" => activations::run(job, rep),
         "train-probe" => probe::run(job, rep),
         "classify-prompted" => prompted::run(job, rep),
+        "finetune-classifier" => classifier::run(job, rep),
         other => Err(NodeError::msg(format!("dag-worker has no node type `{other}`"))
             .hint("dag and dag-worker come from different builds; rebuild both with `cargo build --release --workspace --bins`")),
     }

@@ -1,0 +1,257 @@
+//! `finetune-classifier`: the finetuned-classifier baseline of the probes study. A linear head
+//! reads the final hidden state of each row's last token (transformers'
+//! `LlamaForSequenceClassification` with one logit) and trains with a LoRA adapter, or every
+//! weight, through the finetune node's trainer (`Objective::Classify`). Every row of every
+//! split is scored, in train-probe's format, so the report compares it with the probes.
+//!
+//! Not resumable mid-training: a killed run trains again from the start (the baseline trains
+//! for minutes on the study's sizes, and its scores are cached once it finishes).
+
+use std::path::Path;
+
+use dag_engine::NodeError;
+use dag_nodes::table::{self, Row};
+use dag_nodes::worker::{Job, Report};
+use dag_runtime::Model;
+use dag_runtime::train::{Example, Mode, Objective, Trainer};
+use serde_json::{Value, json};
+
+use crate::Reporter;
+use crate::activations::Render;
+use crate::finetune::{flag, lora_config, plot_loss, train_config};
+use crate::generate::load_model;
+use crate::probe::{parse_label, split_metrics};
+
+/// One input dataset, tokenised.
+struct Split {
+    name: &'static str,
+    examples: Vec<Example>,
+    labels: Vec<bool>,
+    truncated: usize,
+}
+
+fn read_split(
+    job: &Job,
+    name: &'static str,
+    model: &Model,
+    render: &Render,
+) -> Result<Option<Split>, NodeError> {
+    let Some(input) = job.inputs.get(name).and_then(|v| v.first()) else {
+        return Ok(None);
+    };
+    let rows: Vec<Row> = table::read_dataset(&input.path)
+        .map_err(|e| NodeError::caused(format!("Failed to read the `{name}` dataset"), &e))?;
+    if rows.is_empty() {
+        return Err(NodeError::msg(format!("The `{name}` dataset is empty"))
+            .hint("check the dataset node's filters, limit and split"));
+    }
+    let label_column = job
+        .params
+        .get("label_column")
+        .and_then(Value::as_str)
+        .unwrap_or("label");
+    let max_len = job
+        .params
+        .get("max_len")
+        .and_then(Value::as_i64)
+        .unwrap_or(512)
+        .max(1) as usize;
+    let keep_end = job.params.get("truncation_side").and_then(Value::as_str) != Some("right");
+    let mut split = Split {
+        name,
+        examples: Vec::with_capacity(rows.len()),
+        labels: Vec::with_capacity(rows.len()),
+        truncated: 0,
+    };
+    for (i, row) in rows.iter().enumerate() {
+        let v = row.get(label_column).ok_or_else(|| {
+            NodeError::msg(format!(
+                "Row {i} of `{name}` has no label column `{label_column}`"
+            ))
+            .hint("set `label_column`")
+        })?;
+        split.labels.push(parse_label(v).ok_or_else(|| {
+            NodeError::msg(format!(
+                "Row {i} of `{name}`: label `{v}` is not 0/1 or a boolean"
+            ))
+            .hint("map labels to 0/1 with the relabel node's `map`")
+        })?);
+        let mut ids = render.tokens(model, row, i)?;
+        if ids.len() > max_len {
+            split.truncated += 1;
+            if keep_end {
+                ids.drain(..ids.len() - max_len);
+            } else {
+                ids.truncate(max_len);
+            }
+        }
+        split.examples.push(Example {
+            trainable: vec![false; ids.len()],
+            ids,
+        });
+    }
+    Ok(Some(split))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    std::fs::write(path, bytes)
+        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))
+}
+
+/// Runs the node.
+pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
+    let render = Render::from_job(job)?;
+    let mut model = load_model(&job.inputs["model"][0].path)?;
+    let mut splits = vec![];
+    for name in ["train", "validation", "test"] {
+        if let Some(s) = read_split(job, name, &model, &render)? {
+            splits.push(s);
+        }
+    }
+    let train = &splits[0];
+    let positives = train.labels.iter().filter(|&&y| y).count();
+    let n = train.labels.len();
+    if positives == 0 || positives == n {
+        return Err(NodeError::msg(format!(
+            "The training rows are all of one class ({positives} positive of {n})"
+        ))
+        .hint("a classifier needs both labels; check the relabel node and the split"));
+    }
+    let truncated: usize = splits.iter().map(|s| s.truncated).sum();
+    if truncated > 0 {
+        rep.send(Report::Info(format!(
+            "warning: {truncated} rows were cut to max_len tokens"
+        )));
+    }
+    let class_weights = if job.params.get("class_weight").and_then(Value::as_str) == Some("none") {
+        (1.0, 1.0)
+    } else {
+        // scikit-learn's "balanced": n / (2 n_class).
+        (
+            n as f64 / (2.0 * (n - positives) as f64),
+            n as f64 / (2.0 * positives as f64),
+        )
+    };
+    let mut cfg = train_config(job)?;
+    cfg.gradient_checkpointing = flag(job, "gradient_checkpointing");
+    cfg.objective = Objective::Classify {
+        labels: train.labels.clone(),
+        class_weights,
+    };
+    let method = if job.params.get("method").and_then(Value::as_str) == Some("full") {
+        Mode::Full
+    } else {
+        model
+            .attach_lora(lora_config(job)?, cfg.seed)
+            .map_err(|e| NodeError::caused("Failed to attach the adapter", &e))?;
+        Mode::Lora
+    };
+    let batch_size = cfg.batch_size;
+    let mut trainer = Trainer::new(&model, method.clone(), train.examples.clone(), cfg)
+        .map_err(|e| NodeError::caused("Failed to set up training", &e))?;
+    let total = trainer.total_steps();
+    let scored: usize = splits.iter().map(|s| s.examples.len()).sum();
+    rep.send(Report::Total((total + scored.div_ceil(batch_size)) as u64));
+    let mut metrics = Vec::with_capacity(total);
+    while trainer.step() < total {
+        let m = trainer.train_step(&model).map_err(|e| {
+            NodeError::caused(
+                format!("Training failed at step {}", trainer.step() + 1),
+                &e,
+            )
+            .hint("lower `lr` or raise `warmup_steps`")
+        })?;
+        metrics.push(m);
+        rep.send(Report::Advance(1));
+    }
+
+    let mut lines = Vec::new();
+    let mut per_split = serde_json::Map::new();
+    let resamples = job
+        .params
+        .get("bootstrap")
+        .and_then(Value::as_i64)
+        .unwrap_or(1000)
+        .max(0) as usize;
+    for split in &splits {
+        let scores = trainer
+            .predict(&model, &split.examples, batch_size)
+            .map_err(|e| NodeError::caused(format!("Failed to score `{}`", split.name), &e))?;
+        rep.send(Report::Advance(
+            split.examples.len().div_ceil(batch_size) as u64
+        ));
+        for (i, (s, y)) in scores.iter().zip(&split.labels).enumerate() {
+            let r = json!({ "split": split.name, "row": i, "label": u8::from(*y), "score": s });
+            lines.extend(serde_json::to_vec(&r).expect("serialises"));
+            lines.push(b'\n');
+        }
+        per_split.insert(
+            split.name.to_string(),
+            split_metrics(&scores, &split.labels, resamples)?,
+        );
+    }
+    write(&job.outputs["scores"], &lines)?;
+
+    let out = &job.outputs["classifier"];
+    std::fs::create_dir_all(out)
+        .map_err(|e| NodeError::caused(format!("Failed to create `{}`", out.display()), &e))?;
+    // The base as its model node recorded it (PEFT's adapter config names it).
+    let reference: Value = std::fs::read(job.inputs["model"][0].path.join("model.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let base = json!({ "location": reference["location"], "identity": model.identity() });
+    if let Some(lora) = model.lora() {
+        lora.save(
+            &out.join("adapter"),
+            base["location"].as_str().unwrap_or_default(),
+        )
+        .map_err(|e| NodeError::caused("Failed to save the adapter", &e))?;
+    }
+    let params = trainer.parameters();
+    let head: Vec<(String, tch::Tensor)> = params
+        .iter()
+        .filter(|(n, _)| n.starts_with("score."))
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    dag_runtime::lora::write_safetensors(&out.join("head.safetensors"), &head)
+        .map_err(|e| NodeError::caused("Failed to save the head", &e))?;
+    if method == Mode::Full {
+        model
+            .save_hf_dir(&out.join("hf"))
+            .map_err(|e| NodeError::caused("Failed to save the finetuned model", &e))?;
+    }
+    let config = json!({
+        "family": "finetuned-classifier",
+        "method": if method == Mode::Lora { "lora" } else { "full" },
+        "base_model": base,
+        "apply": "p = sigmoid(score.weight · h + score.bias), h = the final-normed hidden state \
+                  (transformers' hidden_states[-1]) at the row's last token, under the adapter \
+                  (adapter/, PEFT) or the finetuned weights (hf/)",
+        "class_weights": [class_weights.0, class_weights.1],
+        "params": job.params,
+        "truncated_rows": truncated,
+        "steps": metrics.len(),
+        "losses": metrics.iter().map(|m| m.loss).collect::<Vec<_>>(),
+    });
+    write(
+        &out.join("config.json"),
+        &serde_json::to_vec_pretty(&config).expect("json"),
+    )?;
+    write(
+        &out.join("metrics.json"),
+        &serde_json::to_vec_pretty(&per_split).expect("json"),
+    )?;
+    plot_loss(&out.join("loss.png"), &metrics)?;
+    let summary =
+        json!({ "probe": "finetuned-classifier", "model": model.identity(), "metrics": per_split });
+    rep.send(Report::Meta {
+        port: "scores".into(),
+        value: summary.clone(),
+    });
+    rep.send(Report::Meta {
+        port: "classifier".into(),
+        value: summary,
+    });
+    Ok(())
+}
