@@ -137,11 +137,13 @@ impl Attention {
         }
     }
 
+    /// `mask: None` is plain causal attention (libtorch's fused kernels), for batches whose
+    /// padding, if any, is on the right of every row: no real token can see it.
     fn forward(
         &self,
         x: &Tensor,
         cos_sin: &(Tensor, Tensor),
-        mask: &Tensor,
+        mask: Option<&Tensor>,
         cache: Option<(&mut Tensor, &mut Tensor, i64)>,
     ) -> Tensor {
         let (b, t, _) = x.size3().expect("hidden states are [batch, seq, hidden]");
@@ -171,9 +173,9 @@ impl Attention {
             &q,
             &k,
             &v,
-            Some(mask),
+            mask,
             0.0,
-            false,
+            mask.is_none(),
             None,
             self.kv_heads != self.heads,
         );
@@ -237,7 +239,7 @@ impl Block {
         &self,
         x: &Tensor,
         cos_sin: &(Tensor, Tensor),
-        mask: &Tensor,
+        mask: Option<&Tensor>,
         cache: Option<(&mut Tensor, &mut Tensor, i64)>,
     ) -> Tensor {
         let h = x + self
@@ -322,13 +324,14 @@ impl Transformer {
     /// on: gradients flow to whatever requires them (adapters, or every weight in full
     /// finetuning). [`Transformer::logits`] turns them into logits.
     pub fn forward_train(&self, batch: &TrainBatch) -> Tensor {
-        let mask = segment_mask(&batch.segments);
+        let mask = batch.mask();
+        let mask = mask.as_ref();
         let cos_sin = self
             .rotary
             .cos_sin(&batch.positions, self.embed_tokens.kind());
         let mut h = Tensor::embedding(&self.embed_tokens, &batch.ids, -1, false, false);
         for layer in &self.layers {
-            h = layer.forward(&h, &cos_sin, &mask, None);
+            h = layer.forward(&h, &cos_sin, mask, None);
         }
         self.norm.forward(&h)
     }
@@ -349,7 +352,8 @@ impl Transformer {
         dropout_seed: i64,
         loss: impl FnOnce(&Transformer, &Tensor) -> Tensor,
     ) {
-        let mask = segment_mask(&batch.segments);
+        let mask = batch.mask();
+        let mask = mask.as_ref();
         let cos_sin = self
             .rotary
             .cos_sin(&batch.positions, self.embed_tokens.kind());
@@ -363,7 +367,7 @@ impl Transformer {
             let mut h = embedded;
             for (i, layer) in self.layers.iter().enumerate() {
                 reseed(i);
-                h = layer.forward(&h, &cos_sin, &mask, None);
+                h = layer.forward(&h, &cos_sin, mask, None);
             }
             let l = loss(self, &self.norm.forward(&h));
             l.backward();
@@ -376,7 +380,7 @@ impl Transformer {
             let _g = tch::no_grad_guard();
             for (i, layer) in self.layers.iter().enumerate() {
                 reseed(i);
-                let next = layer.forward(&h, &cos_sin, &mask, None);
+                let next = layer.forward(&h, &cos_sin, mask, None);
                 inputs.push(std::mem::replace(&mut h, next));
             }
         }
@@ -389,7 +393,7 @@ impl Transformer {
         for (i, layer) in self.layers.iter().enumerate().rev() {
             let x = inputs[i].detach().set_requires_grad(true);
             reseed(i);
-            let y = layer.forward(&x, &cos_sin, &mask, None);
+            let y = layer.forward(&x, &cos_sin, mask, None);
             (y * &grad).sum(Kind::Float).backward();
             grad = x.grad();
         }
@@ -449,7 +453,7 @@ impl Transformer {
             let layer_cache = cache
                 .as_deref_mut()
                 .map(|c| (&mut c.keys[i], &mut c.values[i], offset));
-            h = layer.forward(&h, &cos_sin, &mask, layer_cache);
+            h = layer.forward(&h, &cos_sin, Some(&mask), layer_cache);
         }
         let h = self.norm.forward(&h);
         keep(self.layers.len(), &h);
@@ -492,6 +496,16 @@ pub struct TrainBatch {
     pub positions: Tensor,
     /// Segment ids (i64), 0 for padding.
     pub segments: Tensor,
+    /// Whether any row holds more than one example. Without packing, padding is only ever
+    /// on the right, plain causal attention is exact for every real token, and no mask is
+    /// built (the fused attention kernels then apply).
+    pub packed: bool,
+}
+
+impl TrainBatch {
+    fn mask(&self) -> Option<Tensor> {
+        self.packed.then(|| segment_mask(&self.segments))
+    }
 }
 
 /// `[batch, 1, seq, seq]` boolean mask for a [`TrainBatch`]: query `t` sees key `j` when

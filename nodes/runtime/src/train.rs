@@ -780,6 +780,7 @@ pub fn collate(rows: &[Vec<&Example>], pad: i64, device: tch::Device) -> (TrainB
             ids: tensor(&ids),
             positions: tensor(&positions),
             segments: tensor(&segments),
+            packed: rows.iter().any(|r| r.len() > 1),
         },
         tensor(&labels),
     )
