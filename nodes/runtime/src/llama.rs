@@ -336,6 +336,37 @@ impl Transformer {
         self.norm.forward(&h)
     }
 
+    /// Residual-stream states (`capture` numbered as in [`Transformer::forward`]) of an
+    /// unpacked right-padded batch, without gradients. Blocks after the deepest requested
+    /// state are not run.
+    pub fn states(&self, batch: &TrainBatch, capture: &[usize]) -> Vec<Tensor> {
+        let _g = tch::no_grad_guard();
+        let mask = batch.mask();
+        let mask = mask.as_ref();
+        let cos_sin = self
+            .rotary
+            .cos_sin(&batch.positions, self.embed_tokens.kind());
+        let deepest = capture.iter().copied().max().unwrap_or(0);
+        let mut out: Vec<Option<Tensor>> = capture.iter().map(|_| None).collect();
+        let mut keep = |i: usize, h: &Tensor| {
+            for (slot, _) in out.iter_mut().zip(capture).filter(|(_, c)| **c == i) {
+                *slot = Some(h.shallow_clone());
+            }
+        };
+        let mut h = Tensor::embedding(&self.embed_tokens, &batch.ids, -1, false, false);
+        for (i, layer) in self.layers.iter().enumerate().take(deepest) {
+            keep(i, &h);
+            h = layer.forward(&h, &cos_sin, mask, None);
+        }
+        if deepest == self.layers.len() {
+            h = self.norm.forward(&h);
+        }
+        keep(deepest, &h);
+        out.into_iter()
+            .map(|t| t.expect("capture index checked by caller"))
+            .collect()
+    }
+
     /// One forward and backward pass over a training batch: `loss` maps the final-normed
     /// hidden states (`[batch, seq, hidden]`) to the scalar to differentiate, and gradients
     /// accumulate into whatever requires them.

@@ -262,6 +262,32 @@ fn exported_hf_folders_match_transformers_like_their_sources() {
     }
 }
 
+/// `hidden_states` (right padding, no mask, stops after the deepest state) gives what
+/// `forward` (left padding with a mask, every block) gives, row by row.
+#[test]
+fn right_padded_hidden_states_equal_forward() {
+    let model = Model::load(&ModelSource::HfDir(fixtures().join("tiny-llama")), cpu()).unwrap();
+    let batch = vec![
+        vec![5u32, 17, 230, 41, 9, 77],
+        vec![12, 3],
+        vec![88, 19, 300, 2],
+    ];
+    for capture in [vec![0usize, 1, 2], vec![1], vec![2, 0]] {
+        let left = model.forward(&batch, &capture, false).unwrap();
+        let right = model.hidden_states(&batch, &capture).unwrap();
+        let width = 6;
+        for (l, r) in left.hidden_states.iter().zip(&right) {
+            for (b, row) in batch.iter().enumerate() {
+                let n = row.len() as i64;
+                let a = l.get(b as i64).narrow(0, width - n, n);
+                let c = r.get(b as i64).narrow(0, 0, n);
+                let d = (a - c).abs().max().double_value(&[]);
+                assert!(d < 1e-5, "capture {capture:?} row {b}: {d}");
+            }
+        }
+    }
+}
+
 #[test]
 fn dequantisers_match_gguf_py() {
     use dag_runtime::gguf::{GgmlType, dequantize};

@@ -398,18 +398,16 @@ fn extract_shard(
     let capture: Vec<usize> = layers.iter().map(|&l| l as usize).collect();
     for chunk in order.chunks(batch_size) {
         let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].clone()).collect();
-        let outp = model
-            .forward(&batch, &capture, false)
+        let states = model
+            .hidden_states(&batch, &capture)
             .map_err(|e| NodeError::caused("Failed to run the model", &e))?;
-        let width = batch.iter().map(Vec::len).max().unwrap_or(0) as i64;
-        for (h, dst) in outp.hidden_states.iter().zip(&activations) {
+        for (h, dst) in states.iter().zip(&activations) {
             let h = h.to_device(Device::Cpu).to_kind(kind);
             for (b, &i) in chunk.iter().enumerate() {
                 let len = seqs[i].len() as i64;
-                // The runtime left-pads; storage is right-padded so token t sits at index t.
                 dst.get(i as i64)
                     .narrow(0, 0, len)
-                    .copy_(&h.get(b as i64).narrow(0, width - len, len));
+                    .copy_(&h.get(b as i64).narrow(0, 0, len));
             }
         }
     }
