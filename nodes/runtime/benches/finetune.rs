@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench -p dag-runtime --bench finetune -- [--model PATH] [--device cpu] \
-//!     [--batch 4] [--seq 128] [--steps 4] [--python PYTHON]
+//!     [--batch 4] [--seq 128] [--steps 4] [--checkpointing] [--python PYTHON]
 //! ```
 //! The model defaults to `$DAG_SMOLLM2_GGUF`. The batches are the tokenised texts of
 //! `benches/prompts.json`, repeated to `seq` tokens, with the first quarter of each row masked
@@ -13,6 +13,8 @@
 //! down; AdamW lr 2e-4, clipping at 1.0. One step warms up, then `steps` steps are timed;
 //! tokens/s counts every token of every row. With `--python` (or `$DAG_BENCH_PYTHON`), the
 //! peer script runs in the same invocation and its figure prints below ours.
+//! `--checkpointing` turns gradient checkpointing on for both (transformers'
+//! `gradient_checkpointing_enable`); each side prints its peak resident memory.
 
 use std::time::Instant;
 
@@ -35,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(arg(&args, name).map_or(Ok(default), |v| v.parse())?)
     };
     let (batch, seq, steps) = (num("--batch", 4)?, num("--seq", 128)?, num("--steps", 4)?);
+    let checkpointing = args.iter().any(|a| a == "--checkpointing");
     let opts = LoadOptions {
         device: device.parse()?,
         dtype: None,
@@ -77,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         schedule: Schedule::Constant,
         batch_size: batch,
         max_steps: Some(steps + 1),
+        gradient_checkpointing: checkpointing,
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(&model, Mode::Lora, examples, cfg)?;
@@ -89,11 +93,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokens += last.tokens;
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("engine             batch  seq  steps  seconds  tokens/s  last_loss");
     println!(
-        "dag-runtime        {batch:>5}  {seq:>3}  {steps:>5}  {secs:>7.2}  {:>8.1}  {:>9.4}",
+        "engine             batch  seq  steps  seconds  tokens/s  last_loss  peak_rss_mib  (checkpointing {checkpointing})"
+    );
+    println!(
+        "dag-runtime        {batch:>5}  {seq:>3}  {steps:>5}  {secs:>7.2}  {:>8.1}  {:>9.4}  {:>12}",
         tokens as f64 / secs,
-        last.loss
+        last.loss,
+        peak_rss_mib()
     );
     let python = arg(&args, "--python").or_else(|| std::env::var("DAG_BENCH_PYTHON").ok());
     if let Some(py) = python {
@@ -107,6 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 data.to_str().unwrap_or_default(),
             ])
             .args(["--batch", &batch.to_string(), "--steps", &steps.to_string()])
+            .args(checkpointing.then_some("--checkpointing"))
             .status()?;
         if !status.success() {
             eprintln!("the transformers + PEFT script failed ({status})");
@@ -118,4 +126,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let _ = std::fs::remove_file(&data);
     Ok(())
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }

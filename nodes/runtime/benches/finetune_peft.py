@@ -11,6 +11,7 @@ projection, AdamW lr 2e-4, clipping at 1.0; one step warms up, then `steps` step
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ parser.add_argument("--model", required=True)
 parser.add_argument("--data", required=True)
 parser.add_argument("--batch", type=int, default=4)
 parser.add_argument("--steps", type=int, default=4)
+parser.add_argument("--checkpointing", action="store_true")
 args = parser.parse_args()
 
 gguf = Path(args.model)
@@ -38,6 +40,9 @@ model = get_peft_model(
         task_type="CAUSAL_LM",
     ),
 )
+if args.checkpointing:
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
 model.train()
 opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4, weight_decay=0.0)
 rows = json.loads(Path(args.data).read_text())
@@ -75,4 +80,5 @@ for i in range(1, args.steps + 1):
     tokens += n
 secs = time.perf_counter() - start
 t = len(rows[0]["ids"])
-print(f"transformers+peft  {args.batch:>5}  {t:>3}  {args.steps:>5}  {secs:>7.2f}  {tokens / secs:>8.1f}  {loss:>9.4f}")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(f"transformers+peft  {args.batch:>5}  {t:>3}  {args.steps:>5}  {secs:>7.2f}  {tokens / secs:>8.1f}  {loss:>9.4f}  {peak:>12}")
