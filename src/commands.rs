@@ -425,6 +425,13 @@ fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
                 .map(|e| vec![e.size.to_string(), e.path.clone()])
                 .collect();
             print!("{}", table(&r));
+            // A report is read, not listed: its table is the point, the plots sit beside it.
+            if rec.kind == "report"
+                && let Some(md) = rec.entries.iter().find(|e| e.path == "results.md")
+            {
+                println!();
+                print!("{}", String::from_utf8_lossy(&store.read(&md.digest)?));
+            }
         }
         Layout::File if !rec.children.is_empty() || rec.kind == "checkpoints" => {
             for (name, d) in store.read_list(d)? {

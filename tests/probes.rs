@@ -440,6 +440,45 @@ fn probes_graph_dev_profile_runs_and_reports_sane_metrics() {
     let m = &prompted["meta"]["metrics"]["test"];
     assert_eq!(prompted["meta"]["rows"].as_u64().unwrap(), n_test);
     assert!((0.0..=1.0).contains(&m["auroc"].as_f64().unwrap()), "{m}");
+    // The report: a test row per probe cell and the baseline, plots per layer beside it, and
+    // `dag show` prints the table.
+    let files: Vec<String> = at("report")["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    for f in [
+        "results.md",
+        "results.json",
+        "roc-test-layer-0.png",
+        "reliability-validation-layer-2.png",
+    ] {
+        assert!(files.iter().any(|p| p == f), "{f} not in {files:?}");
+    }
+    let md = std::fs::read_to_string(export(d, "report").join("results.md")).unwrap();
+    let test = md.split_once("## test").unwrap().1;
+    for layer in [0, 1, 2] {
+        for probe in [
+            "mean-logistic",
+            "diff-of-means",
+            "lda",
+            "per-token",
+            "attention",
+        ] {
+            let row = format!("| probe | {layer} | {probe} | ");
+            assert_eq!(test.matches(&row).count(), 1, "{row} in\n{md}");
+        }
+    }
+    let baseline = format!("| prompted | - | - | {n_test} (");
+    assert!(test.contains(&baseline), "{baseline} in\n{md}");
+    let finetuned = format!("| finetuned | - | - | {n_test} (");
+    assert!(test.contains(&finetuned), "{finetuned} in\n{md}");
+    let shown = text(&dag(d, &["show", "report"]));
+    assert!(
+        shown.contains("## test") && shown.contains(&baseline),
+        "{shown}"
+    );
     // Nothing reruns.
     let o = dag(
         d,

@@ -14,6 +14,7 @@ pub mod models;
 mod noop;
 pub mod probes;
 mod relabel;
+pub mod report;
 pub mod table;
 pub mod worker;
 
@@ -23,6 +24,7 @@ pub use evaluate::CompareEvals;
 pub use models::ModelRef;
 pub use noop::Noop;
 pub use relabel::Relabel;
+pub use report::ProbeReport;
 
 /// Every node type this build provides.
 pub fn registry() -> dag_engine::Registry {
@@ -40,5 +42,6 @@ pub fn registry() -> dag_engine::Registry {
     r.register(probes::train_probe());
     r.register(probes::classify_prompted());
     r.register(probes::finetune_classifier());
+    r.register(ProbeReport::new());
     r
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::bootstrap::{BootstrapConfig, Interval, stratified_bootstrap};
 use crate::error::{
     MetricError, Result, check_finite, check_probabilities, check_same_len, invalid,
 };
@@ -498,6 +499,25 @@ pub fn probe_metrics(probs: &[f64], labels: &[bool]) -> Result<ProbeMetrics> {
     })
 }
 
+/// [`probe_metrics`] with a stratified bootstrap interval of the AUROC (see
+/// [`stratified_bootstrap`]); the interval is `None` without a `bootstrap` config or when
+/// AUROC is undefined (one class). The one composition for every node that reports probe
+/// metrics, so a probe's own metrics and a report over its scores agree number for number.
+pub fn probe_metrics_with_interval(
+    probs: &[f64],
+    labels: &[bool],
+    bootstrap: Option<&BootstrapConfig>,
+) -> Result<(ProbeMetrics, Option<Interval>)> {
+    let metrics = probe_metrics(probs, labels)?;
+    let interval = match bootstrap {
+        Some(config) if metrics.auroc.is_some() => {
+            Some(stratified_bootstrap(probs, labels, config, roc_auc)?)
+        }
+        _ => None,
+    };
+    Ok((metrics, interval))
+}
+
 /// [`probe_metrics`] for each group (e.g. each evaluation dataset), keyed by group name.
 pub fn per_group_metrics<G: AsRef<str>>(
     probs: &[f64],
@@ -532,6 +552,31 @@ mod tests {
             roc_auc(&[0.9, 0.5, 0.5, 0.1], &[true, true, false, false]).unwrap(),
             0.875
         );
+    }
+
+    #[test]
+    fn probe_metrics_with_interval_is_the_two_composed() {
+        let probs = [0.9, 0.7, 0.7, 0.4, 0.3, 0.2, 0.6, 0.1];
+        let labels = [true, true, false, true, false, false, true, false];
+        let config = BootstrapConfig {
+            n_resamples: 50,
+            seed: 3,
+            level: 0.95,
+        };
+        let (m, ci) = probe_metrics_with_interval(&probs, &labels, Some(&config)).unwrap();
+        assert_eq!(m, probe_metrics(&probs, &labels).unwrap());
+        let expected = stratified_bootstrap(&probs, &labels, &config, roc_auc).unwrap();
+        assert_eq!(ci, Some(expected));
+        assert_eq!(
+            probe_metrics_with_interval(&probs, &labels, None)
+                .unwrap()
+                .1,
+            None
+        );
+        // One class: no AUROC, so no interval either (and no error).
+        let (m, ci) =
+            probe_metrics_with_interval(&probs[..2], &labels[..2], Some(&config)).unwrap();
+        assert_eq!((m.auroc, ci), (None, None));
     }
 
     #[test]

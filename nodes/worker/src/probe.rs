@@ -524,16 +524,15 @@ fn score(fitted: &Fitted, split: &Split) -> Result<Vec<Vec<f64>>, NodeError> {
 
 /// Metrics of one split's scores: the standard set with a bootstrap interval on AUROC.
 pub fn split_metrics(scores: &[f64], y: &[bool], resamples: usize) -> Result<Value, NodeError> {
-    let m = dag_metrics::probe_metrics(scores, y)
-        .map_err(|e| metric_err("Failed to compute probe metrics", &e))?;
+    let cfg = BootstrapConfig {
+        n_resamples: resamples,
+        ..BootstrapConfig::default()
+    };
+    let (m, ci) =
+        dag_metrics::probe_metrics_with_interval(scores, y, (resamples >= 2).then_some(&cfg))
+            .map_err(|e| metric_err("Failed to compute probe metrics", &e))?;
     let mut v = serde_json::to_value(&m).expect("metrics serialise");
-    if m.auroc.is_some() && resamples >= 2 {
-        let cfg = BootstrapConfig {
-            n_resamples: resamples,
-            ..BootstrapConfig::default()
-        };
-        let ci = dag_metrics::stratified_bootstrap(scores, y, &cfg, dag_metrics::roc_auc)
-            .map_err(|e| metric_err("Failed to bootstrap the AUROC", &e))?;
+    if let Some(ci) = ci {
         v["auroc_ci"] = json!([ci.lower, ci.upper]);
     }
     Ok(v)
