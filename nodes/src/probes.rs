@@ -439,6 +439,11 @@ pub fn finetune_classifier() -> WorkerNode {
                     "recompute blocks in the backward pass (less memory)",
                 ),
                 int("seed", 0, "seed of the adapter and head init, data order and dropout"),
+                int(
+                    "save_interval",
+                    100,
+                    "save the training state every this many steps, to resume after a kill (0 = never)",
+                ),
                 int("bootstrap", 1000, "bootstrap resamples for AUROC intervals"),
             ])
             .collect(),

@@ -385,3 +385,37 @@ fn a_lora_classifier_learns_a_token_planted_anywhere_in_the_text() {
         "held-out AUROC {before:.3} -> {after:.3}"
     );
 }
+
+#[test]
+fn a_classifier_resumes_from_its_state_to_the_same_predictions() {
+    let _turn = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let (examples, labels) = planted(16, 5);
+    let lora = || {
+        let mut model = tiny(DType::F32);
+        let targets = vec!["q".to_string(), "v".to_string()];
+        model
+            .attach_lora(LoraConfig::new(4, 8.0, 0.1, &targets).unwrap(), 4)
+            .unwrap();
+        model
+    };
+    let cfg = classifier_config(labels, 3);
+    let model = lora();
+    let mut whole = Trainer::new(&model, Mode::Lora, examples.clone(), cfg.clone()).unwrap();
+    for _ in 0..3 {
+        whole.train_step(&model).unwrap();
+    }
+    let want = whole.predict(&model, &examples, 8).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = lora();
+    let mut first = Trainer::new(&model, Mode::Lora, examples.clone(), cfg.clone()).unwrap();
+    for _ in 0..2 {
+        first.train_step(&model).unwrap();
+    }
+    first.save_state(dir.path()).unwrap();
+    let model = lora();
+    let mut resumed = Trainer::new(&model, Mode::Lora, examples.clone(), cfg).unwrap();
+    resumed.load_state(dir.path()).unwrap();
+    resumed.train_step(&model).unwrap();
+    assert_eq!(resumed.predict(&model, &examples, 8).unwrap(), want);
+}

@@ -4,8 +4,10 @@
 //! weight, through the finetune node's trainer (`Objective::Classify`). Every row of every
 //! split is scored, in train-probe's format, so the report compares it with the probes.
 //!
-//! Not resumable mid-training: a killed run trains again from the start (the baseline trains
-//! for minutes on the study's sizes, and its scores are cached once it finishes).
+//! Every `save_interval` optimizer steps the trainer's state (adapter, head, AdamW moments,
+//! step) is written to the job's work directory and recorded; a rerun after a kill restores the
+//! last one and continues, to the same weights (data order and dropout derive from the seed
+//! and the step).
 
 use std::path::Path;
 
@@ -93,6 +95,37 @@ fn read_split(
     Ok(Some(split))
 }
 
+/// Writes the trainer's state as `state-NNNNNN/` in the work directory (built under a
+/// `.tmp` name and renamed, so a kill never leaves half of one) and records it.
+fn save_state(
+    job: &Job,
+    trainer: &Trainer,
+    metrics: &[dag_runtime::train::StepMetrics],
+    rep: &Reporter,
+) -> Result<(), NodeError> {
+    let name = format!("state-{:06}", trainer.step());
+    let dir = job.work_dir.join(&name);
+    let tmp = dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fail = |e: &dyn std::error::Error| {
+        NodeError::caused(
+            format!(
+                "Failed to save the training state at step {}",
+                trainer.step()
+            ),
+            e,
+        )
+    };
+    trainer.save_state(&tmp).map_err(|e| fail(&e))?;
+    write(
+        &tmp.join("metrics.json"),
+        &serde_json::to_vec(metrics).expect("json"),
+    )?;
+    std::fs::rename(&tmp, &dir).map_err(|e| fail(&e))?;
+    rep.send(Report::SaveItems(vec![json!({ "dir": name })]));
+    Ok(())
+}
+
 fn write(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     std::fs::write(path, bytes)
         .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))
@@ -152,7 +185,31 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let total = trainer.total_steps();
     let scored: usize = splits.iter().map(|s| s.examples.len()).sum();
     rep.send(Report::Total((total + scored.div_ceil(batch_size)) as u64));
+    let interval = job
+        .params
+        .get("save_interval")
+        .and_then(Value::as_i64)
+        .unwrap_or(100)
+        .max(0) as usize;
     let mut metrics = Vec::with_capacity(total);
+    if let Some(state) = job
+        .resumed
+        .iter()
+        .filter_map(|item| item["dir"].as_str())
+        .map(|d| job.work_dir.join(d))
+        .rfind(|d| d.is_dir())
+    {
+        trainer.load_state(&state).map_err(|e| {
+            NodeError::caused(format!("Failed to resume from `{}`", state.display()), &e)
+        })?;
+        let text = std::fs::read_to_string(state.join("metrics.json")).unwrap_or_default();
+        metrics = serde_json::from_str(&text).unwrap_or_default();
+        rep.send(Report::Info(format!(
+            "resuming training at step {}",
+            trainer.step()
+        )));
+        rep.send(Report::Advance(trainer.step() as u64));
+    }
     while trainer.step() < total {
         let m = trainer.train_step(&model).map_err(|e| {
             NodeError::caused(
@@ -163,6 +220,10 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         })?;
         metrics.push(m);
         rep.send(Report::Advance(1));
+        let s = trainer.step();
+        if interval > 0 && s % interval == 0 && s < total {
+            save_state(job, &trainer, &metrics, rep)?;
+        }
     }
 
     let mut lines = Vec::new();
