@@ -15,7 +15,6 @@ fn float(name: &'static str, v: f64, doc: &'static str) -> ParamSpec {
 
 /// The `finetune` node type: supervised finetuning with LoRA or full weights.
 pub fn finetune() -> WorkerNode {
-    let strs = |v: &[&str]| Value::List(v.iter().map(|s| Value::Str(s.to_string())).collect());
     WorkerNode(NodeSpec {
         name: "finetune",
         // 2: dropout reseeded per block (checkpointing-safe), f32 adapters over bf16 bases.
@@ -47,101 +46,63 @@ pub fn finetune() -> WorkerNode {
             )
             .dir(),
         ],
-        params: vec![
-            ParamSpec::with_default(
-                "method",
-                ParamType::Enum(&["lora", "full"]),
-                Value::Str("lora".into()),
-                "train a LoRA adapter, or every weight",
-            ),
-            int("rank", 8, "LoRA rank"),
-            float(
-                "alpha",
-                16.0,
-                "LoRA alpha (the update is scaled by alpha / rank)",
-            ),
-            float("dropout", 0.05, "LoRA dropout"),
-            ParamSpec::with_default(
-                "target_modules",
-                ParamType::List(Box::new(ParamType::Str)),
-                strs(&["q", "k", "v", "o", "gate", "up", "down"]),
-                "projections LoRA wraps: q, k, v, o, gate, up, down (or q_proj ...)",
-            ),
-            ParamSpec::with_default(
-                "messages",
-                ParamType::Str,
-                Value::Str("messages".into()),
-                "column of conversations (lists of {role, content}), used when `prompt` is not set",
-            ),
-            ParamSpec::optional(
-                "prompt",
-                ParamType::Str,
-                "user message template with `{column}` placeholders (with `response`)",
-            ),
-            ParamSpec::with_default(
-                "response",
-                ParamType::Str,
-                Value::Str("{completion}".into()),
-                "assistant message template, when `prompt` is set",
-            ),
-            ParamSpec::optional(
-                "system_prompt",
-                ParamType::Str,
-                "system message put before templated turns",
-            ),
-            ParamSpec::with_default(
-                "drop_system",
-                ParamType::Bool,
-                Value::Bool(false),
-                "remove system messages from conversations (context distillation)",
-            ),
-            int(
-                "max_len",
-                1024,
-                "tokens per example at most; longer ones are cut (and counted)",
-            ),
-            float("lr", 2e-4, "peak learning rate"),
-            float("weight_decay", 0.0, "AdamW decoupled weight decay"),
-            int("warmup_steps", 0, "optimizer steps of linear warmup"),
-            ParamSpec::with_default(
-                "schedule",
-                ParamType::Enum(&["linear", "cosine", "constant"]),
-                Value::Str("linear".into()),
-                "decay after warmup",
-            ),
-            ParamSpec::with_default(
-                "packing",
-                ParamType::Bool,
-                Value::Bool(false),
-                "pack several examples into each row of max_len tokens; each attends only to itself",
-            ),
-            ParamSpec::with_default(
-                "gradient_checkpointing",
-                ParamType::Bool,
-                Value::Bool(false),
-                "recompute each block in the backward pass instead of storing its activations (less memory, one more forward)",
-            ),
-            int(
-                "batch_size",
-                4,
-                "rows per forward pass (examples, or packed rows)",
-            ),
-            int("grad_accum", 1, "forward passes per optimizer step"),
-            float("max_grad_norm", 1.0, "global gradient-norm clip (0 = off)"),
-            int("epochs", 1, "passes over the data (when max_steps is 0)"),
-            int("max_steps", 0, "optimizer steps in all (0 = from epochs)"),
-            int(
-                "seed",
-                0,
-                "seed of the adapter init, data order and dropout",
-            ),
-            int(
-                "save_interval",
-                0,
-                "save a checkpoint every this many steps (0 = only at the end)",
-            ),
-            ParamSpec::with_default(
-                "merge",
+        params: adapter_params()
+            .into_iter()
+            .chain([
+                ParamSpec::with_default(
+                    "messages",
+                    ParamType::Str,
+                    Value::Str("messages".into()),
+                    "column of conversations (lists of {role, content}), used when `prompt` is not set",
+                ),
+                ParamSpec::optional(
+                    "prompt",
+                    ParamType::Str,
+                    "user message template with `{column}` placeholders (with `response`)",
+                ),
+                ParamSpec::with_default(
+                    "response",
+                    ParamType::Str,
+                    Value::Str("{completion}".into()),
+                    "assistant message template, when `prompt` is set",
+                ),
+                ParamSpec::optional(
+                    "system_prompt",
+                    ParamType::Str,
+                    "system message put before templated turns",
+                ),
+                ParamSpec::with_default(
+                    "drop_system",
+                    ParamType::Bool,
+                    Value::Bool(false),
+                    "remove system messages from conversations (context distillation)",
+                ),
+                int(
+                    "max_len",
+                    1024,
+                    "tokens per example at most; longer ones are cut (and counted)",
+                ),
+                ParamSpec::with_default(
+                    "packing",
+                    ParamType::Bool,
+                    Value::Bool(false),
+                    "pack several examples into each row of max_len tokens; each attends only to itself",
+                ),
+            ])
+            .chain(optimizer_params(2e-4))
+            .chain([
+                int(
+                    "seed",
+                    0,
+                    "seed of the adapter init, data order and dropout",
+                ),
+                int(
+                    "save_interval",
+                    0,
+                    "save a checkpoint every this many steps (0 = only at the end)",
+                ),
+                ParamSpec::with_default(
+                    "merge",
                 ParamType::Bool,
                 Value::Bool(false),
                 "LoRA: also write each checkpoint's merged model as a Hugging Face folder (merged/)",
@@ -152,7 +113,60 @@ pub fn finetune() -> WorkerNode {
                 Value::Str("error".into()),
                 "a non-finite loss: fail naming the step, or stop and keep the checkpoints saved before it",
             ),
-        ],
+            ])
+            .collect(),
         resources: Resources::GPU,
     })
+}
+
+/// LoRA params (`method` included), shared with `finetune-classifier`.
+pub(crate) fn adapter_params() -> Vec<ParamSpec> {
+    let strs = |v: &[&str]| Value::List(v.iter().map(|s| Value::Str(s.to_string())).collect());
+    vec![
+        ParamSpec::with_default(
+            "method",
+            ParamType::Enum(&["lora", "full"]),
+            Value::Str("lora".into()),
+            "train a LoRA adapter, or every weight",
+        ),
+        int("rank", 8, "LoRA rank"),
+        float(
+            "alpha",
+            16.0,
+            "LoRA alpha (the update is scaled by alpha / rank)",
+        ),
+        float("dropout", 0.05, "LoRA dropout"),
+        ParamSpec::with_default(
+            "target_modules",
+            ParamType::List(Box::new(ParamType::Str)),
+            strs(&["q", "k", "v", "o", "gate", "up", "down"]),
+            "projections LoRA wraps: q, k, v, o, gate, up, down (or q_proj ...)",
+        ),
+    ]
+}
+
+/// Optimisation params, shared with `finetune-classifier` (`lr` is its default).
+pub(crate) fn optimizer_params(lr: f64) -> Vec<ParamSpec> {
+    vec![
+        float("lr", lr, "peak learning rate"),
+        float("weight_decay", 0.0, "AdamW decoupled weight decay"),
+        int("warmup_steps", 0, "optimizer steps of linear warmup"),
+        ParamSpec::with_default(
+            "schedule",
+            ParamType::Enum(&["linear", "cosine", "constant"]),
+            Value::Str("linear".into()),
+            "decay after warmup",
+        ),
+        ParamSpec::with_default(
+            "gradient_checkpointing",
+            ParamType::Bool,
+            Value::Bool(false),
+            "recompute each block in the backward pass instead of storing its activations (less memory, one more forward)",
+        ),
+        int("batch_size", 4, "rows per forward pass"),
+        int("grad_accum", 1, "forward passes per optimizer step"),
+        float("max_grad_norm", 1.0, "global gradient-norm clip (0 = off)"),
+        int("epochs", 1, "passes over the data (when max_steps is 0)"),
+        int("max_steps", 0, "optimizer steps in all (0 = from epochs)"),
+    ]
 }

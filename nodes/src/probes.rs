@@ -44,7 +44,7 @@ fn rendering() -> Vec<ParamSpec> {
             "max_len",
             ParamType::Int,
             Value::Int(512),
-            "tokens kept per row; longer rows are cut (see `truncation_side`) and counted in meta.json",
+            "tokens kept per row; longer rows are cut (see `truncation_side`) and counted",
         ),
         ParamSpec::with_default(
             "truncation_side",
@@ -358,10 +358,7 @@ pub fn classify_prompted() -> WorkerNode {
 
 /// The `finetune-classifier` node type: the finetuned-classifier baseline.
 pub fn finetune_classifier() -> WorkerNode {
-    let strs = |v: &[&str]| Value::List(v.iter().map(|s| Value::Str(s.to_string())).collect());
     let int = |name, v, doc| ParamSpec::with_default(name, ParamType::Int, Value::Int(v), doc);
-    let float =
-        |name, v, doc| ParamSpec::with_default(name, ParamType::Float, Value::Float(v), doc);
     WorkerNode(NodeSpec {
         name: "finetune-classifier",
         version: 1,
@@ -390,6 +387,8 @@ pub fn finetune_classifier() -> WorkerNode {
         ],
         params: rendering()
             .into_iter()
+            .chain(crate::finetune::adapter_params())
+            .chain(crate::finetune::optimizer_params(1e-4))
             .chain([
                 ParamSpec::with_default(
                     "label_column",
@@ -398,45 +397,10 @@ pub fn finetune_classifier() -> WorkerNode {
                     "the 0/1 (or boolean) label column",
                 ),
                 ParamSpec::with_default(
-                    "method",
-                    ParamType::Enum(&["lora", "full"]),
-                    Value::Str("lora".into()),
-                    "train a LoRA adapter with the head, or every weight",
-                ),
-                int("rank", 8, "LoRA rank"),
-                float("alpha", 16.0, "LoRA alpha"),
-                float("dropout", 0.05, "LoRA dropout"),
-                ParamSpec::with_default(
-                    "target_modules",
-                    list_of(ParamType::Str),
-                    strs(&["q", "k", "v", "o", "gate", "up", "down"]),
-                    "projections LoRA wraps",
-                ),
-                float("lr", 1e-4, "peak learning rate"),
-                float("weight_decay", 0.0, "AdamW decoupled weight decay"),
-                int("warmup_steps", 0, "optimizer steps of linear warmup"),
-                ParamSpec::with_default(
-                    "schedule",
-                    ParamType::Enum(&["linear", "cosine", "constant"]),
-                    Value::Str("linear".into()),
-                    "decay after warmup",
-                ),
-                int("batch_size", 4, "rows per forward pass"),
-                int("grad_accum", 1, "forward passes per optimizer step"),
-                float("max_grad_norm", 1.0, "global gradient-norm clip (0 = off)"),
-                int("epochs", 1, "passes over the training rows (when max_steps is 0)"),
-                int("max_steps", 0, "optimizer steps in all (0 = from epochs)"),
-                ParamSpec::with_default(
                     "class_weight",
                     ParamType::Enum(&["none", "balanced"]),
                     Value::Str("balanced".into()),
                     "loss weights per class (balanced: n / (2 n_class), as scikit-learn)",
-                ),
-                ParamSpec::with_default(
-                    "gradient_checkpointing",
-                    ParamType::Bool,
-                    Value::Bool(false),
-                    "recompute blocks in the backward pass (less memory)",
                 ),
                 int("seed", 0, "seed of the adapter and head init, data order and dropout"),
                 int(
