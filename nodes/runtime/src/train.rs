@@ -602,6 +602,7 @@ impl Trainer {
     /// The classifier head's logit (`[rows]`, f32) at position `lasts[r]` of each row of
     /// final hidden states.
     fn head_logits(&self, hidden: &Tensor, lasts: &[i64]) -> Tensor {
+        // `Trainer::new` pushes the head last: `score.weight`, then `score.bias`.
         let n = self.params.len();
         let (w, b) = (&self.params[n - 2].1, &self.params[n - 1].1);
         let device = hidden.device();
