@@ -19,6 +19,16 @@ fn list_of(t: ParamType) -> ParamType {
     ParamType::List(Box::new(t))
 }
 
+/// The per-dataset breakdown's param, shared by the nodes that write `scores`: absent, their
+/// outputs are what they were before it existed (no new keys, same cache keys).
+fn group_column() -> ParamSpec {
+    ParamSpec::optional(
+        "group_column",
+        ParamType::Str,
+        "column naming each row's source dataset: scores carry it as `group`, metrics gain `by_group` (per value)",
+    )
+}
+
 /// How rows become token ids (shared by the nodes that read texts or conversations; the
 /// worker's `activations::Render` reads them).
 fn rendering() -> Vec<ParamSpec> {
@@ -184,6 +194,7 @@ pub fn train_probe() -> WorkerNode {
                 Value::Str("label".into()),
                 "the 0/1 (or boolean) label column carried in the activations",
             ),
+            group_column(),
             ParamSpec::with_default(
                 "aggregate",
                 ParamType::Enum(&["mean", "max", "softmax", "rolling-max", "last"]),
@@ -339,6 +350,7 @@ pub fn classify_prompted() -> WorkerNode {
                 Value::Str("label".into()),
                 "0/1 or boolean label column",
             ),
+            group_column(),
             ParamSpec::with_default(
                 "split",
                 ParamType::Str,
@@ -396,6 +408,7 @@ pub fn finetune_classifier() -> WorkerNode {
                     Value::Str("label".into()),
                     "the 0/1 (or boolean) label column",
                 ),
+                group_column(),
                 ParamSpec::with_default(
                     "class_weight",
                     ParamType::Enum(&["none", "balanced"]),

@@ -17,7 +17,8 @@ use dag_engine::{
 };
 use dag_metrics::{
     BootstrapConfig, Interval, ProbeMetrics, ReliabilityTable, RocCurve,
-    probe_metrics_with_interval, reliability_plot_png, reliability_table, roc_curve, roc_plot_png,
+    per_group_metrics_with_interval, probe_metrics_with_interval, reliability_plot_png,
+    reliability_table, roc_curve, roc_plot_png,
 };
 use serde_json::{Value as Json, json};
 
@@ -35,7 +36,9 @@ impl ProbeReport {
                   TPR at 1% FPR with the threshold on negatives only and the seed study's closest-point variant, \
                   accuracy at 0.5, ECE over 10 bins, Brier, rows), results.json (the same numbers, reliability \
                   tables, input digests) and ROC and reliability PNGs per split. An input may lack some of \
-                  `splits` (the prompted baseline scores test only): its cells are `-`.",
+                  `splits` (the prompted baseline scores test only): its cells are `-`. Scores lines with a `group` \
+                  (the producers' `group_column`) add per split an inputs x groups AUROC table and a full table \
+                  per group, each group's rows alone.",
             inputs: vec![
                 PortSpec::new(
                     "scores",
@@ -147,6 +150,8 @@ const CURVES_PER_CHART: usize = 6;
 struct SplitScores {
     scores: Vec<f64>,
     labels: Vec<bool>,
+    /// Each row's `group` (the producer's `group_column`), when the lines carry one.
+    groups: Option<Vec<String>>,
 }
 
 /// One input: where it came from and its scores by split.
@@ -165,6 +170,8 @@ struct Cell {
     auroc_ci: Option<Interval>,
     roc: RocCurve,
     reliability: ReliabilityTable,
+    /// The same metrics on each group's rows alone; empty when the rows carry no group.
+    by_group: BTreeMap<String, (ProbeMetrics, Option<Interval>)>,
 }
 
 /// `probe[layer=6,probe=lda].scores` -> (`probe`, [(layer, 6), (probe, lda)]); `prompted.scores`
@@ -195,6 +202,8 @@ fn read_scores(label: &str, path: &Path) -> Result<BTreeMap<String, SplitScores>
     let text = std::fs::read_to_string(path)
         .map_err(|e| NodeError::caused(format!("Failed to read the scores of `{label}`"), &e))?;
     let mut splits: BTreeMap<String, SplitScores> = BTreeMap::new();
+    // Whether the first line carried a group: every line must agree with it.
+    let mut grouped: Option<bool> = None;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -225,9 +234,29 @@ fn read_scores(label: &str, path: &Path) -> Result<BTreeMap<String, SplitScores>
                     field("score")
                 ))
             })?;
+        let group = match row.get("group") {
+            None => None,
+            Some(Json::String(g)) => Some(g.clone()),
+            Some(_) => return Err(bad(format!("has group {}, not a string", field("group")))),
+        };
+        if *grouped.get_or_insert(group.is_some()) != group.is_some() {
+            let (has, lacks) = if group.is_some() {
+                ("has", "earlier lines have none")
+            } else {
+                ("has no", "earlier lines have one")
+            };
+            return Err(NodeError::msg(format!(
+                "Line {} of `{label}` {has} `group` but {lacks}",
+                i + 1
+            ))
+            .hint("a scores file comes from one node: with `group_column` every line has a `group`, without it none does"));
+        }
         let s = splits.entry(split.to_string()).or_default();
         s.scores.push(score);
         s.labels.push(y);
+        if let Some(g) = group {
+            s.groups.get_or_insert_with(Vec::new).push(g);
+        }
     }
     Ok(splits)
 }
@@ -325,15 +354,19 @@ fn cell(
         seed: options.seed,
         level: 0.95,
     };
-    let (metrics, auroc_ci) = probe_metrics_with_interval(
-        &s.scores,
-        &s.labels,
-        (options.bootstrap >= 2).then_some(&config),
-    )
-    .map_err(|e| fail("the metrics", &e))?;
+    let bootstrap = (options.bootstrap >= 2).then_some(&config);
+    let (metrics, auroc_ci) = probe_metrics_with_interval(&s.scores, &s.labels, bootstrap)
+        .map_err(|e| fail("the metrics", &e))?;
+    // A group of one class is not an error (unlike a split): its AUROC is `None`, shown as such.
+    let by_group = match &s.groups {
+        Some(groups) => per_group_metrics_with_interval(&s.scores, &s.labels, groups, bootstrap)
+            .map_err(|e| fail("the per-group metrics", &e))?,
+        None => BTreeMap::new(),
+    };
     Ok(Cell {
         metrics,
         auroc_ci,
+        by_group,
         roc: roc_curve(&s.scores, &s.labels, None, true).map_err(|e| fail("the ROC curve", &e))?,
         reliability: reliability_table(&s.scores, &s.labels, 10)
             .map_err(|e| fail("the reliability table", &e))?,
@@ -530,6 +563,14 @@ pub fn write_report(
     }))
 }
 
+/// One input's metrics on some rows as results.json writes them.
+fn metrics_json(m: &ProbeMetrics, ci: Option<Interval>) -> Json {
+    let mut v = serde_json::to_value(m).expect("metrics serialise");
+    v["n_negative"] = json!(m.n - m.n_positive);
+    v["auroc_ci"] = ci.map_or(Json::Null, |ci| json!([ci.lower, ci.upper]));
+    v
+}
+
 fn results_json(
     inputs: &[Scored],
     cells: &[Vec<Option<Cell>>],
@@ -547,10 +588,22 @@ fn results_json(
                     missing.push(split.clone());
                     continue;
                 };
-                let mut m = serde_json::to_value(&c.metrics).expect("metrics serialise");
-                m["n_negative"] = json!(c.metrics.n - c.metrics.n_positive);
-                m["auroc_ci"] = c.auroc_ci.map_or(Json::Null, |ci| json!([ci.lower, ci.upper]));
+                let mut m = metrics_json(&c.metrics, c.auroc_ci);
                 m["reliability"] = serde_json::to_value(&c.reliability).expect("serialises");
+                if !c.by_group.is_empty() {
+                    m["by_group"] = c
+                        .by_group
+                        .iter()
+                        .map(|(g, (gm, ci))| {
+                            let mut v = metrics_json(gm, *ci);
+                            if let Some(why) = gm.undefined_auroc_reason() {
+                                v["note"] = json!(why);
+                            }
+                            (g.clone(), v)
+                        })
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
+                }
                 by_split.insert(split.clone(), m);
             }
             json!({
@@ -570,6 +623,132 @@ fn results_json(
         "inputs": rows,
         "plots": plots.iter().map(|(s, f)| json!({ "split": s, "file": f })).collect::<Vec<_>>(),
     })
+}
+
+/// The metric tables' header: the input's label columns, then the metrics.
+fn table_header(cols: &[String], options: &Options) -> Vec<String> {
+    let mut header = row_label_header(cols);
+    header.extend(
+        [
+            "n (pos/neg)",
+            if options.bootstrap >= 2 {
+                "AUROC [95% CI]"
+            } else {
+                "AUROC"
+            },
+            "TPR@1%FPR",
+            "TPR@1%FPR (closest point)",
+            "accuracy@0.5",
+            "ECE (10 bins)",
+            "Brier",
+        ]
+        .map(String::from),
+    );
+    header
+}
+
+/// The cells naming an input: its node and its value of each matrix variable (`-` if none).
+fn row_label(input: &Scored, cols: &[String]) -> Vec<String> {
+    let mut line: Vec<String> = vec![input.node.clone()];
+    line.extend(
+        cols.iter()
+            .map(|k| value_of(input, k).unwrap_or("-").to_string()),
+    );
+    line
+}
+
+/// AUROC with its interval when there is one; `-` when undefined (one class).
+fn auroc_text(m: &ProbeMetrics, ci: Option<Interval>) -> String {
+    let auroc = m.auroc.map_or("-".into(), f3);
+    match ci {
+        Some(ci) => format!("{auroc} [{}, {}]", f3(ci.lower), f3(ci.upper)),
+        None => auroc,
+    }
+}
+
+/// The metric cells of [`table_header`], rounded to three decimals.
+fn metric_cells(m: &ProbeMetrics, ci: Option<Interval>) -> Vec<String> {
+    vec![
+        format!("{} ({}/{})", m.n, m.n_positive, m.n - m.n_positive),
+        auroc_text(m, ci),
+        m.tpr_at_1pct_fpr.map_or("-".into(), |t| f3(t.tpr)),
+        m.tpr_at_1pct_fpr_closest_point.map_or("-".into(), f3),
+        f3(m.accuracy_at_half),
+        f3(m.ece_10),
+        f3(m.brier),
+    ]
+}
+
+/// The per-group part of a split's section, when some input's rows carry a `group`: first
+/// AUROC as inputs x groups (how each probe fares on each source dataset, at a glance), then
+/// one full table per group (the inputs ranked on that dataset's rows alone). Inputs without
+/// groups have no rows here; a grouped input without rows in some group shows `-`.
+fn group_tables(
+    md: &mut String,
+    split: &str,
+    inputs: &[Scored],
+    row: &[Option<Cell>],
+    cols: &[String],
+    options: &Options,
+) {
+    let grouped: Vec<(&Scored, &Cell)> = inputs
+        .iter()
+        .zip(row)
+        .filter_map(|(input, c)| c.as_ref().map(|c| (input, c)))
+        .filter(|(_, c)| !c.by_group.is_empty())
+        .collect();
+    if grouped.is_empty() {
+        return;
+    }
+    let groups: std::collections::BTreeSet<&String> = grouped
+        .iter()
+        .flat_map(|(_, c)| c.by_group.keys())
+        .collect();
+    let _ = writeln!(md, "### {split}: per group\n");
+    let _ = writeln!(
+        md,
+        "The same metrics on each group's rows alone (the scores' `group`, from the producing \
+         node's `group_column`: the rows' source dataset), under the same bootstrap; first AUROC \
+         per input and group, then every metric per group. Inputs whose scores carry no group \
+         are not listed. An AUROC of `-` marks a group with rows of one class only on this split \
+         (AUROC, its interval and TPR at 1% FPR need both classes: undefined, not zero), or, in \
+         the first table, an input without rows in that group.\n"
+    );
+    let mut header = row_label_header(cols);
+    header.extend(groups.iter().map(|g| format!("`{g}`")));
+    let _ = writeln!(md, "| {} |", header.join(" | "));
+    let _ = writeln!(md, "|{}", " --- |".repeat(header.len()));
+    for (input, c) in &grouped {
+        let mut line = row_label(input, cols);
+        line.extend(groups.iter().map(|g| {
+            c.by_group
+                .get(*g)
+                .map_or("-".into(), |(m, ci)| auroc_text(m, *ci))
+        }));
+        let _ = writeln!(md, "| {} |", line.join(" | "));
+    }
+    md.push('\n');
+    let header = table_header(cols, options);
+    for g in groups {
+        let _ = writeln!(md, "#### {split}, group `{g}`\n");
+        let _ = writeln!(md, "| {} |", header.join(" | "));
+        let _ = writeln!(md, "|{}", " --- |".repeat(header.len()));
+        for (input, c) in &grouped {
+            if let Some((m, ci)) = c.by_group.get(g) {
+                let mut line = row_label(input, cols);
+                line.extend(metric_cells(m, *ci));
+                let _ = writeln!(md, "| {} |", line.join(" | "));
+            }
+        }
+        md.push('\n');
+    }
+}
+
+/// The label columns of a table's header.
+fn row_label_header(cols: &[String]) -> Vec<String> {
+    let mut header: Vec<String> = vec!["node".into()];
+    header.extend(cols.iter().cloned());
+    header
 }
 
 fn markdown(
@@ -601,49 +780,15 @@ fn markdown(
          compare with its published numbers. Accuracy flags a row when its score is above 0.5; ECE \
          uses 10 equal-width bins. `-`: the input has no rows for that split.\n"
     );
-    let mut header: Vec<String> = vec!["node".into()];
-    header.extend(cols.iter().cloned());
-    header.extend(
-        [
-            "n (pos/neg)",
-            if options.bootstrap >= 2 {
-                "AUROC [95% CI]"
-            } else {
-                "AUROC"
-            },
-            "TPR@1%FPR",
-            "TPR@1%FPR (closest point)",
-            "accuracy@0.5",
-            "ECE (10 bins)",
-            "Brier",
-        ]
-        .map(String::from),
-    );
+    let header = table_header(cols, options);
     for (split, row) in options.splits.iter().zip(cells) {
         let _ = writeln!(md, "## {split}\n");
         let _ = writeln!(md, "| {} |", header.join(" | "));
         let _ = writeln!(md, "|{}", " --- |".repeat(header.len()));
         for (input, c) in inputs.iter().zip(row) {
-            let mut line: Vec<String> = vec![input.node.clone()];
-            line.extend(
-                cols.iter()
-                    .map(|k| value_of(input, k).unwrap_or("-").to_string()),
-            );
+            let mut line = row_label(input, cols);
             match c {
-                Some(c) => {
-                    let m = &c.metrics;
-                    let auroc = m.auroc.map_or("-".into(), f3);
-                    line.push(format!("{} ({}/{})", m.n, m.n_positive, m.n - m.n_positive));
-                    line.push(match c.auroc_ci {
-                        Some(ci) => format!("{auroc} [{}, {}]", f3(ci.lower), f3(ci.upper)),
-                        None => auroc,
-                    });
-                    line.push(m.tpr_at_1pct_fpr.map_or("-".into(), |t| f3(t.tpr)));
-                    line.push(m.tpr_at_1pct_fpr_closest_point.map_or("-".into(), f3));
-                    line.push(f3(m.accuracy_at_half));
-                    line.push(f3(m.ece_10));
-                    line.push(f3(m.brier));
-                }
+                Some(c) => line.extend(metric_cells(&c.metrics, c.auroc_ci)),
                 None => line.extend(std::iter::repeat_n(
                     "-".to_string(),
                     header.len() - line.len(),
@@ -665,6 +810,8 @@ fn markdown(
             let _ = writeln!(md, "![{file}]({file})");
         }
         md.push('\n');
+        // After the plots: they draw the whole split, which the table above them reports.
+        group_tables(&mut md, split, inputs, row, cols, options);
     }
     let _ = writeln!(md, "## Inputs\n\n| input | digest |\n| --- | --- |");
     for input in inputs {
@@ -677,8 +824,8 @@ fn markdown(
 mod tests {
     use super::*;
     use dag_metrics::{
-        accuracy, brier_score, expected_calibration_error, roc_auc, stratified_bootstrap,
-        tpr_at_fpr, tpr_at_fpr_closest_point,
+        accuracy, brier_score, expected_calibration_error, probe_metrics, roc_auc,
+        stratified_bootstrap, tpr_at_fpr, tpr_at_fpr_closest_point,
     };
 
     /// A scores artifact as a node sees it, written under `dir`.
@@ -871,6 +1018,165 @@ mod tests {
             let md = std::fs::read_to_string(out.join("results.md")).unwrap();
             let cell = format!("{:.3} [{:.3}, {:.3}]", ci.estimate, ci.lower, ci.upper);
             assert!(md.contains(&cell), "{cell} not in\n{md}");
+        }
+    }
+
+    /// Planted rows with a `group` each: `a` and `b` in turns, and on test two rows of `c`,
+    /// both positive.
+    fn grouped(splits: &[&str], n: usize, shift: f64) -> Vec<(String, bool, f64, String)> {
+        let mut rows: Vec<(String, bool, f64, String)> = planted(splits, n, shift)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (split, y, s))| (split, y, s, ["a", "b"][i % 4 / 2].to_string()))
+            .collect();
+        if splits.contains(&"test") {
+            rows.push(("test".into(), true, 0.8, "c".into()));
+            rows.push(("test".into(), true, 0.3, "c".into()));
+        }
+        rows
+    }
+
+    fn grouped_lines(rows: &[(String, bool, f64, String)]) -> String {
+        rows.iter()
+            .enumerate()
+            .map(|(i, (split, y, s, g))| {
+                format!(
+                    "{}\n",
+                    json!({ "split": split, "row": i, "label": u8::from(*y), "score": s, "group": g })
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_get_the_same_metrics_on_their_own_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = grouped(&["validation", "test"], 40, 0.1);
+        let inputs = [
+            input(
+                dir.path(),
+                "probe[layer=6,probe=lda].scores",
+                &grouped_lines(&rows),
+            ),
+            input(
+                dir.path(),
+                "prompted.scores",
+                &planted_lines(&["test"], 20, 0.0),
+            ),
+        ];
+        let out = dir.path().join("report");
+        write_report(&inputs, &options(&["validation", "test"]), &out).unwrap();
+        let r = results(&out);
+        let config = BootstrapConfig {
+            n_resamples: 200,
+            seed: 7,
+            level: 0.95,
+        };
+        for split in ["validation", "test"] {
+            let by = &r["inputs"][0]["splits"][split]["by_group"];
+            for g in ["a", "b"] {
+                let (p, y): (Vec<f64>, Vec<bool>) = rows
+                    .iter()
+                    .filter(|(s, _, _, gr)| s == split && gr == g)
+                    .map(|(_, y, x, _)| (*x, *y))
+                    .unzip();
+                let m = &by[g];
+                assert_eq!(m["n"], 20, "{split} {g}");
+                close(&m["auroc"], roc_auc(&p, &y).unwrap());
+                close(&m["brier"], brier_score(&p, &y, None).unwrap());
+                let ci = stratified_bootstrap(&p, &y, &config, roc_auc).unwrap();
+                close(&m["auroc_ci"][0], ci.lower);
+                close(&m["auroc_ci"][1], ci.upper);
+                assert!(m.get("note").is_none());
+            }
+        }
+        // One class: no AUROC and a note why, but the calibration numbers are there.
+        let c = &r["inputs"][0]["splits"]["test"]["by_group"]["c"];
+        assert_eq!((&c["auroc"], &c["auroc_ci"]), (&Json::Null, &Json::Null));
+        assert!(
+            c["note"]
+                .as_str()
+                .unwrap()
+                .starts_with("only positive rows (2)"),
+            "{c}"
+        );
+        let m = probe_metrics(&[0.8, 0.3], &[true, true]).unwrap();
+        close(&c["brier"], m.brier);
+        assert!(
+            r["inputs"][0]["splits"]["validation"]["by_group"]
+                .get("c")
+                .is_none()
+        );
+        // The baseline has no groups: no breakdown, and no rows in the per-group tables.
+        assert!(r["inputs"][1]["splits"]["test"].get("by_group").is_none());
+        let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+        let test = md.split_once("### test: per group").unwrap().1;
+        assert!(
+            test.contains("| node | layer | probe | `a` | `b` | `c` |"),
+            "{md}"
+        );
+        let a = &r["inputs"][0]["splits"]["test"]["by_group"]["a"];
+        let cell = format!(
+            "{:.3} [{:.3}, {:.3}]",
+            a["auroc"].as_f64().unwrap(),
+            a["auroc_ci"][0].as_f64().unwrap(),
+            a["auroc_ci"][1].as_f64().unwrap()
+        );
+        assert!(
+            test.contains(&format!("| probe | 6 | lda | {cell} | ")),
+            "{cell} in\n{md}"
+        );
+        assert!(test.contains(" | - |\n"), "group c's AUROC is `-`:\n{md}");
+        assert!(
+            test.contains("#### test, group `c`\n\n| node | layer | probe | n (pos/neg) |"),
+            "{md}"
+        );
+        assert!(
+            test.contains("| probe | 6 | lda | 2 (2/0) | - | - | - |"),
+            "{md}"
+        );
+        assert!(!test.contains("| prompted |"), "{md}");
+        let validation = md.split_once("## test").unwrap().0;
+        assert!(validation.contains("### validation: per group"), "{md}");
+        assert!(!validation.contains("`c`"), "{md}");
+    }
+
+    #[test]
+    fn scores_without_groups_give_no_group_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = study(dir.path());
+        let out = dir.path().join("report");
+        write_report(&inputs, &options(&["validation", "test"]), &out).unwrap();
+        let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+        assert!(!md.contains("per group"), "{md}");
+        let json = std::fs::read_to_string(out.join("results.json")).unwrap();
+        assert!(!json.contains("by_group"));
+    }
+
+    #[test]
+    fn a_scores_file_is_grouped_on_every_line_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = r#"{"split": "test", "row": 0, "label": 1, "score": 0.7, "group": "a"}"#;
+        for (bad, what) in [
+            (
+                r#"{"split": "test", "row": 1, "label": 0, "score": 0.1}"#,
+                "has no `group` but earlier lines have one",
+            ),
+            (
+                r#"{"split": "test", "row": 1, "label": 0, "score": 0.1, "group": 3}"#,
+                "has group 3, not a string",
+            ),
+        ] {
+            let inputs = [input(
+                dir.path(),
+                "prompted.scores",
+                &format!("{good}\n{bad}\n"),
+            )];
+            let err = error(&inputs, &["test"]);
+            assert!(
+                err.contains(&format!("Line 2 of `prompted.scores` {what}")),
+                "{err}"
+            );
         }
     }
 

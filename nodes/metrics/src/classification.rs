@@ -110,6 +110,25 @@ pub struct ProbeMetrics {
     pub brier: f64,
 }
 
+impl ProbeMetrics {
+    /// Why AUROC (and its interval, and TPR at 1% FPR) is `None`, for a reader of the output:
+    /// `None` when they are defined.
+    pub fn undefined_auroc_reason(&self) -> Option<String> {
+        if self.auroc.is_some() {
+            return None;
+        }
+        let class = if self.n_positive == 0 {
+            "negative"
+        } else {
+            "positive"
+        };
+        Some(format!(
+            "only {class} rows ({}): AUROC, its interval and TPR at 1% FPR need both classes",
+            self.n
+        ))
+    }
+}
+
 fn check_labels_scores(what: &'static str, scores: &[f64], labels: &[bool]) -> Result<()> {
     check_same_len("scores", scores.len(), "labels", labels.len())?;
     if scores.is_empty() {
@@ -524,6 +543,25 @@ pub fn per_group_metrics<G: AsRef<str>>(
     labels: &[bool],
     groups: &[G],
 ) -> Result<BTreeMap<String, ProbeMetrics>> {
+    Ok(
+        per_group_metrics_with_interval(probs, labels, groups, None)?
+            .into_iter()
+            .map(|(g, (m, _))| (g, m))
+            .collect(),
+    )
+}
+
+/// [`probe_metrics_with_interval`] for each group, keyed by group name: the per-dataset
+/// breakdown a probe node and a report both compute, so they agree number for number. Each
+/// group is resampled on its own rows with the same `bootstrap` config. A group with one class
+/// gets `auroc: None` and no interval (not an error): a dataset of only positives is a normal
+/// thing to evaluate on, its calibration metrics are still defined.
+pub fn per_group_metrics_with_interval<G: AsRef<str>>(
+    probs: &[f64],
+    labels: &[bool],
+    groups: &[G],
+    bootstrap: Option<&BootstrapConfig>,
+) -> Result<BTreeMap<String, (ProbeMetrics, Option<Interval>)>> {
     check_same_len("scores", probs.len(), "groups", groups.len())?;
     check_same_len("scores", probs.len(), "labels", labels.len())?;
     let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -535,7 +573,10 @@ pub fn per_group_metrics<G: AsRef<str>>(
         .map(|(g, idx)| {
             let p: Vec<f64> = idx.iter().map(|&i| probs[i]).collect();
             let y: Vec<bool> = idx.iter().map(|&i| labels[i]).collect();
-            Ok((g.to_owned(), probe_metrics(&p, &y)?))
+            Ok((
+                g.to_owned(),
+                probe_metrics_with_interval(&p, &y, bootstrap)?,
+            ))
         })
         .collect()
 }
@@ -642,5 +683,36 @@ mod tests {
         assert_eq!(m["a"].auroc, Some(1.0));
         assert_eq!(m["b"].auroc, None);
         assert_eq!(m["b"].accuracy_at_half, 1.0);
+        assert_eq!(
+            m["b"].undefined_auroc_reason().unwrap(),
+            "only positive rows (2): AUROC, its interval and TPR at 1% FPR need both classes"
+        );
+        assert_eq!(m["a"].undefined_auroc_reason(), None);
+    }
+
+    #[test]
+    fn per_group_with_interval_is_each_group_alone() {
+        let probs = [0.9, 0.1, 0.8, 0.7, 0.6, 0.3, 0.4, 0.2, 0.65];
+        let labels = [true, false, true, true, false, false, true, false, true];
+        let groups = ["a", "a", "b", "b", "a", "b", "a", "a", "a"];
+        let config = BootstrapConfig {
+            n_resamples: 50,
+            seed: 1,
+            level: 0.95,
+        };
+        let m = per_group_metrics_with_interval(&probs, &labels, &groups, Some(&config)).unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b"]);
+        let a: Vec<usize> = (0..9).filter(|&i| groups[i] == "a").collect();
+        let (pa, ya): (Vec<f64>, Vec<bool>) = a.iter().map(|&i| (probs[i], labels[i])).unzip();
+        assert_eq!(
+            m["a"],
+            probe_metrics_with_interval(&pa, &ya, Some(&config)).unwrap()
+        );
+        // Group b: positives 0.8, 0.7 against negative 0.3, all above it.
+        assert_eq!(m["b"].0.auroc, Some(1.0));
+        assert_eq!(
+            per_group_metrics(&probs, &labels, &groups).unwrap()["a"],
+            m["a"].0
+        );
     }
 }

@@ -32,8 +32,8 @@ pub use bootstrap::{
 pub use classification::{
     BinStrategy, CalibrationCurve, ProbeMetrics, ReliabilityBin, ReliabilityTable, RocCurve,
     TprAtFpr, accuracy, brier_score, calibration_curve, expected_calibration_error,
-    per_group_metrics, probe_metrics, probe_metrics_with_interval, reliability_table, roc_auc,
-    roc_auc_weighted, roc_curve, tpr_at_fpr, tpr_at_fpr_closest_point,
+    per_group_metrics, per_group_metrics_with_interval, probe_metrics, probe_metrics_with_interval,
+    reliability_table, roc_auc, roc_auc_weighted, roc_curve, tpr_at_fpr, tpr_at_fpr_closest_point,
 };
 pub use error::{MetricError, Result};
 pub use plot::{line_plot_png, reliability_plot_png, roc_plot_png};

@@ -22,13 +22,15 @@ use crate::Reporter;
 use crate::activations::Render;
 use crate::finetune::{flag, lora_config, plot_loss, train_config};
 use crate::generate::load_model;
-use crate::probe::{parse_label, split_metrics};
+use crate::probe::{group_column, group_metrics, group_of, parse_label, split_metrics};
 
 /// One input dataset, tokenised.
 struct Split {
     name: &'static str,
     examples: Vec<Example>,
     labels: Vec<bool>,
+    /// Each row's `group_column` value, when the node has one.
+    groups: Option<Vec<String>>,
     truncated: usize,
 }
 
@@ -63,6 +65,7 @@ fn read_split(
         name,
         examples: Vec::with_capacity(rows.len()),
         labels: Vec::with_capacity(rows.len()),
+        groups: group_column(job).map(|_| Vec::with_capacity(rows.len())),
         truncated: 0,
     };
     for (i, row) in rows.iter().enumerate() {
@@ -78,6 +81,9 @@ fn read_split(
             ))
             .hint("map labels to 0/1 with the relabel node's `map`")
         })?);
+        if let (Some(column), Some(groups)) = (group_column(job), &mut split.groups) {
+            groups.push(group_of(row, column, &format!("Row {i} of `{name}`"))?);
+        }
         let mut ids = render.tokens(model, row, i)?;
         if ids.len() > max_len {
             split.truncated += 1;
@@ -242,14 +248,18 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             split.examples.len().div_ceil(batch_size) as u64
         ));
         for (i, (s, y)) in scores.iter().zip(&split.labels).enumerate() {
-            let r = json!({ "split": split.name, "row": i, "label": u8::from(*y), "score": s });
+            let mut r = json!({ "split": split.name, "row": i, "label": u8::from(*y), "score": s });
+            if let Some(groups) = &split.groups {
+                r["group"] = json!(groups[i]);
+            }
             lines.extend(serde_json::to_vec(&r).expect("serialises"));
             lines.push(b'\n');
         }
-        per_split.insert(
-            split.name.to_string(),
-            split_metrics(&scores, &split.labels, resamples)?,
-        );
+        let mut m = split_metrics(&scores, &split.labels, resamples)?;
+        if let Some(groups) = &split.groups {
+            m["by_group"] = group_metrics(&scores, &split.labels, groups, resamples)?;
+        }
+        per_split.insert(split.name.to_string(), m);
     }
     write(&job.outputs["scores"], &lines)?;
 
@@ -304,8 +314,11 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         &serde_json::to_vec_pretty(&per_split).expect("json"),
     )?;
     plot_loss(&out.join("loss.png"), &metrics)?;
-    let summary =
+    let mut summary =
         json!({ "probe": "finetuned-classifier", "model": model.identity(), "metrics": per_split });
+    if let Some(column) = group_column(job) {
+        summary["group_column"] = json!(column);
+    }
     rep.send(Report::Meta {
         port: "scores".into(),
         value: summary.clone(),
@@ -315,4 +328,45 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         value: summary,
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prompted::tests::{job, rows, scores, tiny_model};
+
+    #[test]
+    fn group_column_adds_groups_to_scores_and_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let inputs = json!({
+            "model": [{ "path": tiny_model(d), "digest": "0", "kind": "model", "meta": null, "label": "tiny" }],
+            "train": rows(d, "train"), "test": rows(d, "test"),
+        });
+        let params = json!({ "text_column": "text", "max_len": 16, "max_steps": 1, "rank": 2, "target_modules": ["q", "v"], "bootstrap": 20, "group_column": "source" });
+        let outputs = json!({ "classifier": d.join("classifier") });
+        run(
+            &job(d, "finetune-classifier", params, inputs, outputs),
+            &crate::Reporter,
+        )
+        .unwrap();
+        let lines = scores(d);
+        assert_eq!(lines.len(), 16, "train and test");
+        for l in &lines {
+            let i = l["row"].as_u64().unwrap() as usize;
+            assert_eq!(l["group"], ["web", "chat"][i % 4 / 2], "{l}");
+        }
+        let metrics: Value =
+            serde_json::from_slice(&std::fs::read(d.join("classifier/metrics.json")).unwrap())
+                .unwrap();
+        for split in ["train", "test"] {
+            let by = &metrics[split]["by_group"];
+            assert_eq!(
+                by.as_object().unwrap().keys().collect::<Vec<_>>(),
+                ["chat", "web"]
+            );
+            assert_eq!(by["web"]["n"], 4);
+            assert!(by["web"]["auroc_ci"].is_array(), "{by}");
+        }
+    }
 }

@@ -16,8 +16,9 @@ use dag_engine::NodeError;
 use dag_metrics::{
     Aggregation, BootstrapConfig, ClassWeight, LinearProbe, LogisticConfig, Rows, Shrinkage,
 };
+use dag_nodes::table;
 use dag_nodes::worker::{Job, Report};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
 
 use crate::Reporter;
@@ -39,6 +40,8 @@ pub struct Split {
     pub y: Vec<bool>,
     /// Dataset row index per row.
     pub rows: Vec<usize>,
+    /// Each row's `group_column` value, when the node has one.
+    pub groups: Option<Vec<String>>,
 }
 
 impl Split {
@@ -54,10 +57,16 @@ impl Split {
             mask,
             y,
             rows,
+            groups: None,
         }
     }
 
-    fn from_layer(name: &str, layer: Layer, label_column: &str) -> Result<Split, NodeError> {
+    fn from_layer(
+        name: &str,
+        layer: Layer,
+        label_column: &str,
+        group_column: Option<&str>,
+    ) -> Result<Split, NodeError> {
         let mut y = Vec::with_capacity(layer.rows.len());
         for (row, cols) in &layer.rows {
             let v = cols.get(label_column).ok_or_else(|| {
@@ -76,8 +85,25 @@ impl Split {
                 .hint("map labels to 0/1 with the relabel node's `map`")
             })?);
         }
+        let groups = group_column
+            .map(|column| {
+                layer
+                    .rows
+                    .iter()
+                    .map(|(row, cols)| {
+                        group_of(
+                            cols,
+                            column,
+                            &format!("Row {row} of the {name} activations"),
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         let rows = layer.rows.iter().map(|(r, _)| *r).collect();
-        Ok(Split::new(name, layer.activations, layer.mask, y, rows))
+        let mut split = Split::new(name, layer.activations, layer.mask, y, rows);
+        split.groups = groups;
+        Ok(split)
     }
 
     fn n(&self) -> usize {
@@ -124,6 +150,31 @@ pub fn parse_label(v: &Value) -> Option<bool> {
         },
         _ => None,
     }
+}
+
+/// The `group_column` param: the column naming each row's source dataset, for the
+/// per-dataset breakdown (`group` in the scores, `by_group` in the metrics).
+pub fn group_column(job: &Job) -> Option<&str> {
+    job.params.get("group_column").and_then(Value::as_str)
+}
+
+/// A row's group: its `column` value as text (strings as they are, other values as JSON).
+/// `what` names the row in the error, which lists the columns the row does have.
+pub fn group_of(
+    columns: &Map<String, Value>,
+    column: &str,
+    what: &str,
+) -> Result<String, NodeError> {
+    columns.get(column).map(table::as_text).ok_or_else(|| {
+        let have: Vec<String> = columns.keys().map(|k| format!("`{k}`")).collect();
+        NodeError::msg(format!(
+            "{what} has no column `{column}` (the `group_column`)"
+        ))
+        .hint(format!(
+            "columns available: {}; set `group_column` to one of them, or leave it out for no per-group metrics",
+            have.join(", ")
+        ))
+    })
 }
 
 /// A learned probe family.
@@ -522,20 +573,56 @@ fn score(fitted: &Fitted, split: &Split) -> Result<Vec<Vec<f64>>, NodeError> {
     })
 }
 
-/// Metrics of one split's scores: the standard set with a bootstrap interval on AUROC.
-pub fn split_metrics(scores: &[f64], y: &[bool], resamples: usize) -> Result<Value, NodeError> {
-    let cfg = BootstrapConfig {
+/// The bootstrap behind every AUROC interval of these nodes; none below 2 resamples.
+fn bootstrap(resamples: usize) -> Option<BootstrapConfig> {
+    (resamples >= 2).then(|| BootstrapConfig {
         n_resamples: resamples,
         ..BootstrapConfig::default()
-    };
-    let (m, ci) =
-        dag_metrics::probe_metrics_with_interval(scores, y, (resamples >= 2).then_some(&cfg))
-            .map_err(|e| metric_err("Failed to compute probe metrics", &e))?;
-    let mut v = serde_json::to_value(&m).expect("metrics serialise");
+    })
+}
+
+fn metrics_json(m: &dag_metrics::ProbeMetrics, ci: Option<dag_metrics::Interval>) -> Value {
+    let mut v = serde_json::to_value(m).expect("metrics serialise");
     if let Some(ci) = ci {
         v["auroc_ci"] = json!([ci.lower, ci.upper]);
     }
-    Ok(v)
+    v
+}
+
+/// Metrics of one split's scores: the standard set with a bootstrap interval on AUROC.
+pub fn split_metrics(scores: &[f64], y: &[bool], resamples: usize) -> Result<Value, NodeError> {
+    let (m, ci) =
+        dag_metrics::probe_metrics_with_interval(scores, y, bootstrap(resamples).as_ref())
+            .map_err(|e| metric_err("Failed to compute probe metrics", &e))?;
+    Ok(metrics_json(&m, ci))
+}
+
+/// [`split_metrics`] of each group's rows alone (the `by_group` object), keyed by group, with
+/// the split's bootstrap. A group of one class gets `auroc: null` and a `note` saying why
+/// instead of failing the node: a source dataset of one class is still worth its accuracy
+/// and calibration numbers.
+pub fn group_metrics(
+    scores: &[f64],
+    y: &[bool],
+    groups: &[String],
+    resamples: usize,
+) -> Result<Value, NodeError> {
+    let by = dag_metrics::per_group_metrics_with_interval(
+        scores,
+        y,
+        groups,
+        bootstrap(resamples).as_ref(),
+    )
+    .map_err(|e| metric_err("Failed to compute per-group probe metrics", &e))?;
+    let mut out = Map::new();
+    for (group, (m, ci)) in by {
+        let mut v = metrics_json(&m, ci);
+        if let Some(why) = m.undefined_auroc_reason() {
+            v["note"] = json!(why);
+        }
+        out.insert(group, v);
+    }
+    Ok(Value::Object(out))
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -555,6 +642,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         .and_then(Value::as_str)
         .unwrap_or("label")
         .to_string();
+    let group_column = group_column(job);
     let family = param(job, "probe")
         .and_then(Value::as_str)
         .unwrap_or_default()
@@ -575,7 +663,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
                 ))
                 .hint("connect activations of the same model and layer (a matrix over `layer` pairs them)"));
             }
-            splits.push(Split::from_layer(name, layer, &label)?);
+            splits.push(Split::from_layer(name, layer, &label, group_column)?);
         }
     }
     if let Some(l) = param(job, "layer").and_then(Value::as_i64)
@@ -624,11 +712,17 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             let (mu, sd) = mean_std(&aurocs);
             m["seeds"] = json!({ "auroc": aurocs, "auroc_mean": mu, "auroc_std": sd });
         }
+        if let Some(groups) = &split.groups {
+            m["by_group"] = group_metrics(&mean, &split.y, groups, resamples)?;
+        }
         metrics.insert(split.name.clone(), m);
         for i in 0..n {
             let mut r = json!({ "split": split.name, "row": split.rows[i], "label": u8::from(split.y[i]), "score": mean[i] });
             if per_seed.len() > 1 {
                 r["score_by_seed"] = json!(per_seed.iter().map(|s| s[i]).collect::<Vec<_>>());
+            }
+            if let Some(groups) = &split.groups {
+                r["group"] = json!(groups[i]);
             }
             score_rows.push(r);
         }
@@ -651,10 +745,21 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     )
     .map_err(|e| NodeError::caused("Failed to write metrics.json", &e))?;
     let headline = |split: &str| {
-        metrics.get(split).map(|m| json!({
-        "auroc": m["auroc"], "auroc_ci": m["auroc_ci"], "tpr_at_1pct_fpr": m["tpr_at_1pct_fpr"]["tpr"],
-        "accuracy": m["accuracy_at_half"], "ece": m["ece_10"], "brier": m["brier"],
-    }))
+        metrics.get(split).map(|m| {
+            let mut h = json!({
+                "auroc": m["auroc"], "auroc_ci": m["auroc_ci"], "tpr_at_1pct_fpr": m["tpr_at_1pct_fpr"]["tpr"],
+                "accuracy": m["accuracy_at_half"], "ece": m["ece_10"], "brier": m["brier"],
+            });
+            // Per group, what `dag show` needs to compare datasets at a glance.
+            if let Some(by) = m.get("by_group").and_then(Value::as_object) {
+                h["by_group"] = by
+                    .iter()
+                    .map(|(g, m)| (g.clone(), json!({ "n": m["n"], "auroc": m["auroc"], "auroc_ci": m["auroc_ci"] })))
+                    .collect::<Map<_, _>>()
+                    .into();
+            }
+            h
+        })
     };
     let fit_seconds = match &fitted {
         Fitted::Linear(_, info) => info["fit_seconds"].clone(),
@@ -668,7 +773,15 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         port: "probe".into(),
         value: summary.clone(),
     });
-    rep.send(Report::Meta { port: "scores".into(), value: json!({ "rows": score_rows.len(), "metrics": metrics, "probe": family, "layer": layer_meta["layer"] }) });
+    let mut scores_meta = json!({ "rows": score_rows.len(), "metrics": metrics, "probe": family, "layer": layer_meta["layer"] });
+    if let Some(column) = group_column {
+        // So `dag show` says which column the groups are values of.
+        scores_meta["group_column"] = json!(column);
+    }
+    rep.send(Report::Meta {
+        port: "scores".into(),
+        value: scores_meta,
+    });
     Ok(())
 }
 
@@ -1113,6 +1226,154 @@ mod tests {
             Vec::<f32>::try_from(&w).unwrap(),
             [2.0; 4],
             "the peak epoch's weights are back"
+        );
+    }
+
+    /// `split` written as one activations shard under `dir`, with each row's `label` and
+    /// `dataset` columns (`only-pos` every fourth row, all positive there; `mixed` otherwise).
+    fn write_layer(dir: &Path, split: &Split) -> std::path::PathBuf {
+        let out = dir.join(&split.name);
+        std::fs::create_dir_all(&out).unwrap();
+        let meta = json!({ "format": crate::activations::FORMAT, "layer": 3, "model": "planted", "hidden_size": D, "shards": 1 });
+        std::fs::write(out.join("meta.json"), meta.to_string()).unwrap();
+        let tensors = [
+            ("activations", split.x.shallow_clone()),
+            ("attention_mask", split.mask.to_kind(Kind::Uint8)),
+        ];
+        Tensor::write_safetensors(&tensors, out.join("shard-00000.safetensors")).unwrap();
+        let lines: String = split
+            .y
+            .iter()
+            .enumerate()
+            .map(|(i, y)| {
+                let dataset = if i % 4 == 0 { "only-pos" } else { "mixed" };
+                let columns = json!({ "label": u8::from(*y), "dataset": dataset });
+                format!("{}\n", json!({ "row": i, "tokens": T, "columns": columns }))
+            })
+            .collect();
+        std::fs::write(out.join("shard-00000.jsonl"), lines).unwrap();
+        out
+    }
+
+    /// Runs the node on planted activations; returns its scores lines and metrics.json.
+    fn run_node(dir: &Path, params: Value) -> Result<(Vec<Value>, Value), NodeError> {
+        let input = |split: Split| json!([{ "path": write_layer(dir, &split), "digest": "0", "kind": "activations", "meta": null, "label": split.name }]);
+        let named = |name: &str, mut s: Split| {
+            s.name = name.into();
+            s
+        };
+        let out = dir.join(format!(
+            "out-{}",
+            params["group_column"].as_str().unwrap_or("none")
+        ));
+        let job: Job = serde_json::from_value(json!({
+            "node": "train-probe", "instance": "t", "params": params,
+            "inputs": {
+                "train": input(named("train", planted(40, 3.0, None, 0.0, 11))),
+                "validation": input(named("validation", planted(16, 3.0, None, 0.0, 12))),
+                "test": input(named("test", planted(24, 1.0, None, 0.0, 13))),
+            },
+            "outputs": { "probe": out.join("probe"), "scores": out.join("scores.jsonl") },
+            "scratch": dir, "resumed": [], "work_dir": dir.join("work"),
+        }))
+        .unwrap();
+        run(&job, &crate::Reporter)?;
+        let scores = std::fs::read_to_string(out.join("scores.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let metrics =
+            serde_json::from_slice(&std::fs::read(out.join("probe/metrics.json")).unwrap())
+                .unwrap();
+        Ok((scores, metrics))
+    }
+
+    /// Equal JSON but for numbers within 1e-12: the scores lines hold the node's scores to
+    /// the last digit serde_json writes, and this build parses them back within an ulp.
+    fn assert_close(a: &Value, b: &Value) {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                assert!((x - y).abs() < 1e-12, "{x} != {y}");
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+                for (k, v) in x {
+                    assert_close(v, &y[k]);
+                }
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                assert_eq!(x.len(), y.len());
+                x.iter().zip(y).for_each(|(x, y)| assert_close(x, y));
+            }
+            _ => assert_eq!(a, b),
+        }
+    }
+
+    #[test]
+    fn group_column_adds_groups_and_changes_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = json!({ "probe": "diff-of-means", "bootstrap": 50 });
+        let (plain, plain_metrics) = run_node(dir.path(), params.clone()).unwrap();
+        let mut with = params.clone();
+        with["group_column"] = json!("dataset");
+        let (scores, metrics) = run_node(dir.path(), with).unwrap();
+        // Each line gains `group` (last), and nothing else moves.
+        assert_eq!(scores.len(), plain.len());
+        for (g, p) in scores.iter().zip(&plain) {
+            let mut g = g.clone();
+            let group = g.as_object_mut().unwrap().shift_remove("group").unwrap();
+            assert_eq!(&g, p);
+            let row = g["row"].as_u64().unwrap();
+            assert_eq!(group, if row % 4 == 0 { "only-pos" } else { "mixed" });
+        }
+        assert_eq!(
+            scores[0].as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["split", "row", "label", "score", "group"]
+        );
+        // Each split's metrics gain `by_group` (last), and nothing else moves.
+        let mut stripped = metrics.clone();
+        for split in ["train", "validation", "test"] {
+            let m = stripped[split].as_object_mut().unwrap();
+            assert_eq!(m.keys().next_back().unwrap(), "by_group");
+            m.shift_remove("by_group");
+        }
+        assert_eq!(stripped, plain_metrics);
+        // A group's metrics are dag-metrics on its rows alone, with the split's bootstrap.
+        let rows = |group: &str| -> (Vec<f64>, Vec<bool>) {
+            scores
+                .iter()
+                .filter(|r| r["split"] == "test" && r["group"] == group)
+                .map(|r| (r["score"].as_f64().unwrap(), r["label"] == 1))
+                .unzip()
+        };
+        let (p, y) = rows("mixed");
+        let mixed = &metrics["test"]["by_group"]["mixed"];
+        assert_close(mixed, &split_metrics(&p, &y, 50).unwrap());
+        assert!(mixed["auroc_ci"].is_array());
+        // A one-class group reports no AUROC and says why, rather than failing the node.
+        let (p, y) = rows("only-pos");
+        let only = &metrics["test"]["by_group"]["only-pos"];
+        assert_eq!(only["n"], 6);
+        assert!(only["auroc"].is_null() && only.get("auroc_ci").is_none());
+        assert_eq!(
+            only["note"],
+            "only positive rows (6): AUROC, its interval and TPR at 1% FPR need both classes"
+        );
+        assert_close(&only["brier"], &split_metrics(&p, &y, 50).unwrap()["brier"]);
+    }
+
+    #[test]
+    fn a_missing_group_column_is_named_with_the_columns_there_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = json!({ "probe": "diff-of-means", "bootstrap": 0, "group_column": "source" });
+        let err = run_node(dir.path(), params).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "Row 0 of the train activations has no column `source` (the `group_column`)"
+            ) && err.contains("columns available: `label`, `dataset`"),
+            "{err}"
         );
     }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::Reporter;
 use crate::generate::{fill, load_model};
-use crate::probe::{parse_label, split_metrics};
+use crate::probe::{group_column, group_metrics, group_of, parse_label, split_metrics};
 
 const BATCH: usize = 16;
 
@@ -65,6 +65,16 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         .map(|n| n.max(1) as usize);
     let rows = table::read_dataset(&job.inputs["dataset"][0].path)
         .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
+    // Before the model loads: a wrong column fails in milliseconds, not after the scoring.
+    let group_column = group_column(job);
+    let groups = group_column
+        .map(|column| {
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| group_of(r, column, &format!("Row {i} of the dataset")))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
     let mut labels = Vec::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
         let v = r.get(label_column).ok_or_else(|| {
@@ -129,20 +139,135 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         .collect();
     let mut lines = Vec::new();
     for (i, item) in &done {
-        let r = json!({
+        let mut r = json!({
             "split": split, "row": i, "label": u8::from(labels[*i]), "score": item["score"],
             "logprob_a": item["logprob_a"], "logprob_b": item["logprob_b"],
         });
+        if let Some(groups) = &groups {
+            r["group"] = json!(groups[*i]);
+        }
         lines.extend(serde_json::to_vec(&r).expect("serialises"));
         lines.push(b'\n');
     }
     let path = &job.outputs["scores"];
     std::fs::write(path, &lines)
         .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))?;
-    let metrics = split_metrics(&scores, &labels, resamples)?;
+    let mut metrics = split_metrics(&scores, &labels, resamples)?;
+    if let Some(groups) = &groups {
+        metrics["by_group"] = group_metrics(&scores, &labels, groups, resamples)?;
+    }
+    let mut meta = json!({ "rows": rows.len(), "max_chars": max_chars, "probe": "prompted", "answers": answers, "model": model.identity(), "metrics": { split: metrics } });
+    if let Some(column) = group_column {
+        meta["group_column"] = json!(column);
+    }
     rep.send(Report::Meta {
         port: "scores".into(),
-        value: json!({ "rows": rows.len(), "max_chars": max_chars, "probe": "prompted", "answers": answers, "model": model.identity(), "metrics": { split: metrics } }),
+        value: meta,
     });
     Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    /// The tiny random Llama of the runtime's tests, as a `model` node's artifact.
+    pub(crate) fn tiny_model(dir: &Path) -> PathBuf {
+        let tiny =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/tests/fixtures/tiny-llama");
+        let out = dir.join("model");
+        std::fs::create_dir_all(&out).unwrap();
+        let reference = json!({ "location": tiny });
+        std::fs::write(out.join("model.json"), reference.to_string()).unwrap();
+        out
+    }
+
+    /// Eight rows with `text`, a 0/1 `label` and a `source` (`web` for rows 0, 1, 4, 5,
+    /// `chat` for the others), as a dataset artifact named `name` under `dir`.
+    pub(crate) fn rows(dir: &Path, name: &str) -> Value {
+        let rows: Vec<table::Row> = (0..8)
+            .map(|i| {
+                let (text, source) = (
+                    format!("row {i} says {}", ["no", "yes"][i % 2]),
+                    ["web", "chat"][i % 4 / 2],
+                );
+                let r = json!({ "text": text, "label": i % 2, "source": source });
+                r.as_object().unwrap().clone()
+            })
+            .collect();
+        let path = dir.join(format!("{name}.jsonl"));
+        table::write_jsonl(&path, &rows).unwrap();
+        json!([{ "path": path, "digest": "0", "kind": "dataset", "meta": null, "label": name }])
+    }
+
+    /// A job of `node` under `dir` with `scores` written to `dir/scores.jsonl`.
+    pub(crate) fn job(dir: &Path, node: &str, params: Value, inputs: Value, outputs: Value) -> Job {
+        let mut outputs = outputs;
+        outputs["scores"] = json!(dir.join("scores.jsonl"));
+        serde_json::from_value(json!({
+            "node": node, "instance": "t", "params": params, "inputs": inputs, "outputs": outputs,
+            "scratch": dir, "resumed": [], "work_dir": dir.join("work"),
+        }))
+        .unwrap()
+    }
+
+    pub(crate) fn scores(dir: &Path) -> Vec<Value> {
+        std::fs::read_to_string(dir.join("scores.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn group_column_puts_each_rows_source_in_its_score_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let inputs = json!({ "model": [{ "path": tiny_model(d), "digest": "0", "kind": "model", "meta": null, "label": "tiny" }], "dataset": rows(d, "rows") });
+        let params = json!({ "template": "Harmful? {text}", "answers": ["Yes", "No"], "chat": false, "bootstrap": 0 });
+        let mut grouped = params.clone();
+        grouped["group_column"] = json!("source");
+        run(
+            &job(d, "classify-prompted", grouped, inputs.clone(), json!({})),
+            &crate::Reporter,
+        )
+        .unwrap();
+        let lines = scores(d);
+        assert_eq!(lines.len(), 8);
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(l["group"], ["web", "chat"][i % 4 / 2], "{l}");
+        }
+        // Without the param, the lines are exactly those less `group`.
+        run(
+            &job(
+                d,
+                "classify-prompted",
+                params.clone(),
+                inputs.clone(),
+                json!({}),
+            ),
+            &crate::Reporter,
+        )
+        .unwrap();
+        for (mut g, p) in lines.into_iter().zip(scores(d)) {
+            g.as_object_mut().unwrap().shift_remove("group");
+            assert_eq!(g, p);
+        }
+        // A column the rows lack fails before the model loads, naming the columns there are.
+        let mut wrong = params;
+        wrong["group_column"] = json!("dataset");
+        let err = run(
+            &job(d, "classify-prompted", wrong, inputs, json!({})),
+            &crate::Reporter,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("Row 0 of the dataset has no column `dataset`")
+                && err.contains("`text`, `label`, `source`"),
+            "{err}"
+        );
+    }
 }
