@@ -143,7 +143,7 @@ const FORMAT_HINT: &str = "connect the `scores` output of `train-probe` or `clas
 
 /// Distinct colours of the plots' palette: more curves than this on one chart repeat colours,
 /// so larger reports draw one chart per value of the first matrix variable.
-const CURVES_PER_CHART: usize = 6;
+const CURVES_PER_CHART: usize = dag_metrics::DISTINCT_COLOURS;
 
 /// One split of one input's scores.
 #[derive(Debug, Default)]

@@ -36,7 +36,7 @@ pub use classification::{
     reliability_table, roc_auc, roc_auc_weighted, roc_curve, tpr_at_fpr, tpr_at_fpr_closest_point,
 };
 pub use error::{MetricError, Result};
-pub use plot::{line_plot_png, reliability_plot_png, roc_plot_png};
+pub use plot::{DISTINCT_COLOURS, line_plot_png, reliability_plot_png, roc_plot_png};
 pub use probes::{
     Aggregation, ClassWeight, Element, LedoitWolf, LinearProbe, LogisticConfig, LogisticCvFit,
     LogisticFit, Rows, Shrinkage, TokenGrid, aggregate, fit_diff_of_means, fit_lda, fit_logistic,

@@ -34,14 +34,21 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> MetricError {
     }
 }
 
+/// Curves one chart can tell apart: series beyond this repeat colours.
+pub const DISTINCT_COLOURS: usize = 10;
+
 fn series_color(i: usize) -> RGBColor {
-    const PALETTE: [RGBColor; 6] = [
+    const PALETTE: [RGBColor; DISTINCT_COLOURS] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
         RGBColor(44, 160, 44),
         RGBColor(214, 39, 40),
         RGBColor(148, 103, 189),
         RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
     ];
     PALETTE[i % PALETTE.len()]
 }
