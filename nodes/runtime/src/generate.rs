@@ -513,28 +513,15 @@ impl Model {
         if batch.is_empty() || batch.iter().any(Vec::is_empty) {
             return Err(Error::Request("forward needs non-empty sequences".into()));
         }
-        let width = batch.iter().map(Vec::len).max().unwrap_or(0);
-        let mut ids = vec![i64::from(self.pad_token_id); batch.len() * width];
-        let mut positions = vec![0i64; batch.len() * width];
-        let mut segments = vec![0i64; batch.len() * width];
-        for (r, row) in batch.iter().enumerate() {
-            for (j, &t) in row.iter().enumerate() {
-                ids[r * width + j] = i64::from(t);
-                positions[r * width + j] = j as i64;
-                segments[r * width + j] = 1;
-            }
-        }
-        let tensor = |v: &[i64]| {
-            Tensor::from_slice(v)
-                .view([batch.len() as i64, width as i64])
-                .to_device(self.device())
-        };
-        let b = crate::llama::TrainBatch {
-            ids: tensor(&ids),
-            positions: tensor(&positions),
-            segments: tensor(&segments),
-            packed: false,
-        };
+        let examples: Vec<crate::train::Example> = batch
+            .iter()
+            .map(|ids| crate::train::Example {
+                ids: ids.clone(),
+                trainable: vec![false; ids.len()],
+            })
+            .collect();
+        let rows: Vec<Vec<&crate::train::Example>> = examples.iter().map(|e| vec![e]).collect();
+        let (b, _) = crate::train::collate(&rows, i64::from(self.pad_token_id), self.device());
         Ok(self.transformer.states(&b, states))
     }
 

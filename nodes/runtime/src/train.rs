@@ -818,6 +818,24 @@ pub fn target_logprob(model: &Model, example: &Example) -> Result<f64> {
 mod tests {
     use super::*;
 
+    /// A trainer without a model or parameters, one example per row: enough for the
+    /// schedule and the data order.
+    fn bare(cfg: TrainConfig, examples: Vec<Example>) -> Trainer {
+        Trainer {
+            params: vec![],
+            masters: vec![],
+            decay: vec![],
+            exp_avg: vec![],
+            exp_avg_sq: vec![],
+            step: 0,
+            cfg,
+            rows: (0..examples.len()).map(|i| vec![i]).collect(),
+            examples,
+            pad: 0,
+            last_grad_norms: vec![],
+        }
+    }
+
     #[test]
     fn schedules_follow_transformers() {
         let cfg = TrainConfig {
@@ -830,19 +848,7 @@ mod tests {
             ids: vec![1, 2],
             trainable: vec![false, true],
         }];
-        let model_free = |cfg: TrainConfig| Trainer {
-            params: vec![],
-            masters: vec![],
-            decay: vec![],
-            exp_avg: vec![],
-            exp_avg_sq: vec![],
-            step: 0,
-            cfg,
-            examples: ex.clone(),
-            rows: vec![vec![0]],
-            pad: 0,
-            last_grad_norms: vec![],
-        };
+        let model_free = |cfg: TrainConfig| bare(cfg, ex.clone());
         let t = model_free(cfg.clone());
         let lrs: Vec<f64> = (0..6).map(|s| t.lr_at(s)).collect();
         assert_eq!(lrs, vec![0.0, 0.5, 1.0, 0.75, 0.5, 0.25]);
@@ -862,14 +868,8 @@ mod tests {
                 trainable: vec![false, true],
             })
             .collect();
-        let t = Trainer {
-            params: vec![],
-            masters: vec![],
-            decay: vec![],
-            exp_avg: vec![],
-            exp_avg_sq: vec![],
-            step: 0,
-            cfg: TrainConfig {
+        let t = bare(
+            TrainConfig {
                 batch_size: 2,
                 grad_accum: 2,
                 epochs: 2,
@@ -877,10 +877,7 @@ mod tests {
                 ..TrainConfig::default()
             },
             examples,
-            rows: (0..7).map(|i| vec![i]).collect(),
-            pad: 0,
-            last_grad_norms: vec![],
-        };
+        );
         assert_eq!(t.steps_per_epoch(), 2);
         assert_eq!(t.total_steps(), 4);
         let mut seen: Vec<usize> = (0..2).flat_map(|s| t.batches(s).1.concat()).collect();

@@ -161,6 +161,18 @@ impl Render {
     }
 }
 
+/// Cuts `ids` to `max_len` tokens, keeping the last ones when `keep_end` (a dialogue's final
+/// turn) and the first ones otherwise. Returns whether anything was cut.
+pub fn truncate(ids: &mut Vec<u32>, max_len: usize, keep_end: bool) -> bool {
+    let cut = ids.len() > max_len;
+    if cut && keep_end {
+        ids.drain(..ids.len() - max_len);
+    } else {
+        ids.truncate(max_len);
+    }
+    cut
+}
+
 fn int(job: &Job, k: &str, default: i64) -> i64 {
     job.params.get(k).and_then(Value::as_i64).unwrap_or(default)
 }
@@ -367,12 +379,7 @@ fn extract_shard(
     let mut lengths = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         let mut ids = render.tokens(model, row, offset + i)?;
-        let cut = ids.len() > max_len;
-        if cut && keep_end {
-            ids.drain(..ids.len() - max_len);
-        } else {
-            ids.truncate(max_len);
-        }
+        let cut = truncate(&mut ids, max_len, keep_end);
         lengths.push((ids.len(), cut));
         seqs.push(ids);
     }

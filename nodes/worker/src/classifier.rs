@@ -19,8 +19,8 @@ use dag_runtime::train::{Example, Mode, Objective, Trainer};
 use serde_json::{Value, json};
 
 use crate::Reporter;
-use crate::activations::Render;
-use crate::finetune::{flag, lora_config, plot_loss, train_config};
+use crate::activations::{Render, truncate};
+use crate::finetune::{flag, int, lora_config, plot_loss, string, train_config};
 use crate::generate::load_model;
 use crate::probe::{group_column, group_metrics, group_of, parse_label, split_metrics};
 
@@ -49,18 +49,9 @@ fn read_split(
         return Err(NodeError::msg(format!("The `{name}` dataset is empty"))
             .hint("check the dataset node's filters, limit and split"));
     }
-    let label_column = job
-        .params
-        .get("label_column")
-        .and_then(Value::as_str)
-        .unwrap_or("label");
-    let max_len = job
-        .params
-        .get("max_len")
-        .and_then(Value::as_i64)
-        .unwrap_or(512)
-        .max(1) as usize;
-    let keep_end = job.params.get("truncation_side").and_then(Value::as_str) != Some("right");
+    let label_column = string(job, "label_column").unwrap_or("label");
+    let max_len = int(job, "max_len", 512).max(1) as usize;
+    let keep_end = string(job, "truncation_side") != Some("right");
     let mut split = Split {
         name,
         examples: Vec::with_capacity(rows.len()),
@@ -85,14 +76,7 @@ fn read_split(
             groups.push(group_of(row, column, &format!("Row {i} of `{name}`"))?);
         }
         let mut ids = render.tokens(model, row, i)?;
-        if ids.len() > max_len {
-            split.truncated += 1;
-            if keep_end {
-                ids.drain(..ids.len() - max_len);
-            } else {
-                ids.truncate(max_len);
-            }
-        }
+        split.truncated += usize::from(truncate(&mut ids, max_len, keep_end));
         split.examples.push(Example {
             trainable: vec![false; ids.len()],
             ids,
@@ -162,7 +146,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             "warning: {truncated} rows were cut to max_len tokens"
         )));
     }
-    let class_weights = if job.params.get("class_weight").and_then(Value::as_str) == Some("none") {
+    let class_weights = if string(job, "class_weight") == Some("none") {
         (1.0, 1.0)
     } else {
         // scikit-learn's "balanced": n / (2 n_class).
@@ -177,7 +161,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         labels: train.labels.clone(),
         class_weights,
     };
-    let method = if job.params.get("method").and_then(Value::as_str) == Some("full") {
+    let method = if string(job, "method") == Some("full") {
         Mode::Full
     } else {
         model
@@ -191,12 +175,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let total = trainer.total_steps();
     let scored: usize = splits.iter().map(|s| s.examples.len()).sum();
     rep.send(Report::Total((total + scored.div_ceil(batch_size)) as u64));
-    let interval = job
-        .params
-        .get("save_interval")
-        .and_then(Value::as_i64)
-        .unwrap_or(100)
-        .max(0) as usize;
+    let interval = int(job, "save_interval", 100).max(0) as usize;
     let mut metrics = Vec::with_capacity(total);
     if let Some(state) = job
         .resumed
@@ -234,12 +213,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
 
     let mut lines = Vec::new();
     let mut per_split = serde_json::Map::new();
-    let resamples = job
-        .params
-        .get("bootstrap")
-        .and_then(Value::as_i64)
-        .unwrap_or(1000)
-        .max(0) as usize;
+    let resamples = int(job, "bootstrap", 1000).max(0) as usize;
     for split in &splits {
         let scores = trainer
             .predict(&model, &split.examples, batch_size)

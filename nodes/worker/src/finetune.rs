@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::Reporter;
 use crate::generate::{fill, load_model};
 
-fn int(job: &Job, k: &str, default: i64) -> i64 {
+pub(crate) fn int(job: &Job, k: &str, default: i64) -> i64 {
     job.params.get(k).and_then(Value::as_i64).unwrap_or(default)
 }
 
@@ -29,7 +29,7 @@ fn float(job: &Job, k: &str, default: f64) -> f64 {
     job.params.get(k).and_then(Value::as_f64).unwrap_or(default)
 }
 
-fn string<'a>(job: &'a Job, k: &str) -> Option<&'a str> {
+pub(crate) fn string<'a>(job: &'a Job, k: &str) -> Option<&'a str> {
     job.params.get(k).and_then(Value::as_str)
 }
 
