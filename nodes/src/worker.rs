@@ -55,6 +55,41 @@ pub struct Job {
     pub work_dir: PathBuf,
 }
 
+impl Job {
+    /// An integer param. The engine has already checked every param's type against the
+    /// node's spec and filled in declared defaults, so `default` only covers params the spec
+    /// leaves optional.
+    pub fn int(&self, name: &str, default: i64) -> i64 {
+        self.params
+            .get(name)
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(default)
+    }
+
+    /// An integer param the spec leaves optional, when given.
+    pub fn maybe_int(&self, name: &str) -> Option<i64> {
+        self.params.get(name).and_then(serde_json::Value::as_i64)
+    }
+
+    /// A float param (see [`Job::int`] on defaults).
+    pub fn float(&self, name: &str, default: f64) -> f64 {
+        self.params
+            .get(name)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(default)
+    }
+
+    /// A string param, when given.
+    pub fn string(&self, name: &str) -> Option<&str> {
+        self.params.get(name).and_then(serde_json::Value::as_str)
+    }
+
+    /// A boolean param; absent means false.
+    pub fn flag(&self, name: &str) -> bool {
+        self.params.get(name).and_then(serde_json::Value::as_bool) == Some(true)
+    }
+}
+
 /// One line the worker prints on stdout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -173,10 +173,6 @@ pub fn truncate(ids: &mut Vec<u32>, max_len: usize, keep_end: bool) -> bool {
     cut
 }
 
-fn int(job: &Job, k: &str, default: i64) -> i64 {
-    job.params.get(k).and_then(Value::as_i64).unwrap_or(default)
-}
-
 /// Writes `bytes` to `path` atomically.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let tmp = path.with_extension("tmp");
@@ -216,7 +212,7 @@ fn pass_dir(job: &Job) -> PathBuf {
 
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
-    let layer = int(job, "layer", -1);
+    let layer = job.int("layer", -1);
     let mut wanted: BTreeSet<i64> = job
         .params
         .get("layers")
@@ -230,9 +226,9 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             .and_then(Value::as_str)
             .unwrap_or("f32"),
     )?;
-    let max_len = int(job, "max_len", 512);
-    let batch_size = int(job, "batch_size", 8);
-    let shard_rows = int(job, "shard_rows", 128);
+    let max_len = job.int("max_len", 512);
+    let batch_size = job.int("batch_size", 8);
+    let shard_rows = job.int("shard_rows", 128);
     for (k, v) in [
         ("max_len", max_len),
         ("batch_size", batch_size),

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::Reporter;
 use crate::activations::{Render, truncate};
-use crate::finetune::{flag, int, lora_config, plot_loss, string, train_config};
+use crate::finetune::{lora_config, plot_loss, train_config};
 use crate::generate::load_model;
 use crate::probe::{group_column, group_metrics, group_of, parse_label, split_metrics};
 
@@ -49,9 +49,9 @@ fn read_split(
         return Err(NodeError::msg(format!("The `{name}` dataset is empty"))
             .hint("check the dataset node's filters, limit and split"));
     }
-    let label_column = string(job, "label_column").unwrap_or("label");
-    let max_len = int(job, "max_len", 512).max(1) as usize;
-    let keep_end = string(job, "truncation_side") != Some("right");
+    let label_column = job.string("label_column").unwrap_or("label");
+    let max_len = job.int("max_len", 512).max(1) as usize;
+    let keep_end = job.string("truncation_side") != Some("right");
     let mut split = Split {
         name,
         examples: Vec::with_capacity(rows.len()),
@@ -146,7 +146,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             "warning: {truncated} rows were cut to max_len tokens"
         )));
     }
-    let class_weights = if string(job, "class_weight") == Some("none") {
+    let class_weights = if job.string("class_weight") == Some("none") {
         (1.0, 1.0)
     } else {
         // scikit-learn's "balanced": n / (2 n_class).
@@ -156,12 +156,12 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         )
     };
     let mut cfg = train_config(job)?;
-    cfg.gradient_checkpointing = flag(job, "gradient_checkpointing");
+    cfg.gradient_checkpointing = job.flag("gradient_checkpointing");
     cfg.objective = Objective::Classify {
         labels: train.labels.clone(),
         class_weights,
     };
-    let method = if string(job, "method") == Some("full") {
+    let method = if job.string("method") == Some("full") {
         Mode::Full
     } else {
         model
@@ -175,7 +175,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let total = trainer.total_steps();
     let scored: usize = splits.iter().map(|s| s.examples.len()).sum();
     rep.send(Report::Total((total + scored.div_ceil(batch_size)) as u64));
-    let interval = int(job, "save_interval", 100).max(0) as usize;
+    let interval = job.int("save_interval", 100).max(0) as usize;
     let mut metrics = Vec::with_capacity(total);
     if let Some(state) = job
         .resumed
@@ -213,7 +213,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
 
     let mut lines = Vec::new();
     let mut per_split = serde_json::Map::new();
-    let resamples = int(job, "bootstrap", 1000).max(0) as usize;
+    let resamples = job.int("bootstrap", 1000).max(0) as usize;
     for split in &splits {
         let scores = trainer
             .predict(&model, &split.examples, batch_size)

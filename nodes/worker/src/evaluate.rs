@@ -280,18 +280,6 @@ impl LanguageModel for RuntimeModel<'_> {
     }
 }
 
-fn param_str<'j>(job: &'j Job, k: &str) -> Option<&'j str> {
-    job.params.get(k).and_then(Json::as_str)
-}
-
-fn param_int(job: &Job, k: &str) -> Option<i64> {
-    job.params.get(k).and_then(Json::as_i64)
-}
-
-fn param_bool(job: &Job, k: &str) -> bool {
-    job.params.get(k).and_then(Json::as_bool).unwrap_or(false)
-}
-
 /// The definitions the `tasks` names are looked up in.
 fn definitions(job: &Job) -> Result<Vec<TaskSet>, NodeError> {
     let fail = |p: &Path, e: dag_tasks::Error| {
@@ -300,7 +288,7 @@ fn definitions(job: &Job) -> Result<Vec<TaskSet>, NodeError> {
             &e,
         )
     };
-    if let Some(p) = param_str(job, "definitions") {
+    if let Some(p) = job.string("definitions") {
         let p = PathBuf::from(p);
         let set = if p.is_dir() {
             dag_tasks::import_lm_eval_dir(&p)
@@ -313,9 +301,7 @@ fn definitions(job: &Job) -> Result<Vec<TaskSet>, NodeError> {
         return Ok(vec![set]);
     }
     // Without `data`, paths stay relative; `select` reports the ones a task still needs.
-    let data = param_str(job, "data")
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let data = job.string("data").map(PathBuf::from).unwrap_or_default();
     dag_tasks::builtin_names()
         .map(|name| {
             dag_tasks::load_builtin(name, &data)
@@ -384,18 +370,18 @@ fn select(job: &Job) -> Result<(Vec<TaskSpec>, Vec<dag_tasks::GroupSpec>), NodeE
             );
         }
     }
-    if let Some(n) = param_int(job, "num_fewshot") {
+    if let Some(n) = job.maybe_int("num_fewshot") {
         for t in &mut tasks {
             t.fewshot.num = n.max(0) as usize;
         }
     }
-    if let Some(f) = param_str(job, "test_file") {
+    if let Some(f) = job.string("test_file") {
         for t in &mut tasks {
             let split = t.eval_split().unwrap_or("test").to_string();
             t.set_split(&split, f);
         }
     }
-    if let Some(f) = param_str(job, "fewshot_file") {
+    if let Some(f) = job.string("fewshot_file") {
         for t in tasks.iter_mut().filter(|t| t.fewshot.num > 0) {
             let split = t.fewshot_split().unwrap_or("train").to_string();
             t.set_split(&split, f);
@@ -512,18 +498,18 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let loading = std::time::Instant::now();
     let model = load_model(&job.inputs["model"][0].path)?;
     let load_seconds = loading.elapsed().as_secs_f64();
-    let chat = param_bool(job, "chat");
+    let chat = job.flag("chat");
     if chat && !model.has_chat_template() {
         return Err(
             NodeError::msg("`chat = true`, but the model has no chat template")
                 .hint("set `chat = false`, or use a model whose tokenizer carries a chat template"),
         );
     }
-    let lint_warn = param_str(job, "lint") == Some("warn");
-    let limit = param_int(job, "limit").map(|n| n.max(0) as usize);
-    let seed = param_int(job, "seed").unwrap_or(1234) as u64;
+    let lint_warn = job.string("lint") == Some("warn");
+    let limit = job.maybe_int("limit").map(|n| n.max(0) as usize);
+    let seed = job.maybe_int("seed").unwrap_or(1234) as u64;
     let config = BootstrapConfig {
-        n_resamples: param_int(job, "bootstrap_iters").unwrap_or(1000).max(2) as usize,
+        n_resamples: job.maybe_int("bootstrap_iters").unwrap_or(1000).max(2) as usize,
         seed,
         level: 0.95,
     };
@@ -554,9 +540,9 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         })
     };
     let options = PromptOptions {
-        system_instruction: param_str(job, "system_prompt").map(String::from),
+        system_instruction: job.string("system_prompt").map(String::from),
         chat: chat.then_some(ChatOptions {
-            fewshot_as_multiturn: param_bool(job, "fewshot_as_multiturn"),
+            fewshot_as_multiturn: job.flag("fewshot_as_multiturn"),
             render: &render,
         }),
     };
@@ -616,7 +602,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     rep.send(Report::Total(total as u64));
 
     let evaluating = std::time::Instant::now();
-    let batch_size = param_int(job, "batch_size").unwrap_or(16).max(1) as usize;
+    let batch_size = job.maybe_int("batch_size").unwrap_or(16).max(1) as usize;
     let mut lm = RuntimeModel::new(&model, batch_size, seed, &job.resumed, Some(rep));
     let mut results: Vec<TaskScores> = Vec::new();
     let mut samples = Vec::new();

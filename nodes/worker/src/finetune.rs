@@ -21,20 +21,8 @@ use serde_json::{Value, json};
 use crate::Reporter;
 use crate::generate::{fill, load_model};
 
-pub(crate) fn int(job: &Job, k: &str, default: i64) -> i64 {
-    job.params.get(k).and_then(Value::as_i64).unwrap_or(default)
-}
-
-fn float(job: &Job, k: &str, default: f64) -> f64 {
-    job.params.get(k).and_then(Value::as_f64).unwrap_or(default)
-}
-
-pub(crate) fn string<'a>(job: &'a Job, k: &str) -> Option<&'a str> {
-    job.params.get(k).and_then(Value::as_str)
-}
-
 fn positive(job: &Job, k: &str, default: i64) -> Result<usize, NodeError> {
-    let v = int(job, k, default);
+    let v = job.int(k, default);
     if v < 1 {
         return Err(NodeError::msg(format!("`{k}` must be at least 1, got {v}")));
     }
@@ -67,19 +55,19 @@ pub fn apply_checkpoint(model: &mut Model, dir: &Path, reference: &Value) -> Res
 
 /// The conversation of one row: its `messages` column, or the templated user/assistant turns.
 fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, NodeError> {
-    let mut messages = match string(job, "prompt") {
+    let mut messages = match job.string("prompt") {
         Some(prompt) => {
             let mut m = vec![];
-            if let Some(s) = string(job, "system_prompt") {
+            if let Some(s) = job.string("system_prompt") {
                 m.push(Message::new("system", s));
             }
             m.push(Message::new("user", fill(prompt, row)?));
-            let response = string(job, "response").unwrap_or("{completion}");
+            let response = job.string("response").unwrap_or("{completion}");
             m.push(Message::new("assistant", fill(response, row)?));
             m
         }
         None => {
-            let col = string(job, "messages").unwrap_or("messages");
+            let col = job.string("messages").unwrap_or("messages");
             let v = row.get(col).ok_or_else(|| {
                 let cols: Vec<&str> = row.keys().map(String::as_str).collect();
                 NodeError::msg(format!("Row {index} has no `{col}` column of conversations"))
@@ -94,7 +82,7 @@ fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, Node
             parsed
         }
     };
-    if flag(job, "drop_system") {
+    if job.flag("drop_system") {
         messages.retain(|m| m.role != "system");
     }
     if !messages.iter().any(|m| m.role == "assistant") {
@@ -104,10 +92,6 @@ fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, Node
         );
     }
     Ok(messages)
-}
-
-pub(crate) fn flag(job: &Job, k: &str) -> bool {
-    job.params.get(k).and_then(Value::as_bool) == Some(true)
 }
 
 /// The LoRA params (`rank`, `alpha`, `dropout`, `target_modules`) of a job.
@@ -123,9 +107,9 @@ pub(crate) fn lora_config(job: &Job) -> Result<LoraConfig, NodeError> {
         })
         .unwrap_or_default();
     LoraConfig::new(
-        int(job, "rank", 8),
-        float(job, "alpha", 16.0),
-        float(job, "dropout", 0.05),
+        job.int("rank", 8),
+        job.float("alpha", 16.0),
+        job.float("dropout", 0.05),
         &targets,
     )
     .map_err(|e| {
@@ -136,25 +120,27 @@ pub(crate) fn lora_config(job: &Job) -> Result<LoraConfig, NodeError> {
 
 /// The optimisation params shared by `finetune` and `finetune-classifier`.
 pub(crate) fn train_config(job: &Job) -> Result<TrainConfig, NodeError> {
-    let max_steps = int(job, "max_steps", 0);
+    let max_steps = job.int("max_steps", 0);
     Ok(TrainConfig {
-        lr: float(job, "lr", 2e-4),
-        weight_decay: float(job, "weight_decay", 0.0),
-        warmup_steps: int(job, "warmup_steps", 0).max(0) as usize,
-        schedule: string(job, "schedule")
+        lr: job.float("lr", 2e-4),
+        weight_decay: job.float("weight_decay", 0.0),
+        warmup_steps: job.int("warmup_steps", 0).max(0) as usize,
+        schedule: job
+            .string("schedule")
             .unwrap_or("linear")
             .parse()
             .map_err(|e| NodeError::caused("Bad `schedule`", &e))?,
         batch_size: positive(job, "batch_size", 4)?,
         grad_accum: positive(job, "grad_accum", 1)?,
-        max_grad_norm: float(job, "max_grad_norm", 1.0),
+        max_grad_norm: job.float("max_grad_norm", 1.0),
         epochs: positive(job, "epochs", 1)?,
         max_steps: (max_steps > 0).then_some(max_steps as usize),
-        seed: int(job, "seed", 0) as u64,
-        pack: flag(job, "packing")
+        seed: job.int("seed", 0) as u64,
+        pack: job
+            .flag("packing")
             .then(|| positive(job, "max_len", 1024))
             .transpose()?,
-        gradient_checkpointing: flag(job, "gradient_checkpointing"),
+        gradient_checkpointing: job.flag("gradient_checkpointing"),
         ..TrainConfig::default()
     })
 }
@@ -347,13 +333,13 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             rows.len()
         )));
     }
-    let method = if string(job, "method") == Some("full") {
+    let method = if job.string("method") == Some("full") {
         Mode::Full
     } else {
         Mode::Lora
     };
     let cfg = train_config(job)?;
-    let merge = flag(job, "merge");
+    let merge = job.flag("merge");
     if method == Mode::Full || merge {
         // Checked before training, not at the first checkpoint.
         model.config().to_hf_json().map_err(|e| {
@@ -369,7 +355,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let mut trainer = Trainer::new(&model, method.clone(), examples, cfg)
         .map_err(|e| NodeError::caused("Failed to set up training", &e))?;
     let total = trainer.total_steps();
-    let interval = int(job, "save_interval", 0).max(0) as usize;
+    let interval = job.int("save_interval", 0).max(0) as usize;
     let run = Run {
         job,
         base_location: base_reference["location"]
@@ -417,7 +403,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
                 rep.send(Report::Advance(1));
             }
             Err(e)
-                if string(job, "on_nan") == Some("stop")
+                if job.string("on_nan") == Some("stop")
                     && e.to_string().contains("the loss is") =>
             {
                 rep.send(Report::Info(format!(

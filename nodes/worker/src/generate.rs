@@ -65,14 +65,6 @@ pub fn load_model(dir: &Path) -> Result<Model, NodeError> {
     Ok(model)
 }
 
-fn int(job: &Job, k: &str, default: i64) -> i64 {
-    job.params.get(k).and_then(Value::as_i64).unwrap_or(default)
-}
-
-fn float(job: &Job, k: &str, default: f64) -> f64 {
-    job.params.get(k).and_then(Value::as_f64).unwrap_or(default)
-}
-
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let dataset = &job.inputs["dataset"][0];
@@ -95,12 +87,12 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             .hint("set `chat = false` to prompt with raw text"));
     }
     let params = SamplingParams {
-        max_new_tokens: int(job, "max_new_tokens", 256).max(1) as usize,
-        temperature: float(job, "temperature", 0.0),
-        top_p: float(job, "top_p", 1.0),
-        top_k: int(job, "top_k", 0).max(0) as usize,
-        n: int(job, "n", 1).max(1) as usize,
-        seed: int(job, "seed", 0) as u64,
+        max_new_tokens: job.int("max_new_tokens", 256).max(1) as usize,
+        temperature: job.float("temperature", 0.0),
+        top_p: job.float("top_p", 1.0),
+        top_k: job.int("top_k", 0).max(0) as usize,
+        n: job.int("n", 1).max(1) as usize,
+        seed: job.int("seed", 0) as u64,
         stop: job
             .params
             .get("stop")
@@ -112,7 +104,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             })
             .unwrap_or_default(),
         ignore_eos: false,
-        batch_size: int(job, "batch_size", 16).max(1) as usize,
+        batch_size: job.int("batch_size", 16).max(1) as usize,
     };
     // Earlier attempts' rows, keyed by row index.
     let mut done: std::collections::BTreeMap<usize, Value> = std::collections::BTreeMap::new();

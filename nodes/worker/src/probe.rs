@@ -517,20 +517,20 @@ fn to_rows(features: &[f64], n: usize, d: usize) -> Result<Rows<'_, f64>, NodeEr
     Rows::new(features, n, d).map_err(|e| metric_err("Failed to shape features", &e))
 }
 
-fn param<'a>(job: &'a Job, k: &str) -> Option<&'a Value> {
-    job.params.get(k)
-}
-
 fn aggregation(job: &Job) -> Result<Aggregation, NodeError> {
     Ok(
-        match param(job, "aggregate")
+        match job
+            .params
+            .get("aggregate")
             .and_then(Value::as_str)
             .unwrap_or("mean")
         {
             "mean" => Aggregation::Mean,
             "max" => Aggregation::Max,
             "softmax" => {
-                let t = param(job, "temperature")
+                let t = job
+                    .params
+                    .get("temperature")
                     .and_then(Value::as_f64)
                     .unwrap_or(1.0);
                 if t.is_nan() || t <= 0.0 {
@@ -541,7 +541,11 @@ fn aggregation(job: &Job) -> Result<Aggregation, NodeError> {
                 Aggregation::Softmax { temperature: t }
             }
             "rolling-max" => {
-                let w = param(job, "window").and_then(Value::as_i64).unwrap_or(10);
+                let w = job
+                    .params
+                    .get("window")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(10);
                 if w < 1 {
                     return Err(NodeError::msg(format!(
                         "`window` must be at least 1, not {w}"
@@ -638,12 +642,16 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
-    let label = param(job, "label_column")
+    let label = job
+        .params
+        .get("label_column")
         .and_then(Value::as_str)
         .unwrap_or("label")
         .to_string();
     let group_column = group_column(job);
-    let family = param(job, "probe")
+    let family = job
+        .params
+        .get("probe")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
@@ -666,7 +674,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             splits.push(Split::from_layer(name, layer, &label, group_column)?);
         }
     }
-    if let Some(l) = param(job, "layer").and_then(Value::as_i64)
+    if let Some(l) = job.params.get("layer").and_then(Value::as_i64)
         && layer_meta["layer"].as_i64() != Some(l)
     {
         return Err(NodeError::msg(format!(
@@ -685,7 +693,9 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         val.n(),
         train.dim()
     )));
-    let resamples = param(job, "bootstrap")
+    let resamples = job
+        .params
+        .get("bootstrap")
         .and_then(Value::as_i64)
         .unwrap_or(1000)
         .max(0) as usize;
@@ -810,7 +820,7 @@ fn fit(
             Ok((p, json!({})))
         }),
         "lda" => closed(&|x| {
-            let (shrink, info) = match param(job, "shrinkage").and_then(Value::as_f64) {
+            let (shrink, info) = match job.params.get("shrinkage").and_then(Value::as_f64) {
                 Some(a) => (Shrinkage::Fixed(a), json!({ "shrinkage": a })),
                 None => (Shrinkage::LedoitWolf, json!({ "shrinkage": "ledoit-wolf" })),
             };
@@ -819,9 +829,10 @@ fn fit(
             Ok((p, info))
         }),
         "mean-logistic" => closed(&|x| {
-            let balanced = param(job, "class_weight").and_then(Value::as_str) == Some("balanced");
+            let balanced =
+                job.params.get("class_weight").and_then(Value::as_str) == Some("balanced");
             let mut cfg = LogisticConfig {
-                c: param(job, "C").and_then(Value::as_f64).unwrap_or(1.0),
+                c: job.params.get("C").and_then(Value::as_f64).unwrap_or(1.0),
                 class_weight: if balanced {
                     ClassWeight::Balanced
                 } else {
@@ -830,9 +841,11 @@ fn fit(
                 ..LogisticConfig::default()
             };
             cfg.max_iter = cfg.max_iter.max(1000);
-            let cv = param(job, "cv").and_then(Value::as_i64).unwrap_or(0);
+            let cv = job.params.get("cv").and_then(Value::as_i64).unwrap_or(0);
             if cv >= 2 {
-                let cs: Vec<f64> = param(job, "Cs")
+                let cs: Vec<f64> = job
+                    .params
+                    .get("Cs")
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(Value::as_f64).collect())
                     .unwrap_or_default();
@@ -868,9 +881,14 @@ fn fit(
                 Learned::PerToken(aggregation(job)?)
             };
             let int = |k: &str, dflt: i64| {
-                param(job, k).and_then(Value::as_i64).unwrap_or(dflt).max(0) as usize
+                job.params
+                    .get(k)
+                    .and_then(Value::as_i64)
+                    .unwrap_or(dflt)
+                    .max(0) as usize
             };
-            let float = |k: &str, dflt: f64| param(job, k).and_then(Value::as_f64).unwrap_or(dflt);
+            let float =
+                |k: &str, dflt: f64| job.params.get(k).and_then(Value::as_f64).unwrap_or(dflt);
             let cfg = TrainConfig {
                 lr: float("lr", 1e-3),
                 weight_decay: float("weight_decay", 0.01),
@@ -879,9 +897,12 @@ fn fit(
                 grad_accum: int("grad_accum", 1).max(1),
                 warmup: float("warmup", 0.1).clamp(0.0, 1.0),
                 patience: int("patience", 5).max(1),
-                balanced: param(job, "class_weight").and_then(Value::as_str) == Some("balanced"),
+                balanced: job.params.get("class_weight").and_then(Value::as_str)
+                    == Some("balanced"),
             };
-            let seeds: Vec<i64> = param(job, "seeds")
+            let seeds: Vec<i64> = job
+                .params
+                .get("seeds")
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_i64).collect())
                 .unwrap_or_else(|| vec![0]);
