@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{dag, root, text};
+use common::{children, dag, root, saved_states, text};
 
 /// A graph training the tiny Llama on `rows` statement/answer pairs, with `extra` lines
 /// appended to the finetune node (and optionally more nodes after it).
@@ -178,37 +178,6 @@ max_new_tokens = 4
     assert!(text(&o).contains("0 ran, 7 cached"), "{}", text(&o));
 }
 
-/// The worker processes whose parent is `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s.rsplit_once(')')?.1.to_string();
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(pid)
-        })
-        .collect()
-}
-
-fn saved_steps(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join(".dag/work"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten())
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with("step-") && !n.ends_with(".tmp")
-        })
-        .count()
-}
-
 #[test]
 fn killed_finetune_resumes_to_bit_identical_weights() {
     let settings = "max_steps = 120\nsave_interval = 20\ndropout = 0.1\nlr = 0.001";
@@ -229,7 +198,7 @@ fn killed_finetune_resumes_to_bit_identical_weights() {
         .spawn()
         .unwrap();
     let t0 = Instant::now();
-    while saved_steps(b.path()) < 2 && t0.elapsed() < Duration::from_secs(120) {
+    while saved_states(b.path(), "step-") < 2 && t0.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(5));
     }
     // kill -9 the training process itself (dag then reports the attempt failed).
@@ -240,7 +209,7 @@ fn killed_finetune_resumes_to_bit_identical_weights() {
     }
     let first = child.wait().unwrap();
     assert!(!first.success(), "the killed attempt fails");
-    let saved = saved_steps(b.path());
+    let saved = saved_states(b.path(), "step-");
     assert!(
         (2..6).contains(&saved),
         "killed mid-training ({saved} saved)"

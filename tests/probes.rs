@@ -13,7 +13,7 @@ use safetensors::SafeTensors;
 use serde_json::Value;
 
 mod common;
-use common::{dag, root, text};
+use common::{children, dag, root, saved_states, text};
 
 fn show(dir: &Path, target: &str) -> Value {
     let o = dag(dir, &["--json", "show", target]);
@@ -308,6 +308,113 @@ fn killed_extraction_resumes_per_shard_to_the_same_bytes() {
         "byte-identical to an uninterrupted run"
     );
     assert!(dag(b.path(), &["verify"]).status.success());
+}
+
+/// The finetuned-classifier baseline alone on the tiny model: HH-RLHF pairs unpivoted into
+/// rejected (1) and chosen (0) rows, enough steps to be killed between saved states.
+fn classifier_graph(dir: &Path) {
+    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let data = root().join("../shared/data/hh-rlhf/harmless-base/test.jsonl.gz");
+    std::fs::write(
+        dir.join("g.toml"),
+        format!(
+            r#"
+[node.pairs]
+type = "dataset"
+path = "{}"
+limit = 24
+held_out_fraction = 0.5
+seed = 0
+
+[node.train_rows]
+type = "relabel"
+inputs = {{ dataset = "pairs.dataset" }}
+unpivot = {{ rejected = 1, chosen = 0 }}
+
+[node.eval_rows]
+type = "relabel"
+inputs = {{ dataset = "pairs.held_out" }}
+unpivot = {{ rejected = 1, chosen = 0 }}
+
+[node.tiny]
+type = "model"
+path = "{}"
+
+[node.clf]
+type = "finetune-classifier"
+inputs = {{ model = "tiny.model", train = "train_rows.dataset", validation = "eval_rows.dataset" }}
+text_column = "text"
+max_len = 48
+batch_size = 2
+max_steps = 120
+save_interval = 20
+lr = 1e-3
+dropout = 0.1
+bootstrap = 20
+"#,
+            data.display(),
+            tiny.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+}
+
+/// What must not change when training resumes: the scores and the trained tensors.
+fn classifier_outputs(dir: &Path) -> (Value, Vec<u8>, Vec<u8>) {
+    let out = export(dir, "clf.classifier");
+    (
+        show(dir, "clf.scores")["artifact"].clone(),
+        std::fs::read(out.join("head.safetensors")).unwrap(),
+        std::fs::read(out.join("adapter/adapter_model.safetensors")).unwrap(),
+    )
+}
+
+#[test]
+fn killed_classifier_training_resumes_to_identical_scores_and_weights() {
+    let a = tempfile::tempdir().unwrap();
+    classifier_graph(a.path());
+    let o = dag(a.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let reference = classifier_outputs(a.path());
+
+    let b = tempfile::tempdir().unwrap();
+    classifier_graph(b.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(["run", "g.toml", "-q"])
+        .current_dir(b.path())
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while saved_states(b.path(), "state-") < 2 && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // kill -9 the training process itself (dag then reports the attempt failed).
+    let workers = children(child.id());
+    assert!(!workers.is_empty(), "the worker was still training");
+    for w in workers {
+        let _ = Command::new("kill").args(["-9", &w.to_string()]).status();
+    }
+    assert!(!child.wait().unwrap().success(), "the killed attempt fails");
+    let saved = saved_states(b.path(), "state-");
+    assert!(
+        (2..6).contains(&saved),
+        "killed mid-training ({saved} saved)"
+    );
+
+    let o = dag(b.path(), &["run", "g.toml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = logs(b.path());
+    assert!(
+        log.contains("resuming training at step"),
+        "the rerun resumed:\n{log}"
+    );
+    let resumed = classifier_outputs(b.path());
+    assert_eq!(resumed.0, reference.0, "the scores artifact");
+    assert!(resumed.1 == reference.1, "head.safetensors differs");
+    assert!(resumed.2 == reference.2, "the adapter differs");
 }
 
 /// `graphs/probes.toml` itself, with the tiny random model in place of SmolLM2 (its layers
