@@ -561,10 +561,33 @@ pub fn read_layer(dir: &Path) -> Result<Layer, NodeError> {
         .hint("rerun the extract-activations node with this build"));
     }
     let n_shards = meta["shards"].as_u64().unwrap_or(0) as usize;
-    let mut acts = Vec::with_capacity(n_shards);
-    let mut masks = Vec::with_capacity(n_shards);
+    // The row lists come first: their token counts size the padded tensor, so each shard is
+    // copied into place and dropped, and the layer is held once (not once as shards and
+    // again whole), which is what bounds the memory of probe training.
     let mut rows = Vec::new();
+    let mut longest = 0i64;
+    let mut shard_rows = Vec::with_capacity(n_shards);
     for s in 0..n_shards {
+        let jp = dir.join(format!("{}.jsonl", shard_name(s)));
+        let text = std::fs::read_to_string(&jp).map_err(|e| io_err("read", &jp, &e))?;
+        let before = rows.len();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).map_err(|e| {
+                NodeError::caused(format!("Failed to parse `{}`", jp.display()), &e)
+            })?;
+            longest = longest.max(v["tokens"].as_i64().unwrap_or(0));
+            let row = v["row"].as_u64().unwrap_or(0) as usize;
+            let cols = v["columns"].as_object().cloned().unwrap_or_default();
+            rows.push((row, cols));
+        }
+        shard_rows.push(rows.len() - before);
+    }
+    let hidden = meta["hidden_size"].as_i64().unwrap_or(0);
+    let n = rows.len() as i64;
+    let activations = Tensor::zeros([n, longest, hidden], (Kind::Float, Device::Cpu));
+    let mask = Tensor::zeros([n, longest], (Kind::Bool, Device::Cpu));
+    let mut offset = 0i64;
+    for (s, &listed) in shard_rows.iter().enumerate() {
         let p = dir.join(format!("{}.safetensors", shard_name(s)));
         let tensors = Tensor::read_safetensors(&p)
             .map_err(|e| tch_err(&format!("Failed to read `{}`", p.display()), &e))?;
@@ -575,38 +598,22 @@ pub fn read_layer(dir: &Path) -> Result<Layer, NodeError> {
                 .map(|(_, t)| t.shallow_clone())
                 .ok_or_else(|| NodeError::msg(format!("`{}` has no tensor `{name}`", p.display())))
         };
-        acts.push(get("activations")?.to_kind(Kind::Float));
-        masks.push(get("attention_mask")?.to_kind(Kind::Bool));
-        let jp = dir.join(format!("{}.jsonl", shard_name(s)));
-        let text = std::fs::read_to_string(&jp).map_err(|e| io_err("read", &jp, &e))?;
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).map_err(|e| {
-                NodeError::caused(format!("Failed to parse `{}`", jp.display()), &e)
-            })?;
-            let row = v["row"].as_u64().unwrap_or(0) as usize;
-            let cols = v["columns"].as_object().cloned().unwrap_or_default();
-            rows.push((row, cols));
+        let (acts, shard_mask) = (get("activations")?, get("attention_mask")?);
+        let size = acts.size();
+        if size.len() != 3 || size[0] != listed as i64 || size[1] > longest || size[2] != hidden {
+            return Err(NodeError::msg(format!(
+                "`{}` holds activations of shape {size:?}, but its row list and meta.json say \
+                 {listed} rows of at most {longest} tokens of width {hidden}",
+                p.display()
+            ))
+            .hint("the layer directory is damaged: rerun the extract-activations node"));
         }
+        let (rows_here, tokens_here) = (size[0], size[1]);
+        let place = |t: &Tensor| t.narrow(0, offset, rows_here).narrow(1, 0, tokens_here);
+        place(&activations).copy_(&acts);
+        place(&mask).copy_(&shard_mask);
+        offset += rows_here;
     }
-    let t = acts.iter().map(|a| a.size()[1]).max().unwrap_or(0);
-    let pad = |x: Tensor| {
-        let have = x.size()[1];
-        if have == t {
-            x
-        } else {
-            let mut shape = x.size();
-            shape[1] = t - have;
-            Tensor::cat(
-                &[
-                    x.shallow_clone(),
-                    Tensor::zeros(&shape, (x.kind(), Device::Cpu)),
-                ],
-                1,
-            )
-        }
-    };
-    let activations = Tensor::cat(&acts.into_iter().map(pad).collect::<Vec<_>>(), 0);
-    let mask = Tensor::cat(&masks.into_iter().map(pad).collect::<Vec<_>>(), 0);
     Ok(Layer {
         activations,
         mask,
@@ -618,6 +625,89 @@ pub fn read_layer(dir: &Path) -> Result<Layer, NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A layer directory of shards `[rows, tokens]`, each row's real length given, with
+    /// activation value `32 * row + 4 * token + channel` (exact in bf16 below 256) and padding `-7`.
+    fn layer_dir(dir: &Path, shards: &[&[i64]], hidden: i64) {
+        let mut row = 0i64;
+        for (s, lengths) in shards.iter().enumerate() {
+            let t = *lengths.iter().max().unwrap();
+            let n = lengths.len() as i64;
+            let mut acts = vec![-7f32; (n * t * hidden) as usize];
+            let mut mask = vec![0u8; (n * t) as usize];
+            let mut lines = String::new();
+            for (i, &len) in lengths.iter().enumerate() {
+                for tok in 0..len {
+                    mask[(i as i64 * t + tok) as usize] = 1;
+                    for c in 0..hidden {
+                        acts[((i as i64 * t + tok) * hidden + c) as usize] =
+                            (32 * (row + i as i64) + 4 * tok + c) as f32;
+                    }
+                }
+                lines += &format!(
+                    "{{\"row\": {}, \"tokens\": {len}, \"columns\": {{}}}}\n",
+                    row + i as i64
+                );
+            }
+            row += n;
+            let acts = Tensor::from_slice(&acts)
+                .view([n, t, hidden])
+                .to_kind(Kind::BFloat16);
+            let mask = Tensor::from_slice(&mask).view([n, t]);
+            let name = shard_name(s);
+            std::fs::write(dir.join(format!("{name}.jsonl")), lines).unwrap();
+            Tensor::write_safetensors(
+                &[("activations", acts), ("attention_mask", mask)],
+                dir.join(format!("{name}.safetensors")),
+            )
+            .unwrap();
+        }
+        let meta = json!({ "format": FORMAT, "hidden_size": hidden, "shards": shards.len() });
+        std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+    }
+
+    #[test]
+    fn shards_of_different_lengths_read_into_one_padded_f32_layer() {
+        let d = tempfile::tempdir().unwrap();
+        layer_dir(d.path(), &[&[3, 1], &[5], &[2, 4]], 2);
+        let layer = read_layer(d.path()).unwrap();
+        assert_eq!(layer.activations.size(), [5, 5, 2]);
+        assert_eq!(layer.activations.kind(), Kind::Float);
+        let rows: Vec<usize> = layer.rows.iter().map(|(r, _)| *r).collect();
+        assert_eq!(rows, [0, 1, 2, 3, 4]);
+        for (r, len) in [3i64, 1, 5, 2, 4].into_iter().enumerate() {
+            for tok in 0..5 {
+                let real = tok < len;
+                assert_eq!(layer.mask.int64_value(&[r as i64, tok]) == 1, real);
+                for c in 0..2 {
+                    let v = layer.activations.double_value(&[r as i64, tok, c]);
+                    // Real tokens carry their value; beyond each shard's width, zeros (the
+                    // shard's own padding, -7, is whatever the writer left, and the mask
+                    // marks it).
+                    if real {
+                        assert_eq!(v, (32 * r as i64 + 4 * tok + c) as f64);
+                    } else if tok >= [3, 3, 5, 4, 4][r] {
+                        assert_eq!(v, 0.0, "row {r} token {tok}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_shard_that_disagrees_with_its_row_list_is_reported_as_damaged() {
+        let d = tempfile::tempdir().unwrap();
+        layer_dir(d.path(), &[&[3, 1], &[5]], 2);
+        let jsonl = d.path().join(format!("{}.jsonl", shard_name(0)));
+        let mut text = std::fs::read_to_string(&jsonl).unwrap();
+        text += "{\"row\": 9, \"tokens\": 2, \"columns\": {}}\n";
+        std::fs::write(&jsonl, text).unwrap();
+        let err = read_layer(d.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("its row list") && err.contains("3 rows"),
+            "{err}"
+        );
+    }
 
     fn job(params: Value) -> Job {
         serde_json::from_value(json!({

@@ -48,9 +48,9 @@ impl Split {
     /// Builds a split from raw tensors, zeroing whatever the padding holds.
     pub fn new(name: &str, x: Tensor, mask: Tensor, y: Vec<bool>, rows: Vec<usize>) -> Split {
         let mask = mask.to_kind(Kind::Bool);
-        let x = x
-            .to_kind(Kind::Float)
-            .masked_fill(&mask.logical_not().unsqueeze(-1), 0.0);
+        // In place: a split's activations are the largest thing a probe node holds.
+        let mut x = x.to_kind(Kind::Float);
+        let _ = x.masked_fill_(&mask.logical_not().unsqueeze(-1), 0.0);
         Split {
             name: name.into(),
             x,
