@@ -3,11 +3,9 @@
 //! input. Needs `dag-worker` built beside `dag` (scripts/test builds it first).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 mod common;
-use common::{children, dag, root, saved_states, text};
+use common::{dag, kill_training_after, root, text};
 
 /// A graph training the tiny Llama on `rows` statement/answer pairs, with `extra` lines
 /// appended to the finetune node (and optionally more nodes after it).
@@ -190,26 +188,7 @@ fn killed_finetune_resumes_to_bit_identical_weights() {
 
     let b = tempfile::tempdir().unwrap();
     graph(b.path(), 24, settings, "");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
-        .args(["run", "g.toml", "-q"])
-        .current_dir(b.path())
-        .stderr(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while saved_states(b.path(), "step-") < 2 && t0.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // kill -9 the training process itself (dag then reports the attempt failed).
-    let workers = children(child.id());
-    assert!(!workers.is_empty(), "the worker was still training");
-    for w in workers {
-        let _ = Command::new("kill").args(["-9", &w.to_string()]).status();
-    }
-    let first = child.wait().unwrap();
-    assert!(!first.success(), "the killed attempt fails");
-    let saved = saved_states(b.path(), "step-");
+    let saved = kill_training_after(b.path(), "step-", 2);
     assert!(
         (2..6).contains(&saved),
         "killed mid-training ({saved} saved)"

@@ -13,7 +13,7 @@ use safetensors::SafeTensors;
 use serde_json::Value;
 
 mod common;
-use common::{children, dag, root, saved_states, text};
+use common::{dag, kill_training_after, root, text};
 
 fn show(dir: &Path, target: &str) -> Value {
     let o = dag(dir, &["--json", "show", target]);
@@ -380,25 +380,7 @@ fn killed_classifier_training_resumes_to_identical_scores_and_weights() {
 
     let b = tempfile::tempdir().unwrap();
     classifier_graph(b.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
-        .args(["run", "g.toml", "-q"])
-        .current_dir(b.path())
-        .stderr(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while saved_states(b.path(), "state-") < 2 && t0.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // kill -9 the training process itself (dag then reports the attempt failed).
-    let workers = children(child.id());
-    assert!(!workers.is_empty(), "the worker was still training");
-    for w in workers {
-        let _ = Command::new("kill").args(["-9", &w.to_string()]).status();
-    }
-    assert!(!child.wait().unwrap().success(), "the killed attempt fails");
-    let saved = saved_states(b.path(), "state-");
+    let saved = kill_training_after(b.path(), "state-", 2);
     assert!(
         (2..6).contains(&saved),
         "killed mid-training ({saved} saved)"

@@ -29,8 +29,33 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Starts `dag run g.toml` in `dir`, waits until its training node has saved `states`
+/// states (folders `prefix...`), kill -9s the worker mid-training and checks that the attempt
+/// failed. Returns how many states were saved by then.
+pub fn kill_training_after(dir: &Path, prefix: &str, states: usize) -> usize {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(["run", "g.toml", "-q"])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while saved_states(dir, prefix) < states && t0.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The training process itself, not dag (which then reports the attempt failed).
+    let workers = children(child.id());
+    assert!(!workers.is_empty(), "the worker was still training");
+    for w in workers {
+        let _ = Command::new("kill").args(["-9", &w.to_string()]).status();
+    }
+    assert!(!child.wait().unwrap().success(), "the killed attempt fails");
+    saved_states(dir, prefix)
+}
+
 /// The processes whose parent is `pid`: the `dag-worker` a running `dag` has started.
-pub fn children(pid: u32) -> Vec<u32> {
+fn children(pid: u32) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
@@ -48,7 +73,7 @@ pub fn children(pid: u32) -> Vec<u32> {
 
 /// How many finished states (folders named `prefix...`, not `.tmp`) training nodes have
 /// saved in the work directories of the project in `dir`.
-pub fn saved_states(dir: &Path, prefix: &str) -> usize {
+fn saved_states(dir: &Path, prefix: &str) -> usize {
     std::fs::read_dir(dir.join(".dag/work"))
         .into_iter()
         .flatten()
