@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -53,9 +54,19 @@ fn series_color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-/// Draws one or more ROC curves (labelled, e.g. with their AUROC) on the unit square,
-/// with the chance diagonal, and writes a PNG to `path`.
-pub fn roc_plot_png(path: &Path, title: &str, curves: &[(&str, &RocCurve)]) -> Result<()> {
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// What every chart here shares: a white PNG canvas with a title, axes over `x` and `y` with
+/// their descriptions, whatever `draw` adds, and the legend boxed at `legend`.
+fn png_chart(
+    path: &Path,
+    title: &str,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+    legend: SeriesLabelPosition,
+    draw: impl FnOnce(&mut Chart<'_, '_>) -> Result<()>,
+) -> Result<()> {
     register_font();
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
@@ -64,36 +75,68 @@ pub fn roc_plot_png(path: &Path, title: &str, curves: &[(&str, &RocCurve)]) -> R
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(56)
-        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .build_cartesian_2d(x, y)
         .map_err(|e| plot_err(path, e))?;
     chart
         .configure_mesh()
-        .x_desc("False positive rate")
-        .y_desc("True positive rate")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .draw()
         .map_err(|e| plot_err(path, e))?;
-    chart
-        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
-        .map_err(|e| plot_err(path, e))?;
-    for (i, (label, curve)) in curves.iter().enumerate() {
-        let color = series_color(i);
-        chart
-            .draw_series(LineSeries::new(
-                curve.fpr.iter().copied().zip(curve.tpr.iter().copied()),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| plot_err(path, e))?
-            .label(*label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
+    draw(&mut chart)?;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(legend)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
         .map_err(|e| plot_err(path, e))?;
     root.present().map_err(|e| plot_err(path, e))
+}
+
+/// Series `i` as a line in its palette colour, with `label` in the legend.
+fn labelled_line(
+    chart: &mut Chart<'_, '_>,
+    path: &Path,
+    i: usize,
+    label: String,
+    points: impl IntoIterator<Item = (f64, f64)>,
+) -> Result<()> {
+    let color = series_color(i);
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(2)))
+        .map_err(|e| plot_err(path, e))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    Ok(())
+}
+
+/// The y = x line: chance for ROC curves, perfect calibration for reliability diagrams.
+fn diagonal(chart: &mut Chart<'_, '_>, path: &Path) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
+        .map_err(|e| plot_err(path, e))?;
+    Ok(())
+}
+
+/// Draws one or more ROC curves (labelled, e.g. with their AUROC) on the unit square,
+/// with the chance diagonal, and writes a PNG to `path`.
+pub fn roc_plot_png(path: &Path, title: &str, curves: &[(&str, &RocCurve)]) -> Result<()> {
+    png_chart(
+        path,
+        title,
+        (0.0..1.0, 0.0..1.0),
+        ("False positive rate", "True positive rate"),
+        SeriesLabelPosition::LowerRight,
+        |chart| {
+            diagonal(chart, path)?;
+            for (i, (label, curve)) in curves.iter().enumerate() {
+                let points = curve.fpr.iter().copied().zip(curve.tpr.iter().copied());
+                labelled_line(chart, path, i, label.to_string(), points)?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Draws reliability diagrams (mean score against fraction positive for each non-empty
@@ -103,52 +146,30 @@ pub fn reliability_plot_png(
     title: &str,
     tables: &[(&str, &ReliabilityTable)],
 ) -> Result<()> {
-    register_font();
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("Mean predicted probability")
-        .y_desc("Fraction positive")
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
-        .map_err(|e| plot_err(path, e))?;
-    for (i, (label, table)) in tables.iter().enumerate() {
-        let color = series_color(i);
-        let points: Vec<(f64, f64)> = table
-            .bins
-            .iter()
-            .filter_map(|b| Some((b.mean_score?, b.fraction_positive?)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| plot_err(path, e))?
-            .label(format!("{label} (ECE {:.3})", table.ece))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-            .map_err(|e| plot_err(path, e))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    root.present().map_err(|e| plot_err(path, e))
+    png_chart(
+        path,
+        title,
+        (0.0..1.0, 0.0..1.0),
+        ("Mean predicted probability", "Fraction positive"),
+        SeriesLabelPosition::UpperLeft,
+        |chart| {
+            diagonal(chart, path)?;
+            for (i, (label, table)) in tables.iter().enumerate() {
+                let points: Vec<(f64, f64)> = table
+                    .bins
+                    .iter()
+                    .filter_map(|b| Some((b.mean_score?, b.fraction_positive?)))
+                    .collect();
+                let label = format!("{label} (ECE {:.3})", table.ece);
+                labelled_line(chart, path, i, label, points.iter().copied())?;
+                let color = series_color(i);
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .map_err(|e| plot_err(path, e))?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Draws line series over a shared x axis (a training curve: loss and validation AUROC
@@ -156,18 +177,16 @@ pub fn reliability_plot_png(
 pub fn line_plot_png(
     path: &Path,
     title: &str,
-    (x_desc, y_desc): (&str, &str),
+    axes: (&str, &str),
     series: &[(&str, &[(f64, f64)])],
 ) -> Result<()> {
-    register_font();
-    let finite = || {
-        series
-            .iter()
-            .flat_map(|(_, s)| s.iter())
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-    };
+    let finite = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite();
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in finite() {
+    for &(x, y) in series
+        .iter()
+        .flat_map(|(_, s)| s.iter())
+        .filter(|p| finite(p))
+    {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
     if x0 > x1 {
@@ -175,41 +194,18 @@ pub fn line_plot_png(
     }
     // A flat series still needs a drawable range.
     let pad = ((y1 - y0) * 0.05).max(1e-6);
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(56)
-        .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    for (i, (label, points)) in series.iter().enumerate() {
-        let color = series_color(i);
-        chart
-            .draw_series(LineSeries::new(
-                points
-                    .iter()
-                    .copied()
-                    .filter(|(x, y)| x.is_finite() && y.is_finite()),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| plot_err(path, e))?
-            .label(*label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    root.present().map_err(|e| plot_err(path, e))
+    png_chart(
+        path,
+        title,
+        (x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad)),
+        axes,
+        SeriesLabelPosition::UpperRight,
+        |chart| {
+            for (i, (label, points)) in series.iter().enumerate() {
+                let points = points.iter().copied().filter(finite);
+                labelled_line(chart, path, i, label.to_string(), points)?;
+            }
+            Ok(())
+        },
+    )
 }
