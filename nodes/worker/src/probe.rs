@@ -28,6 +28,9 @@ fn metric_err(what: &str, e: &dag_metrics::MetricError) -> NodeError {
     NodeError::caused(what.to_string(), e)
 }
 
+/// Rows per block when a whole split is reduced or scored (see [`Split::by_rows`]).
+const ROW_BLOCK: i64 = 256;
+
 /// A split's inputs, ready for training or scoring.
 pub struct Split {
     /// `train`, `validation` or `test`.
@@ -114,6 +117,24 @@ impl Split {
         self.x.size()[2]
     }
 
+    /// `f` over consecutive blocks of at most [`ROW_BLOCK`] rows of `x` and `mask`, its
+    /// results concatenated along the first dimension. Whole-split arithmetic would make
+    /// temporaries as large as the split, the largest thing a probe node holds.
+    fn by_rows(&self, mut f: impl FnMut(&Tensor, &Tensor) -> Tensor) -> Tensor {
+        let n = self.n() as i64;
+        let parts: Vec<Tensor> = (0..n)
+            .step_by(ROW_BLOCK as usize)
+            .map(|start| {
+                let len = ROW_BLOCK.min(n - start);
+                f(
+                    &self.x.narrow(0, start, len),
+                    &self.mask.narrow(0, start, len),
+                )
+            })
+            .collect();
+        Tensor::cat(&parts, 0)
+    }
+
     /// Mean over real tokens, `[n, d]` row-major f64. Padding is exactly zero (see
     /// [`Split::new`]), so the sum over all positions is the sum over real ones.
     fn mean_features(&self) -> Result<Vec<f64>, NodeError> {
@@ -128,7 +149,8 @@ impl Split {
             ))
             .hint("the extraction stored an empty row; rerun extract-activations"));
         }
-        let mean = self.x.sum_dim_intlist(1, false, Kind::Double) / count.unsqueeze(-1);
+        let sums = self.by_rows(|x, _| x.sum_dim_intlist(1, false, Kind::Double));
+        let mean = sums / count.unsqueeze(-1);
         Vec::<f64>::try_from(mean.flatten(0, -1))
             .map_err(|e| NodeError::caused("Failed to read mean activations", &e))
     }
@@ -383,14 +405,21 @@ pub fn train_learned(
     let d = train.dim();
     let n = train.n() as i64;
     // Standardise with statistics of real training tokens only.
-    let m = train.mask.unsqueeze(-1).to_kind(Kind::Float);
-    let count = m.sum(Kind::Float).clamp_min(1.0);
-    let mean = (&train.x * &m).sum_dim_intlist([0i64, 1].as_slice(), false, Kind::Float) / &count;
-    let var = ((&train.x - &mean).square() * &m).sum_dim_intlist(
-        [0i64, 1].as_slice(),
-        false,
-        Kind::Float,
-    ) / &count;
+    // Padding is exactly zero (see `Split::new`), so plain sums count real tokens only.
+    let count = train.mask.sum(Kind::Float).clamp_min(1.0);
+    // `[1, d]` per block of rows, so that the blocks concatenate to `[blocks, d]`.
+    let token_sum = |t: &Tensor| {
+        t.sum_dim_intlist([0i64, 1].as_slice(), false, Kind::Float)
+            .unsqueeze(0)
+    };
+    let mean = train
+        .by_rows(|x, _| token_sum(x))
+        .sum_dim_intlist(0, false, Kind::Float)
+        / &count;
+    let var = train
+        .by_rows(|x, m| token_sum(&((x - &mean).square() * m.unsqueeze(-1))))
+        .sum_dim_intlist(0, false, Kind::Float)
+        / &count;
     let std = var.sqrt().clamp_min(1e-6);
     let vs = nn::VarStore::new(Device::Cpu);
     let root = vs.root();
@@ -492,7 +521,7 @@ pub fn train_learned(
                 step += 1;
             }
         }
-        let val_scores = tch::no_grad(|| sigmoid_vec(&probe.logits(&val.x, &val.mask)));
+        let val_scores = tch::no_grad(|| sigmoid_vec(&val.by_rows(|x, m| probe.logits(x, m))));
         let val_auroc = auroc(&val_scores, &val.y)?;
         curve.push(Epoch {
             epoch: epoch + 1,
@@ -572,7 +601,7 @@ fn score(fitted: &Fitted, split: &Split) -> Result<Vec<Vec<f64>>, NodeError> {
         }
         Fitted::Learned(runs) => runs
             .iter()
-            .map(|(_, p, _, _)| tch::no_grad(|| sigmoid_vec(&p.logits(&split.x, &split.mask))))
+            .map(|(_, p, _, _)| tch::no_grad(|| sigmoid_vec(&split.by_rows(|x, m| p.logits(x, m)))))
             .collect(),
     })
 }
