@@ -14,7 +14,15 @@
 //! tokens/s counts every token of every row. With `--python` (or `$DAG_BENCH_PYTHON`), the
 //! peer script runs in the same invocation and its figure prints below ours.
 //! `--checkpointing` turns gradient checkpointing on for both (transformers'
-//! `gradient_checkpointing_enable`); each side prints its peak resident memory.
+//! `gradient_checkpointing_enable`); each side prints its peak resident (host) memory.
+//!
+//! On a GPU machine, the target configuration is a Llama-3.2-1B-shaped model with random
+//! weights in bf16 (`benches/make_random_llama.py` writes one as a Hugging Face folder):
+//!
+//! ```text
+//! python nodes/runtime/benches/make_random_llama.py /tmp/llama-1b --tokenizer $DAG_SMOLLM2_GGUF
+//! cargo bench -p dag-runtime --bench finetune -- --model /tmp/llama-1b --device cuda --python PY
+//! ```
 
 use std::time::Instant;
 
@@ -114,6 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 data.to_str().unwrap_or_default(),
             ])
             .args(["--batch", &batch.to_string(), "--steps", &steps.to_string()])
+            .args(["--device", &device])
             .args(checkpointing.then_some("--checkpointing"))
             .status()?;
         if !status.success() {
