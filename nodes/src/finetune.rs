@@ -18,7 +18,8 @@ pub fn finetune() -> WorkerNode {
     WorkerNode(NodeSpec {
         name: "finetune",
         // 2: dropout reseeded per block (checkpointing-safe), f32 adapters over bf16 bases.
-        version: 2,
+        // 3: CPU dropout masks from ChaCha8 streams; the LM head on target positions only.
+        version: 3,
         doc: "Supervised finetuning with an assistant-only loss. Examples are conversations (a `messages` column of \
               {role, content}) or, when `prompt` is set, a user turn and an assistant turn filled from `{column}` \
               templates; rendered with the model's chat template, optionally without system messages (context \

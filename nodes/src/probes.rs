@@ -147,7 +147,8 @@ pub const PROBES: &[&str] = &[
 pub fn train_probe() -> WorkerNode {
     WorkerNode(NodeSpec {
         name: "train-probe",
-        version: 1,
+        // 2: standardisation statistics and mean features summed in blocks of rows.
+        version: 2,
         doc: "Trains a probe on one layer's activations and scores every row of every split given. \
               Closed form (`diff-of-means`, `lda`) and `mean-logistic` (scikit-learn's lbfgs logistic \
               regression on mean activations, `C` or `cv`) are deterministic; `per-token` (a linear score per \
@@ -373,7 +374,8 @@ pub fn finetune_classifier() -> WorkerNode {
     let int = |name, v, doc| ParamSpec::with_default(name, ParamType::Int, Value::Int(v), doc);
     WorkerNode(NodeSpec {
         name: "finetune-classifier",
-        version: 1,
+        // 2: CPU dropout masks from ChaCha8 streams.
+        version: 2,
         doc: "The finetuned-classifier baseline: a linear head on the final hidden state of each row's last token, \
               trained with a LoRA adapter (or every weight) by the finetune node's trainer on a class-weighted \
               binary cross-entropy. Scores every row of every split given, in train-probe's format with the \
