@@ -6,7 +6,7 @@
 use std::path::Path;
 
 mod common;
-use common::{dag, root, text};
+use common::{dag, root, text, tiny_model};
 
 fn blob(dir: &Path, target: &str) -> String {
     let o = dag(dir, &["--json", "show", target]);
@@ -46,7 +46,7 @@ fn project(tasks_toml: &str, nodes: &str) -> tempfile::TempDir {
     }
     std::fs::write(dir.path().join("docs.jsonl"), docs).unwrap();
     std::fs::write(dir.path().join("tasks.toml"), tasks_toml).unwrap();
-    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let tiny = tiny_model();
     std::fs::write(
         dir.path().join("g.toml"),
         format!(

@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{dag, kill_training_after, root, text};
+use common::{dag, kill_training_after, text, tiny_model, write_project};
 
 /// A graph training the tiny Llama on `rows` statement/answer pairs, with `extra` lines
 /// appended to the finetune node (and optionally more nodes after it).
 fn graph(dir: &Path, rows: usize, finetune: &str, after: &str) {
-    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let tiny = tiny_model();
     let data: String = (0..rows)
         .map(|i| {
             format!(
@@ -23,9 +23,10 @@ fn graph(dir: &Path, rows: usize, finetune: &str, after: &str) {
         })
         .collect();
     std::fs::write(dir.join("train.jsonl"), data).unwrap();
-    std::fs::write(
-        dir.join("g.toml"),
-        format!(
+    write_project(
+        dir,
+        "g.toml",
+        &format!(
             r#"
 [node.rows]
 type = "dataset"
@@ -56,9 +57,7 @@ seed = 5
 "#,
             tiny.display()
         ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    );
 }
 
 fn export(dir: &Path, target: &str) -> PathBuf {
@@ -106,6 +105,15 @@ fn checkpoints(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// A `generate` node mapped over the finetune node's checkpoints.
+const GENERATE_FROM_EACH_CHECKPOINT: &str = r#"
+[node.gen]
+type = "generate"
+inputs = { dataset = "rows.dataset", model = "ft.checkpoints[*]" }
+prompt = "{statement}"
+max_new_tokens = 4
+"#;
+
 #[test]
 fn checkpoints_load_in_generate_and_the_loss_falls() {
     let d = tempfile::tempdir().unwrap();
@@ -113,13 +121,7 @@ fn checkpoints_load_in_generate_and_the_loss_falls() {
         d.path(),
         16,
         "epochs = 4\nsave_interval = 4\ndropout = 0.0\nlr = 0.01",
-        r#"
-[node.gen]
-type = "generate"
-inputs = { dataset = "rows.dataset", model = "ft.checkpoints[*]" }
-prompt = "{statement}"
-max_new_tokens = 4
-"#,
+        GENERATE_FROM_EACH_CHECKPOINT,
     );
     let o = dag(d.path(), &["run", "g.toml", "-q"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -268,13 +270,7 @@ fn full_finetuning_packed_and_checkpointed_exports_a_hugging_face_folder() {
         d.path(),
         16,
         "method = \"full\"\npacking = true\nmax_len = 256\ngradient_checkpointing = true\nmax_steps = 2\nlr = 1e-3",
-        r#"
-[node.gen]
-type = "generate"
-inputs = { dataset = "rows.dataset", model = "ft.checkpoints[*]" }
-prompt = "{statement}"
-max_new_tokens = 4
-"#,
+        GENERATE_FROM_EACH_CHECKPOINT,
     );
     let o = dag(d.path(), &["run", "g.toml", "-q"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{dag, root, text};
+use common::{dag, root, text, tiny_model, write_project};
 
 fn rows(dir: &Path, store: &str, target: &str) -> Vec<serde_json::Value> {
     let o = dag(dir, &["--store", store, "--json", "show", target]);
@@ -72,11 +72,12 @@ fn main_graph_dev_profile_generates_with_the_embedded_model() {
 }
 
 fn tiny_graph(dir: &Path) {
-    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let tiny = tiny_model();
     let data = root().join("../shared/data/speciesismbench/speciesism_benchmark_final.csv");
-    std::fs::write(
-        dir.join("g.toml"),
-        format!(
+    write_project(
+        dir,
+        "g.toml",
+        &format!(
             r#"
 [node.prompts]
 type = "dataset"
@@ -101,9 +102,7 @@ batch_size = 8
             data.display(),
             tiny.display()
         ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use safetensors::SafeTensors;
 use serde_json::Value;
 
 mod common;
-use common::{dag, kill_training_after, root, text};
+use common::{dag, kill_training_after, root, text, tiny_model, write_project};
 
 fn show(dir: &Path, target: &str) -> Value {
     let o = dag(dir, &["--json", "show", target]);
@@ -73,9 +73,10 @@ fn smollm2_graph(dir: &Path, layers: &[usize]) {
     }
     std::fs::write(dir.join("texts.jsonl"), data).unwrap();
     let list = format!("{layers:?}");
-    std::fs::write(
-        dir.join("g.toml"),
-        format!(
+    write_project(
+        dir,
+        "g.toml",
+        &format!(
             r#"
 [node.texts]
 type = "dataset"
@@ -95,9 +96,7 @@ batch_size = 2
 shard_rows = 2
 "#
         ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    );
 }
 
 /// SmolLM2's magnitudes reach ~400 at middle layers, where one f32 ulp is 3e-5: the bound is
@@ -237,11 +236,12 @@ fn smollm2_activations_equal_transformers_and_layers_share_one_pass() {
 }
 
 fn tiny_graph(dir: &Path) {
-    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let tiny = tiny_model();
     let data = root().join("../shared/data/speciesismbench/speciesism_benchmark_final.csv");
-    std::fs::write(
-        dir.join("g.toml"),
-        format!(
+    write_project(
+        dir,
+        "g.toml",
+        &format!(
             r#"
 [node.rows]
 type = "dataset"
@@ -264,9 +264,7 @@ dtype = "bf16"
             data.display(),
             tiny.display()
         ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    );
 }
 
 #[test]
@@ -313,11 +311,12 @@ fn killed_extraction_resumes_per_shard_to_the_same_bytes() {
 /// The finetuned-classifier baseline alone on the tiny model: HH-RLHF pairs unpivoted into
 /// rejected (1) and chosen (0) rows, enough steps to be killed between saved states.
 fn classifier_graph(dir: &Path) {
-    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let tiny = tiny_model();
     let data = root().join("../shared/data/hh-rlhf/harmless-base/test.jsonl.gz");
-    std::fs::write(
-        dir.join("g.toml"),
-        format!(
+    write_project(
+        dir,
+        "g.toml",
+        &format!(
             r#"
 [node.pairs]
 type = "dataset"
@@ -355,9 +354,7 @@ bootstrap = 20
             data.display(),
             tiny.display()
         ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    );
 }
 
 /// What must not change when training resumes: the scores and the trained tensors.
@@ -402,7 +399,7 @@ fn killed_classifier_training_resumes_to_identical_scores_and_weights() {
 /// `graphs/probes.toml` itself, with the tiny random model in place of SmolLM2 (its layers
 /// 0, 1, 2 for 6, 15, 24) so the whole graph runs in seconds; the dev profile, shrunk further.
 fn probes_graph_on_the_tiny_model(dir: &Path) {
-    let tiny = root().join("nodes/runtime/tests/fixtures/tiny-llama");
+    let tiny = tiny_model();
     let graph = std::fs::read_to_string(root().join("graphs/probes.toml"))
         .unwrap()
         .replace(
@@ -415,8 +412,7 @@ fn probes_graph_on_the_tiny_model(dir: &Path) {
         )
         .replace("[6, 15, 24]", "[0, 1, 2]");
     assert!(graph.contains("tiny-llama") && graph.contains("[0, 1, 2]"));
-    std::fs::write(dir.join("probes.toml"), graph).unwrap();
-    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    write_project(dir, "probes.toml", &graph);
 }
 
 #[test]

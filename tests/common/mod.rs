@@ -11,6 +11,17 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The tiny random Llama the model tests run on.
+pub fn tiny_model() -> PathBuf {
+    root().join("nodes/runtime/tests/fixtures/tiny-llama")
+}
+
+/// Writes `graph` to `dir/file` and makes `dir` a project root (dag looks for `.git`).
+pub fn write_project(dir: &Path, file: &str, graph: &str) {
+    std::fs::write(dir.join(file), graph).unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+}
+
 /// Runs `dag ARGS` in `dir`.
 pub fn dag(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dag"))
