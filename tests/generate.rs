@@ -3,11 +3,9 @@
 //! Needs `dag-worker` built beside `dag` (scripts/test builds it first).
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 mod common;
-use common::{dag, root, text, tiny_model, write_project};
+use common::{dag, root, start_held_after_saves, text, tiny_model, write_project};
 
 fn rows(dir: &Path, store: &str, target: &str) -> Vec<serde_json::Value> {
     let o = dag(dir, &["--store", store, "--json", "show", target]);
@@ -116,35 +114,13 @@ fn killed_generation_resumes_and_matches_an_uninterrupted_run() {
     let reference = rows(a.path(), store_a.to_str().unwrap(), "gen");
     assert_eq!(reference.len(), 1200);
 
-    // Killed after at least one saved batch, then rerun.
+    // Killed after exactly one saved batch, then rerun.
     let b = tempfile::tempdir().unwrap();
     tiny_graph(b.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
-        .args(["run", "g.toml", "-q"])
-        .current_dir(b.path())
-        .env("DAG_LOG", "debug")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let logs = b.path().join(".dag/logs");
-    let t0 = Instant::now();
-    loop {
-        let saved = std::fs::read_dir(&logs)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .any(|e| {
-                std::fs::read_to_string(e.path())
-                    .unwrap_or_default()
-                    .contains("batch=1")
-            });
-        if saved || t0.elapsed() > Duration::from_secs(120) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = start_held_after_saves(b.path(), 1);
     child.kill().unwrap();
     child.wait().unwrap();
+    let logs = b.path().join(".dag/logs");
     let o = dag(b.path(), &["run", "g.toml", "-q"]);
     assert!(o.status.success(), "{}", text(&o));
     let log = std::fs::read_dir(&logs)

@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use safetensors::SafeTensors;
 use serde_json::Value;
 
 mod common;
-use common::{dag, kill_training_after, root, text, tiny_model, write_project};
+use common::{
+    dag, kill_training_after, root, start_held_after_saves, text, tiny_model, write_project,
+};
 
 fn show(dir: &Path, target: &str) -> Value {
     let o = dag(dir, &["--json", "show", target]);
@@ -280,24 +280,14 @@ fn killed_extraction_resumes_per_shard_to_the_same_bytes() {
 
     let b = tempfile::tempdir().unwrap();
     tiny_graph(b.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
-        .args(["run", "g.toml", "-q"])
-        .current_dir(b.path())
-        .env("DAG_LOG", "debug")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !logs(b.path()).contains("batch=2") && t0.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = start_held_after_saves(b.path(), 2);
     child.kill().unwrap();
     child.wait().unwrap();
     let o = dag(b.path(), &["run", "g.toml", "-q"]);
     assert!(o.status.success(), "{}", text(&o));
     let log = logs(b.path());
     assert!(
-        log.contains("resumed: "),
+        log.contains("resumed: 2 of 20 shards were already stored"),
         "the rerun reused stored shards:\n{log}"
     );
     let resumed = show(b.path(), "acts");
@@ -378,10 +368,7 @@ fn killed_classifier_training_resumes_to_identical_scores_and_weights() {
     let b = tempfile::tempdir().unwrap();
     classifier_graph(b.path());
     let saved = kill_training_after(b.path(), "state-", 2);
-    assert!(
-        (2..6).contains(&saved),
-        "killed mid-training ({saved} saved)"
-    );
+    assert!(saved == 2, "killed mid-training ({saved} saved)");
 
     let o = dag(b.path(), &["run", "g.toml"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -22,12 +22,19 @@ impl Noop {
                     .optional(),
             ],
             outputs: vec![PortSpec::new("out", ArtifactKind::Dataset, "one JSON row")],
-            params: vec![ParamSpec::with_default(
-                "label",
-                ParamType::Str,
-                Value::Str(String::new()),
-                "written to the output",
-            )],
+            params: vec![
+                ParamSpec::with_default(
+                    "label",
+                    ParamType::Str,
+                    Value::Str(String::new()),
+                    "written to the output",
+                ),
+                ParamSpec::optional(
+                    "hold_marker",
+                    ParamType::Str,
+                    "for tests that interrupt a run at a known point: once the output is written, create this file and wait until the run is cancelled",
+                ),
+            ],
             resources: Resources::CPU,
         })
     }
@@ -48,6 +55,16 @@ impl Node for Noop {
         let inputs: Vec<String> = ctx.inputs("in").iter().map(|i| i.digest.to_hex()).collect();
         let row = serde_json::json!({ "label": ctx.str("label"), "inputs": inputs });
         std::fs::write(ctx.output_path("out"), format!("{row}\n"))
-            .map_err(|e| NodeError::caused("Failed to write the output", &e))
+            .map_err(|e| NodeError::caused("Failed to write the output", &e))?;
+        if let Some(marker) = ctx.str("hold_marker").filter(|m| !m.is_empty()) {
+            std::fs::write(marker, b"")
+                .map_err(|e| NodeError::caused(format!("Failed to create `{marker}`"), &e))?;
+            // A test kills the process here or cancels the run; nothing else ends the wait.
+            loop {
+                ctx.check_cancelled()?;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        Ok(())
     }
 }

@@ -44,3 +44,36 @@ impl StoreLock {
         Ok(StoreLock { _file: file })
     }
 }
+
+/// Dropped after the sled handles of a [`crate::Store`] and before its [`StoreLock`]: waits
+/// until sled has closed its own index file. Sled finishes queued writes on background
+/// threads that keep the file (and sled's own exclusive lock on it) open for a while after
+/// the last handle is dropped, so without this wait a store closed and reopened in one
+/// process (a test, or a command that hands the store on) could find the index still locked.
+#[derive(Debug)]
+pub(crate) struct IndexReleased {
+    pub(crate) db_file: std::path::PathBuf,
+}
+
+impl Drop for IndexReleased {
+    fn drop(&mut self) {
+        let Ok(file) = File::open(&self.db_file) else {
+            return;
+        };
+        // Bounded: a sled thread that never finishes must not hang the process forever;
+        // the next open then reports the lock with its own error.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match file.try_lock() {
+                Ok(()) => {
+                    let _ = file.unlock();
+                    return;
+                }
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}

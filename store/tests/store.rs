@@ -215,6 +215,7 @@ fn gc_keeps_pins_and_recent_runs_and_removes_orphans() {
         .gc(&GcOptions {
             keep_runs: 1,
             dry_run: true,
+            ..Default::default()
         })
         .unwrap();
     assert_eq!(dry.artifacts_removed, 1);
@@ -226,6 +227,7 @@ fn gc_keeps_pins_and_recent_runs_and_removes_orphans() {
         .gc(&GcOptions {
             keep_runs: 1,
             dry_run: false,
+            ..Default::default()
         })
         .unwrap();
     assert_eq!(report.artifacts_removed, 1);
@@ -248,9 +250,16 @@ fn stat_cache_answers_without_rehashing_until_the_file_changes() {
     fs::write(&f, b"a,b\n1,2\n").unwrap();
     let d1 = store.hash_external(&f).unwrap();
     assert_eq!(d1, hash_bytes(b"a,b\n1,2\n"));
-    // Same size, content changed: the ctime/mtime change makes the cache miss.
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Same size, content changed: the mtime change makes the cache miss. The new mtime is
+    // set, not waited for: file timestamps tick only every few milliseconds.
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
     fs::write(&f, b"a,b\n1,3\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime + std::time::Duration::from_secs(1))
+        .unwrap();
     assert_eq!(store.hash_external(&f).unwrap(), hash_bytes(b"a,b\n1,3\n"));
 }
 
@@ -296,6 +305,7 @@ fn work_dirs_outlive_attempts_until_committed_or_orphaned() {
         .gc(&GcOptions {
             keep_runs: 1,
             dry_run: false,
+            ..Default::default()
         })
         .unwrap();
     assert!(w.join("step-10.safetensors").exists());

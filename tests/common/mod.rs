@@ -22,11 +22,17 @@ pub fn write_project(dir: &Path, file: &str, graph: &str) {
     std::fs::create_dir_all(dir.join(".git")).unwrap();
 }
 
+/// The libtorch thread count model tests run with. Training and sampling depend on the
+/// order of floating-point reductions, which depends on it: a fixed count makes what the
+/// tests assert the same on the 2-core CI machine and a 16-core GPU host.
+pub const THREADS: &str = "2";
+
 /// Runs `dag ARGS` in `dir`.
 pub fn dag(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dag"))
         .args(args)
         .current_dir(dir)
+        .env("OMP_NUM_THREADS", THREADS)
         .output()
         .expect("dag runs")
 }
@@ -40,24 +46,38 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// Starts `dag run g.toml` in `dir`, waits until its training node has saved `states`
-/// states (folders `prefix...`), kill -9s the worker mid-training and checks that the attempt
-/// failed. Returns how many states were saved by then.
-pub fn kill_training_after(dir: &Path, prefix: &str, states: usize) -> usize {
+/// Starts `dag run g.toml -q` in `dir` with the test hold on (see
+/// `dag_nodes::worker::test_hold`) and returns once its model node has saved exactly
+/// `saves` items: the worker then waits, alive, to be killed.
+pub fn start_held_after_saves(dir: &Path, saves: usize) -> std::process::Child {
+    let marker = dir.join("held-after-saves");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
         .args(["run", "g.toml", "-q"])
         .current_dir(dir)
+        .env("OMP_NUM_THREADS", THREADS)
+        .env("DAG_TEST_HOLD_AFTER_SAVES", saves.to_string())
+        .env("DAG_TEST_HOLD_MARKER", &marker)
         .stderr(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let t0 = std::time::Instant::now();
-    while saved_states(dir, prefix) < states && t0.elapsed() < std::time::Duration::from_secs(120) {
+    while !marker.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("dag exited ({status}) before its worker saved {saves} items");
+        }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    child
+}
+
+/// Starts `dag run g.toml` in `dir`, lets its training node save `states` states (folders
+/// `prefix...`), kill -9s the worker mid-training and checks that the attempt failed.
+/// Returns how many states were saved by then.
+pub fn kill_training_after(dir: &Path, prefix: &str, states: usize) -> usize {
+    let mut child = start_held_after_saves(dir, states);
     // The training process itself, not dag (which then reports the attempt failed).
     let workers = children(child.id());
-    assert!(!workers.is_empty(), "the worker was still training");
+    assert!(!workers.is_empty(), "the worker is held, alive");
     for w in workers {
         let _ = Command::new("kill").args(["-9", &w.to_string()]).status();
     }

@@ -11,6 +11,10 @@ use dag_runtime::{DType, DeviceSpec, LoadOptions, LoraConfig, Model};
 use tch::Tensor;
 
 fn tiny(dtype: DType) -> Model {
+    // A training trajectory depends on the order of floating-point reductions, which
+    // depends on libtorch's thread count: pin it, so the figures asserted below hold on the
+    // 2-core CI machine and a 16-core GPU host alike.
+    tch::set_num_threads(1);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
     let opts = LoadOptions {
         device: DeviceSpec::Cpu,
@@ -350,11 +354,17 @@ fn a_lora_classifier_learns_a_token_planted_anywhere_in_the_text() {
     model
         .attach_lora(LoraConfig::new(8, 16.0, 0.0, &targets).unwrap(), 2)
         .unwrap();
-    let (train, labels) = planted(64, 7);
+    // Trained to convergence, with warmup and a decay to zero: a shorter run at a higher
+    // constant rate ended anywhere between 0.83 and 0.94 depending on the CPU's kernels
+    // (AVX2 or AVX-512 in MKL and ATen), because its trajectory is chaotic.
+    let (train, labels) = planted(128, 7);
     let (test, test_labels) = planted(32, 99);
+    let steps = 240;
     let cfg = TrainConfig {
-        lr: 2e-2,
-        ..classifier_config(labels, 80)
+        lr: 1e-2,
+        schedule: Schedule::Linear,
+        warmup_steps: 20,
+        ..classifier_config(labels, steps)
     };
     let mut trainer = Trainer::new(&model, Mode::Lora, train, cfg).unwrap();
     let auroc = |p: &[f64], y: &[bool]| {
@@ -375,13 +385,14 @@ fn a_lora_classifier_learns_a_token_planted_anywhere_in_the_text() {
         wins / (pos.len() * neg.len()) as f64
     };
     let before = auroc(&trainer.predict(&model, &test, 16).unwrap(), &test_labels);
-    for _ in 0..80 {
+    for _ in 0..steps {
         trainer.train_step(&model).unwrap();
     }
     let after = auroc(&trainer.predict(&model, &test, 16).unwrap(), &test_labels);
-    // Measured: 0.54 -> 0.93.
+    // Measured: 0.539 -> 0.996 under each of ATEN_CPU_CAPABILITY=default/avx2/avx512 x
+    // MKL_ENABLE_INSTRUCTIONS=AVX2/AVX512 x 1 or 2 threads (docs/benchmarks.md).
     assert!(
-        before < 0.7 && after > 0.85,
+        before < 0.7 && after > 0.9,
         "held-out AUROC {before:.3} -> {after:.3}"
     );
 }

@@ -21,6 +21,7 @@ pub struct Reporter;
 impl Reporter {
     /// Sends one report, flushed so `dag` sees progress as it happens.
     pub fn send(&self, r: Report) {
+        let saved = matches!(r, Report::SaveItems(_));
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
@@ -28,6 +29,21 @@ impl Reporter {
             serde_json::to_string(&r).expect("reports serialise")
         );
         let _ = out.flush();
+        drop(out);
+        if saved {
+            hold_if_asked();
+        }
+    }
+}
+
+/// See [`dag_nodes::worker::test_hold`]: after the N-th save, wait here to be killed.
+fn hold_if_asked() {
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if dag_nodes::worker::test_hold::after_saves() == Some(n) {
+        loop {
+            std::thread::park();
+        }
     }
 }
 
