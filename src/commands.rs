@@ -31,10 +31,10 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
             };
             match (json, a.format) {
                 (true, _) | (_, LineageFormat::Json) => {
-                    println!("{}", serde_json::to_string_pretty(&tree)?)
+                    outln!("{}", serde_json::to_string_pretty(&tree)?)
                 }
-                (_, LineageFormat::Text) => print!("{}", lineage_text(&tree, a.down)),
-                (_, LineageFormat::Dot) => print!("{}", lineage_dot(&tree, a.down)),
+                (_, LineageFormat::Text) => out!("{}", lineage_text(&tree, a.down)),
+                (_, LineageFormat::Dot) => out!("{}", lineage_dot(&tree, a.down)),
             }
             Ok(Exit::Success)
         }
@@ -62,41 +62,53 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
                 );
             }
             store.export(&d, &a.dest)?;
-            println!("exported {} to {}", d.short(), a.dest.display());
+            outln!("exported {} to {}", d.short(), a.dest.display());
             Ok(Exit::Success)
         }
         Command::Verify(a) => {
             let store = open(explicit, None)?;
             let r = store.verify(a.repair)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!(
+                outln!(
                     "checked {} blobs ({} bytes)",
-                    r.blobs_checked, r.bytes_checked
+                    r.blobs_checked,
+                    r.bytes_checked
                 );
                 for p in &r.problems {
                     match p {
-                        dag_store::VerifyProblem::Corrupt { blob, artifacts } => println!(
+                        dag_store::VerifyProblem::Corrupt { blob, artifacts } => outln!(
                             "corrupt blob {} (in {} artifact(s))",
                             blob.short(),
                             artifacts.len()
                         ),
-                        dag_store::VerifyProblem::Missing { blob, artifacts } => println!(
+                        dag_store::VerifyProblem::Missing { blob, artifacts } => outln!(
                             "missing blob {} (in {} artifact(s))",
                             blob.short(),
                             artifacts.len()
                         ),
+                        dag_store::VerifyProblem::MissingElement { list, element } => outln!(
+                            "list {} names element {}, which is not in the store",
+                            list.short(),
+                            element.short()
+                        ),
+                        dag_store::VerifyProblem::DanglingCacheEntry { key, output } => outln!(
+                            "cache entry {} names output {}, which is not in the store",
+                            key.short(),
+                            output.short()
+                        ),
                     }
                 }
                 if a.repair {
-                    println!(
-                        "quarantined {} blob(s); dropped {} artifact(s), which the next run recomputes",
+                    outln!(
+                        "quarantined {} blob(s); dropped {} artifact(s) and {} cache entr(ies), which the next run recomputes",
                         r.quarantined.len(),
-                        r.artifacts_dropped.len()
+                        r.artifacts_dropped.len(),
+                        r.cache_entries_dropped
                     );
                 } else if !r.problems.is_empty() {
-                    eprintln!(
+                    errln!(
                         "\nhint: run `dag verify --repair` to quarantine them; the next run recomputes what needs them"
                     );
                 }
@@ -112,12 +124,13 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
             let r = store.gc(&dag_store::GcOptions {
                 keep_runs: a.keep_runs,
                 dry_run: a.dry_run,
+                crash: dag_store::CrashAfter::never(),
             })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 let verb = if a.dry_run { "would remove" } else { "removed" };
-                println!(
+                outln!(
                     "{verb} {} artifact(s), {} blob(s), {} bytes; {} cache entr(ies) dropped; kept {} artifact(s)",
                     r.artifacts_removed,
                     r.blobs_removed,
@@ -132,7 +145,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
             let store = open(explicit, a.graph.as_deref())?;
             let d = resolve(&store, &a.target, a.graph.as_deref())?;
             store.pin(&a.name, &d)?;
-            println!("pinned {} as {}", d.short(), a.name);
+            outln!("pinned {} as {}", d.short(), a.name);
             Ok(Exit::Success)
         }
         Command::Unpin(a) => {
@@ -198,6 +211,7 @@ fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<E
     let store = Arc::new(open(explicit, Some(&a.graph.graph))?);
     let t_open = t0.elapsed() - t_load;
     let cancel = Arc::new(AtomicBool::new(false));
+    let terminated = Arc::new(AtomicBool::new(false));
     let mut limits = dag_engine::Limits::default();
     if let Some(j) = a.jobs {
         limits.cpu = j;
@@ -227,20 +241,32 @@ fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<E
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 c.store(true, Ordering::Relaxed);
-                eprintln!("\nstopping: waiting for running nodes to stop (finished results are kept); press Ctrl-C again to abort now");
+                errln!("\nstopping: waiting for running nodes to stop (finished results are kept); press Ctrl-C again to abort now");
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
                 }
             }
         });
+        // SIGTERM (Slurm at the time limit, systemd, `kill`) stops the run like Ctrl-C, so
+        // it is recorded as cancelled rather than left `running`.
+        let (c, t) = (cancel.clone(), terminated.clone());
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::spawn(async move {
+                if term.recv().await.is_some() {
+                    t.store(true, Ordering::Relaxed);
+                    c.store(true, Ordering::Relaxed);
+                    errln!("\nstopping on SIGTERM: waiting for running nodes to stop (finished results are kept)");
+                }
+            });
+        }
         let on_event = |e: &Event| {
             if quiet {
                 return;
             }
             match e {
-                Event::Started(n) => eprintln!("  running  {n}"),
-                Event::Finished(n) => eprintln!("     done  {n}"),
-                Event::Failed(n, msg) => eprintln!("   FAILED  {n}: {}", msg.lines().next().unwrap_or("")),
+                Event::Started(n) => errln!("  running  {n}"),
+                Event::Finished(n) => errln!("     done  {n}"),
+                Event::Failed(n, msg) => errln!("   FAILED  {n}: {}", msg.lines().next().unwrap_or("")),
                 Event::Cached(_) | Event::Skipped(_) => {}
             }
         };
@@ -259,7 +285,7 @@ fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<E
         .collect();
     let skipped = count(&|s| matches!(s, NodeRunStatus::Skipped(_)));
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "run": summary.run_id,
@@ -270,10 +296,10 @@ fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<E
     } else {
         for f in &failed {
             if let NodeRunStatus::Failed(msg) = &f.status {
-                eprintln!("\nerror: node `{}` failed: {msg}", f.instance);
+                errln!("\nerror: node `{}` failed: {msg}", f.instance);
             }
         }
-        eprintln!(
+        errln!(
             "\nrun {}: {ran} ran, {cached} cached, {} failed, {skipped} skipped{}",
             summary.run_id,
             failed.len(),
@@ -284,6 +310,7 @@ fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<E
     }
     Ok(match summary.status {
         RunStatus::Succeeded => Exit::Success,
+        RunStatus::Cancelled if terminated.load(Ordering::Relaxed) => Exit::Terminated,
         RunStatus::Cancelled => Exit::Cancelled,
         _ => Exit::NodeFailed,
     })
@@ -305,7 +332,7 @@ fn status(explicit: Option<&Path>, g: &GraphArgs, json: bool, plan_only: bool) -
         .filter(|l| !plan_only || !matches!(l.state, NodeState::Cached))
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&lines)?);
+        outln!("{}", serde_json::to_string_pretty(&lines)?);
         return Ok(Exit::Success);
     }
     let mut rows = vec![];
@@ -332,9 +359,9 @@ fn status(explicit: Option<&Path>, g: &GraphArgs, json: bool, plan_only: bool) -
         ]);
     }
     if plan_only && rows.is_empty() {
-        println!("nothing to run: every node is cached");
+        outln!("nothing to run: every node is cached");
     } else {
-        print!("{}", table(&rows));
+        out!("{}", table(&rows));
     }
     Ok(Exit::Success)
 }
@@ -396,7 +423,7 @@ fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
         .producer
         .and_then(|k| store.cache_get(&k).ok().flatten());
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "artifact": d.to_hex(), "kind": rec.kind, "size": rec.size, "meta": rec.meta(),
@@ -406,17 +433,17 @@ fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
         );
         return Ok(());
     }
-    println!("artifact  {}", d.to_hex());
-    println!("kind      {}", rec.kind);
-    println!("size      {} bytes", rec.size);
+    outln!("artifact  {}", d.to_hex());
+    outln!("kind      {}", rec.kind);
+    outln!("size      {} bytes", rec.size);
     if let Some(p) = &producer {
-        println!("produced  by {} in run {}", p.label, p.run_id);
+        outln!("produced  by {} in run {}", p.label, p.run_id);
     }
     let meta = rec.meta();
     if !meta.is_null() {
-        println!("meta      {meta}");
+        outln!("meta      {meta}");
     }
-    println!();
+    outln!("");
     match rec.layout {
         Layout::Tree => {
             let r: Vec<Vec<String>> = rec
@@ -424,18 +451,18 @@ fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
                 .iter()
                 .map(|e| vec![e.size.to_string(), e.path.clone()])
                 .collect();
-            print!("{}", table(&r));
+            out!("{}", table(&r));
             // A report is read, not listed: its table is the point, the plots sit beside it.
             if rec.kind == "report"
                 && let Some(md) = rec.entries.iter().find(|e| e.path == "results.md")
             {
-                println!();
-                print!("{}", String::from_utf8_lossy(&store.read(&md.digest)?));
+                outln!("");
+                out!("{}", String::from_utf8_lossy(&store.read(&md.digest)?));
             }
         }
         Layout::File if !rec.children.is_empty() || rec.kind == "checkpoints" => {
             for (name, d) in store.read_list(d)? {
-                println!("{}  {name}", d.short());
+                outln!("{}  {name}", d.short());
             }
         }
         Layout::File => {
@@ -467,18 +494,18 @@ fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
                             .collect(),
                     );
                 }
-                print!("{}", table(&t));
+                out!("{}", table(&t));
                 let total = text.lines().count();
                 if total > rows {
-                    println!("... {} more rows (--rows N to see more)", total - rows);
+                    outln!("... {} more rows (--rows N to see more)", total - rows);
                 }
             } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
                 match v.get("table").and_then(|t| t.as_array()) {
-                    Some(t) if rec.kind == "metrics" => print!("{}", metrics_table(t)),
-                    _ => println!("{}", serde_json::to_string_pretty(&v)?),
+                    Some(t) if rec.kind == "metrics" => out!("{}", metrics_table(t)),
+                    _ => outln!("{}", serde_json::to_string_pretty(&v)?),
                 }
             } else {
-                print!("{}", text.chars().take(4000).collect::<String>());
+                out!("{}", text.chars().take(4000).collect::<String>());
             }
         }
     }
@@ -630,11 +657,15 @@ fn log(
     if let Some(id) = one {
         let r = find_run(&store, id)?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&run_json(&r))?);
+            outln!("{}", serde_json::to_string_pretty(&run_json(&r))?);
         } else {
-            println!(
+            outln!(
                 "run {} of {} ({:?}) on {}, dag {}",
-                r.id, r.graph, r.status, r.host, r.tool_version
+                r.id,
+                r.graph,
+                r.status,
+                r.host,
+                r.tool_version
             );
             let rows: Vec<Vec<String>> = r
                 .nodes
@@ -655,7 +686,7 @@ fn log(
                     ]
                 })
                 .collect();
-            print!("{}", table(&rows));
+            out!("{}", table(&rows));
         }
         return Ok(Exit::Success);
     }
@@ -672,7 +703,7 @@ fn log(
         .collect();
     let shown: Vec<&RunRecord> = runs.iter().rev().take(limit).collect();
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&shown.iter().map(|r| run_json(r)).collect::<Vec<_>>())?
         );
@@ -703,7 +734,7 @@ fn log(
             r.graph.clone(),
         ]);
     }
-    print!("{}", table(&rows));
+    out!("{}", table(&rows));
     Ok(Exit::Success)
 }
 
@@ -824,26 +855,27 @@ fn diff(explicit: Option<&Path>, a: &str, b: &str, json: bool) -> Result<Exit> {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else if out.is_empty() {
-        println!(
+        outln!(
             "runs {} and {} have the same params and outputs",
-            ra.id, rb.id
+            ra.id,
+            rb.id
         );
     } else {
-        println!("a = {}\nb = {}\n", ra.id, rb.id);
+        outln!("a = {}\nb = {}\n", ra.id, rb.id);
         for n in &out {
-            println!("{}", n["node"].as_str().unwrap_or_default());
+            outln!("{}", n["node"].as_str().unwrap_or_default());
             for c in n["changes"].as_array().into_iter().flatten() {
                 if let Some(p) = c.get("param") {
-                    println!(
+                    outln!(
                         "  param {}: {} -> {}",
                         p.as_str().unwrap_or_default(),
                         c["a"],
                         c["b"]
                     );
                 } else if let Some(o) = c.get("output") {
-                    println!(
+                    outln!(
                         "  output {}: {} -> {}",
                         o.as_str().unwrap_or_default(),
                         c["a"].as_str().unwrap_or("-"),
@@ -855,7 +887,7 @@ fn diff(explicit: Option<&Path>, a: &str, b: &str, json: bool) -> Result<Exit> {
                         .into_iter()
                         .flatten()
                     {
-                        println!(
+                        outln!(
                             "    {:<64} {:>12.6} {:>12.6} {:>+12.6}",
                             m["metric"].as_str().unwrap_or_default(),
                             m["a"].as_f64().unwrap_or(f64::NAN),
@@ -864,7 +896,7 @@ fn diff(explicit: Option<&Path>, a: &str, b: &str, json: bool) -> Result<Exit> {
                         );
                     }
                 } else {
-                    println!("  {c}");
+                    outln!("  {c}");
                 }
             }
         }
@@ -885,7 +917,7 @@ fn nodes(only: Option<&str>, json: bool) -> Result<()> {
             "resources": {"cpu": s.resources.cpu, "gpu": s.resources.gpu, "api": s.resources.api},
             "inputs": s.inputs.iter().map(|p| json!({"name": p.name, "kind": p.kind.name(), "many": p.many, "optional": p.optional, "doc": p.doc})).collect::<Vec<_>>(),
             "outputs": s.outputs.iter().map(|p| json!({"name": p.name, "kind": p.kind.name(), "doc": p.doc})).collect::<Vec<_>>(),
-            "params": s.params.iter().map(|p| json!({"name": p.name, "type": p.ty.to_string(), "required": p.required, "default": p.default.as_ref().map(|d| d.to_json()), "doc": p.doc})).collect::<Vec<_>>(),
+            "params": s.params.iter().map(|p| json!({"name": p.name, "type": p.ty.to_string(), "required": p.required, "default": p.default.as_ref().map(|d| d.to_json()), "doc": p.doc, "range": (!p.range.is_unbounded()).then(|| p.range.to_string())})).collect::<Vec<_>>(),
         }));
     }
     if let Some(o) = only
@@ -894,11 +926,11 @@ fn nodes(only: Option<&str>, json: bool) -> Result<()> {
         bail!("no node type `{o}`\n\nhint: `dag nodes` lists them");
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
     for n in &all {
-        println!(
+        outln!(
             "{} (v{})\n  {}",
             n["type"].as_str().unwrap_or_default(),
             n["version"],
@@ -906,7 +938,7 @@ fn nodes(only: Option<&str>, json: bool) -> Result<()> {
         );
         for (title, key) in [("inputs", "inputs"), ("outputs", "outputs")] {
             for p in n[key].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "  {title:<8} {:<12} {:<12} {}",
                     p["name"].as_str().unwrap_or_default(),
                     p["kind"].as_str().unwrap_or_default(),
@@ -923,15 +955,18 @@ fn nodes(only: Option<&str>, json: bool) -> Result<()> {
                     d => format!("= {d}"),
                 }
             };
-            println!(
-                "  param    {:<18} {:<14} {}  ({})",
+            let ty = match p["range"].as_str() {
+                Some(r) => format!("{}, {r}", p["type"].as_str().unwrap_or_default()),
+                None => p["type"].as_str().unwrap_or_default().to_string(),
+            };
+            outln!(
+                "  param    {:<18} {:<14} {}  ({ty})",
                 p["name"].as_str().unwrap_or_default(),
                 dflt,
                 p["doc"].as_str().unwrap_or_default(),
-                p["type"].as_str().unwrap_or_default()
             );
         }
-        println!();
+        outln!("");
     }
     Ok(())
 }

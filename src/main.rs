@@ -2,12 +2,14 @@
 //!
 //! The binary only parses arguments, picks a command and maps its outcome to an exit
 //! code: 0 success, 1 a node failed, 2 bad input (graph, arguments, store), 130
-//! cancelled. Everything else lives in the library crates.
+//! cancelled by Ctrl-C, 143 stopped by SIGTERM. Everything else lives in the library crates.
 
+// First: the output macros are used by the modules below.
+#[macro_use]
+mod render;
 mod cli;
 mod commands;
 mod locate;
-mod render;
 
 use std::process::ExitCode;
 

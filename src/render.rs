@@ -2,6 +2,46 @@
 
 use std::io::Write;
 
+/// `println!` that never panics: when stdout is a closed pipe (`dag log | head`) the reader
+/// has what it wanted, so the process ends quietly with success, as ripgrep's does. Commands
+/// print their results on stdout only after their work is recorded, so this never cuts a
+/// run short.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::render::out_line(format_args!($($arg)*))
+    };
+}
+
+/// `print!` with [`outln!`]'s handling of a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::render::out_text(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that never panics: a closed stderr must not abort a run.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// See [`outln!`].
+pub fn out_line(args: std::fmt::Arguments<'_>) {
+    out_text(format_args!("{args}\n"));
+}
+
+/// See [`out!`].
+pub fn out_text(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
 /// How the process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -13,6 +53,8 @@ pub enum Exit {
     BadInput,
     /// Stopped by Ctrl-C.
     Cancelled,
+    /// Stopped by SIGTERM (Slurm, systemd, `kill`), after recording the run.
+    Terminated,
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -22,6 +64,7 @@ impl From<Exit> for std::process::ExitCode {
             Exit::NodeFailed => 1,
             Exit::BadInput => 2,
             Exit::Cancelled => 130,
+            Exit::Terminated => 143,
         })
     }
 }

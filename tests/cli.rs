@@ -259,6 +259,76 @@ fn corrupted_blob_is_detected_repaired_and_recomputed() {
 }
 
 #[test]
+fn a_deleted_output_blob_is_a_cache_miss_not_a_success() {
+    let p = project(&speciesism_graph());
+    let d = p.path();
+    assert!(dag(d, &["run", "graphs/g.toml"]).status.success());
+    let v: serde_json::Value =
+        serde_json::from_slice(&dag(d, &["--json", "show", "balanced"]).stdout).unwrap();
+    let hex = v["artifact"].as_str().unwrap();
+    std::fs::remove_file(d.join(".dag/blobs").join(&hex[..2]).join(&hex[2..])).unwrap();
+    let s = text(&dag(d, &["status", "graphs/g.toml"]));
+    assert!(s.contains("missing from the store"), "{s}");
+    let o = dag(d, &["run", "graphs/g.toml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("1 ran, 4 cached"),
+        "the node whose output vanished runs again: {}",
+        text(&o)
+    );
+    assert!(dag(d, &["show", "balanced"]).status.success());
+    assert!(dag(d, &["verify"]).status.success());
+}
+
+/// Runs `dag ARGS` in `dir` with stdout (and, with `close_stderr`, stderr) a pipe whose
+/// reader is already gone, as in `dag log | head` once head has exited.
+fn dag_into_closed_pipe(dir: &Path, args: &[&str], close_stderr: bool) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dag"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("DAG_STORE")
+        .stdout(writer.try_clone().unwrap());
+    if close_stderr {
+        cmd.stderr(writer);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_and_never_aborts_a_run() {
+    let p = project(&speciesism_graph());
+    let d = p.path();
+    let o = dag_into_closed_pipe(d, &["--json", "run", "graphs/g.toml"], false);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    let o = dag_into_closed_pipe(d, &["run", "graphs/g.toml", "--set", "hh.limit=50"], true);
+    assert_eq!(o.status.code(), Some(0), "a closed stderr too");
+    let o = dag(d, &["log"]);
+    assert_eq!(
+        text(&o).matches("succeeded").count(),
+        2,
+        "both runs finished and were recorded: {}",
+        text(&o)
+    );
+    for args in [
+        &["log"][..],
+        &["show", "balanced", "-n", "50"],
+        &["lineage", "balanced"],
+        &["nodes"],
+    ] {
+        let o = dag_into_closed_pipe(d, args, false);
+        assert_eq!(o.status.code(), Some(0), "`dag {args:?}`: {}", text(&o));
+        assert!(
+            !text(&o).contains("panicked"),
+            "`dag {args:?}`: {}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
 fn a_second_process_is_told_which_pid_holds_the_store() {
     let p = project(&speciesism_graph());
     let held = dag_store::Store::open(&p.path().join(".dag")).unwrap();
@@ -276,53 +346,75 @@ fn a_second_process_is_told_which_pid_holds_the_store() {
     assert!(dag(p.path(), &["run", "graphs/g.toml"]).status.success());
 }
 
-#[test]
-fn kill_9_mid_run_then_rerun_completes_and_verify_is_clean() {
-    // A long chain of cheap nodes: a kill lands between or inside commits.
-    let mut g = String::from("[node.n0]\ntype = \"noop\"\nlabel = \"0\"\n");
-    for i in 1..400 {
-        g.push_str(&format!(
-            "[node.n{i}]\ntype = \"noop\"\nlabel = \"{i}\"\ninputs = {{ in = \"n{}.out\" }}\n",
-            i - 1
-        ));
+/// A chain of `len` cheap noop nodes whose node `hold` holds the run once its output is
+/// written (see noop's `hold_marker`), so a test interrupts the run at a known point.
+fn held_chain(len: usize, hold: usize, marker: &Path) -> String {
+    let mut g = String::new();
+    for i in 0..len {
+        g.push_str(&format!("[node.n{i}]\ntype = \"noop\"\nlabel = \"{i}\"\n"));
+        if i > 0 {
+            g.push_str(&format!("inputs = {{ in = \"n{}.out\" }}\n", i - 1));
+        }
+        if i == hold {
+            g.push_str(&format!("hold_marker = \"{}\"\n", marker.display()));
+        }
     }
-    let p = project(&g);
-    let d = p.path();
+    g
+}
+
+/// Starts `dag ARGS` in `dir` and returns once `marker` exists: the run is then held with
+/// every node before the holding one committed.
+fn start_until_marker(dir: &Path, args: &[&str], marker: &Path) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
-        .args(["run", "graphs/g.toml", "-q"])
-        .current_dir(d)
-        .stderr(std::process::Stdio::null())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DAG_STORE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    while !marker.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("dag exited ({status}) before holding the run");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child
+}
+
+#[test]
+fn kill_9_mid_run_then_rerun_completes_and_verify_is_clean() {
+    let p = project("");
+    let d = p.path();
+    let marker = d.join("held");
+    std::fs::write(d.join("graphs/g.toml"), held_chain(400, 200, &marker)).unwrap();
+    let mut child = start_until_marker(d, &["run", "graphs/g.toml", "-q"], &marker);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let o = dag(d, &["run", "graphs/g.toml", "-q"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let s = text(&o);
-    let ran: usize = s
-        .split(": ")
-        .nth(1)
-        .and_then(|t| t.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(400);
-    assert!(
-        ran < 400,
-        "the rerun reused what the killed run committed: {s}"
-    );
     let o = dag(d, &["verify"]);
     assert!(
         o.status.success() && !text(&o).contains("corrupt"),
         "{}",
         text(&o)
     );
-    assert!(text(&dag(d, &["run", "graphs/g.toml"])).contains("0 ran, 400 cached"));
     let o = dag(d, &["log", "-n", "3"]);
     assert!(
-        text(&o).contains("running"),
-        "the killed run is recorded as unfinished: {}",
+        text(&o).contains("interrupted"),
+        "the killed run is recorded as interrupted: {}",
         text(&o)
     );
+    // The hold changes nothing downstream: noop's output does not include it.
+    let o = dag(
+        d,
+        &["run", "graphs/g.toml", "-q", "--set", "n200.hold_marker="],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("200 ran, 200 cached"),
+        "the rerun reused exactly what the killed run committed: {}",
+        text(&o)
+    );
+    assert!(dag(d, &["verify"]).status.success());
 }
 
 #[test]
@@ -402,40 +494,42 @@ fn https_style_sources_are_pinned_by_checksum() {
     assert!(s.contains("has no `checksum`"), "{s}");
 }
 
-#[test]
-fn ctrl_c_stops_cleanly_and_keeps_finished_work() {
-    let mut g = String::from("[node.n0]\ntype = \"noop\"\n");
-    for i in 1..2000 {
-        g.push_str(&format!(
-            "[node.n{i}]\ntype = \"noop\"\nlabel = \"{i}\"\ninputs = {{ in = \"n{}.out\" }}\n",
-            i - 1
-        ));
-    }
-    let p = project(&g);
+/// Sends `signal` to a run held halfway through a chain of 2000 nodes: it must stop with
+/// `code`, record the run as cancelled and keep the 1000 nodes it finished.
+fn signal_stops_cleanly_and_keeps_finished_work(signal: &str, code: i32) {
+    let p = project("");
     let d = p.path();
-    let child = Command::new(env!("CARGO_BIN_EXE_dag"))
-        .args(["run", "graphs/g.toml", "-q"])
-        .current_dir(d)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    let marker = d.join("held");
+    std::fs::write(d.join("graphs/g.toml"), held_chain(2000, 1000, &marker)).unwrap();
+    let child = start_until_marker(d, &["run", "graphs/g.toml", "-q"], &marker);
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(code), "{}", text(&o));
     assert!(text(&o).contains("stopping"), "{}", text(&o));
     assert!(dag(d, &["verify"]).status.success());
     let s = text(&dag(d, &["log", "-n", "1"]));
     assert!(s.contains("cancelled"), "{s}");
-    let o = dag(d, &["run", "graphs/g.toml", "-q"]);
-    assert!(o.status.success());
+    let o = dag(
+        d,
+        &["run", "graphs/g.toml", "-q", "--set", "n1000.hold_marker="],
+    );
+    assert!(o.status.success(), "{}", text(&o));
     assert!(
-        !text(&o).contains(" 0 cached"),
+        text(&o).contains("1000 ran, 1000 cached"),
         "finished nodes were kept: {}",
         text(&o)
     );
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_finished_work() {
+    signal_stops_cleanly_and_keeps_finished_work("-INT", 130);
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c_and_exits_143() {
+    signal_stops_cleanly_and_keeps_finished_work("-TERM", 143);
 }

@@ -573,6 +573,37 @@ impl Runner {
                 );
             }
         };
+        // A hit whose outputs are not all on disk (a blob deleted by hand, a store copied
+        // in part) is a miss: the node runs again and restores them.
+        let mut missing_outputs = false;
+        let cached = match cached {
+            Some(outputs) => {
+                let mut present = true;
+                for (_, d) in &outputs {
+                    match self.store.artifact_present(d) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(instance = %name, artifact = %d, "cached output is missing from the store; recomputing");
+                            present = false;
+                            break;
+                        }
+                        Err(e) => {
+                            return self.fail(
+                                outcome,
+                                record,
+                                Some(key),
+                                format!("Failed to read the cache: {e}"),
+                                on_event,
+                                &finish,
+                            );
+                        }
+                    }
+                }
+                missing_outputs = !present;
+                present.then_some(outputs)
+            }
+            None => None,
+        };
         if let Some(outputs) = cached {
             let outs = self.kinds(spec, &outputs);
             record.outputs = outputs;
@@ -594,6 +625,9 @@ impl Runner {
                 .flatten()
                 .and_then(|h| self.store.cache_get(&h).ok().flatten())
             {
+                _ if missing_outputs => NodeState::Stale {
+                    reasons: vec!["its stored outputs are missing from the store".into()],
+                },
                 Some(prev) => NodeState::Stale {
                     reasons: explain_change(&prev.preimage(), &pre.0),
                 },

@@ -19,6 +19,18 @@ pub enum Error {
     /// The sled index failed.
     #[error("Failed to access the store index")]
     Index(#[from] sled::Error),
+    /// The sled index cannot be read (truncated or overwritten bytes). The blobs are
+    /// separate files and unaffected.
+    #[error(
+        "The store index `{}` is damaged and cannot be read ({detail})\n\nhint: every blob in the store is intact. Move the index aside (`mv {} {}.damaged`) and run again: a fresh index is made, every node runs once more and its outputs dedupe against the blobs already stored. Run history, pins and saved progress are in the damaged index and are lost",
+        index.display(), index.display(), index.display()
+    )]
+    IndexDamaged {
+        /// The index directory.
+        index: PathBuf,
+        /// What sled said.
+        detail: String,
+    },
     /// Another process holds the store.
     #[error(
         "The store `{}` is in use by another dag process (pid {pid})\n\nhint: wait for it to finish, or use another store with `--store DIR`",
@@ -65,6 +77,9 @@ pub enum Error {
         /// Blob path.
         path: PathBuf,
     },
+    /// A crash test stopped a maintenance operation here (see [`crate::CrashAfter`]).
+    #[error("Stopped after {0} steps, as a crash would (a crash test's injected fault)")]
+    InjectedCrash(usize),
     /// No artifact with this digest is known.
     #[error("No artifact `{0}` in the store")]
     UnknownArtifact(String),

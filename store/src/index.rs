@@ -119,14 +119,17 @@ impl CacheEntry {
 /// The outcome of a whole `dag run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunStatus {
-    /// Still running, or killed before it could say otherwise.
+    /// Still running (the process holds the store's lock).
     Running,
     /// Every node succeeded or was cached.
     Succeeded,
     /// At least one node failed.
     Failed,
-    /// Stopped by Ctrl-C.
+    /// Stopped by Ctrl-C or SIGTERM.
     Cancelled,
+    /// Its process died before it could record an outcome (kill -9, a crash, power loss):
+    /// found `Running` by the next process to open the store.
+    Interrupted,
 }
 
 /// What happened to one node instance in a run.
@@ -184,6 +187,20 @@ pub struct RunRecord {
     pub status: RunStatus,
     /// Per-instance outcomes, in execution order.
     pub nodes: Vec<NodeRunRecord>,
+}
+
+/// The leading fields of a [`RunRecord`], decoded without its node outcomes (bincode reads
+/// a struct's fields in order and ignores what follows).
+#[derive(Deserialize)]
+pub(crate) struct RunHead {
+    _id: String,
+    _graph: String,
+    _profile: Option<String>,
+    _started: u64,
+    _finished: Option<u64>,
+    _host: String,
+    _tool_version: String,
+    pub(crate) status: RunStatus,
 }
 
 impl RunRecord {

@@ -48,7 +48,7 @@ pub use index::{
     ArtifactRecord, CacheEntry, Layout, NodeRunRecord, NodeRunStatus, RunRecord, RunStatus,
     TreeEntry,
 };
-pub use maintenance::{GcOptions, GcReport, VerifyProblem, VerifyReport};
+pub use maintenance::{CrashAfter, GcOptions, GcReport, VerifyProblem, VerifyReport};
 pub use store::{PendingArtifact, Store};
 
 /// The on-disk schema version. A store written with another version is refused with a

@@ -27,6 +27,21 @@ pub enum VerifyProblem {
         /// Artifacts that contain it.
         artifacts: Vec<Digest>,
     },
+    /// A list artifact names an element the index does not have.
+    MissingElement {
+        /// The list.
+        list: Digest,
+        /// The element it names.
+        element: Digest,
+    },
+    /// A cache entry names an output the index does not have: a hit would hand a consumer
+    /// an artifact that is not there.
+    DanglingCacheEntry {
+        /// The cache key.
+        key: Digest,
+        /// The output it names.
+        output: Digest,
+    },
 }
 
 /// What `verify` found and did.
@@ -38,19 +53,63 @@ pub struct VerifyReport {
     pub bytes_checked: u64,
     /// Problems found.
     pub problems: Vec<VerifyProblem>,
-    /// Artifacts dropped from the index by `--repair` (they will be recomputed).
+    /// Artifacts dropped from the index by `--repair` (they will be recomputed): those
+    /// holding a bad blob and, transitively, the lists that hold those.
     pub artifacts_dropped: Vec<Digest>,
+    /// Cache entries dropped by `--repair`, because they named a dropped or absent output.
+    pub cache_entries_dropped: usize,
     /// Blobs moved to `quarantine/` by `--repair`.
     pub quarantined: Vec<PathBuf>,
+    /// Mutations made by `--repair` (see [`CrashAfter`]).
+    pub steps: usize,
 }
 
 /// What `gc` keeps.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GcOptions {
     /// Keep the artifacts of this many most recent runs of each graph.
     pub keep_runs: usize,
     /// Only report.
     pub dry_run: bool,
+    /// Fault injection for crash tests; `CrashAfter::never()` otherwise.
+    pub crash: CrashAfter,
+}
+
+/// Fault injection for crash tests of `gc` and `verify --repair`: the operation counts its
+/// steps (each index write, flush and file removal) and stops with
+/// [`Error::InjectedCrash`] before step `n`, leaving the store as a crash there would.
+/// Sled's log is prefix-consistent, so a process killed between two steps can lose only
+/// unflushed index writes, which is the same as stopping earlier: stopping before every `n`
+/// covers every instant a kill can land on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrashAfter(pub Option<usize>);
+
+impl CrashAfter {
+    /// No fault: the operation runs to the end.
+    pub const fn never() -> Self {
+        CrashAfter(None)
+    }
+}
+
+/// Counts steps against a [`CrashAfter`].
+struct Steps {
+    crash: CrashAfter,
+    done: usize,
+}
+
+impl Steps {
+    fn new(crash: CrashAfter) -> Self {
+        Steps { crash, done: 0 }
+    }
+
+    /// Call before each mutation.
+    fn step(&mut self) -> Result<(), Error> {
+        if self.crash.0 == Some(self.done) {
+            return Err(Error::InjectedCrash(self.done));
+        }
+        self.done += 1;
+        Ok(())
+    }
 }
 
 /// What `gc` removed (or would remove, with `dry_run`).
@@ -66,6 +125,8 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Cache entries dropped because their outputs were removed.
     pub cache_entries_removed: usize,
+    /// Mutations made (for crash tests: each is an instant a crash may land before).
+    pub steps: usize,
 }
 
 impl Store {
@@ -73,6 +134,12 @@ impl Store {
     /// drops the artifacts (and so the cache entries) that need them, so a rerun
     /// recomputes exactly those.
     pub fn verify(&self, repair: bool) -> Result<VerifyReport, Error> {
+        self.verify_crashing(repair, CrashAfter::never())
+    }
+
+    /// [`Store::verify`] with fault injection, for crash tests.
+    pub fn verify_crashing(&self, repair: bool, crash: CrashAfter) -> Result<VerifyReport, Error> {
+        let mut steps = Steps::new(crash);
         let artifacts = self.artifacts()?;
         let mut owners: std::collections::BTreeMap<Digest, Vec<Digest>> = Default::default();
         for a in &artifacts {
@@ -118,32 +185,91 @@ impl Store {
                 }
             }
         }
+        // Structure: every list's elements and every cache entry's outputs are indexed.
+        let indexed: HashSet<Digest> = artifacts.iter().map(|a| a.digest).collect();
+        for a in &artifacts {
+            for c in &a.children {
+                if !indexed.contains(c) {
+                    report.problems.push(VerifyProblem::MissingElement {
+                        list: a.digest,
+                        element: *c,
+                    });
+                }
+            }
+        }
+        let entries = self.cache_entries()?;
+        for entry in &entries {
+            for (_, d) in &entry.outputs {
+                if !indexed.contains(d) {
+                    report.problems.push(VerifyProblem::DanglingCacheEntry {
+                        key: entry.key,
+                        output: *d,
+                    });
+                }
+            }
+        }
         if repair {
+            let mut dropped: HashSet<Digest> = HashSet::new();
             for (blob, present) in bad_blobs {
+                steps.step()?;
                 self.forget_verified(&blob)?;
                 if present {
+                    steps.step()?;
                     let src = self.blob_path(&blob);
                     let dest = self.root().join("quarantine").join(blob.to_hex());
                     fs::rename(&src, &dest).map_err(|e| Error::io("quarantine", &src, e))?;
                     report.quarantined.push(dest);
                 }
-                for a in &owners[&blob] {
-                    if !report.artifacts_dropped.contains(a) {
-                        self.remove_artifact(a)?;
-                        let _ = fs::remove_dir_all(self.root().join("trees").join(a.to_hex()));
-                        report.artifacts_dropped.push(*a);
-                    }
-                }
+                dropped.extend(owners[&blob].iter().copied());
             }
-            // Keep the invariant `cache_outputs` relies on: no entry names a dropped artifact.
-            let dropped: HashSet<Digest> = report.artifacts_dropped.iter().copied().collect();
-            for entry in self.cache_entries()? {
-                if entry.outputs.iter().any(|(_, d)| dropped.contains(d)) {
+            // A list is only as whole as its elements: drop every list that (transitively)
+            // holds a dropped or absent artifact, so its producer runs again.
+            let mut gone: HashSet<Digest> = dropped.clone();
+            loop {
+                let more: Vec<Digest> = artifacts
+                    .iter()
+                    .filter(|a| !gone.contains(&a.digest))
+                    .filter(|a| {
+                        a.children
+                            .iter()
+                            .any(|c| gone.contains(c) || !indexed.contains(c))
+                    })
+                    .map(|a| a.digest)
+                    .collect();
+                if more.is_empty() {
+                    break;
+                }
+                gone.extend(more.iter().copied());
+                dropped.extend(more);
+            }
+            // Cache entries first: a crash between the two steps leaves artifacts no entry
+            // names (garbage for `gc`), never an entry naming an artifact that is gone.
+            for entry in &entries {
+                if entry
+                    .outputs
+                    .iter()
+                    .any(|(_, d)| dropped.contains(d) || !indexed.contains(d))
+                {
+                    steps.step()?;
                     self.cache_remove(&entry.key)?;
+                    report.cache_entries_dropped += 1;
                 }
             }
+            steps.step()?;
+            self.flush()?;
+            let mut dropped: Vec<Digest> = dropped.into_iter().collect();
+            dropped.sort();
+            steps.step()?;
+            self.remove_artifacts(&dropped)?;
+            for a in &dropped {
+                steps.step()?;
+                let _ = fs::remove_dir_all(self.root().join("trees").join(a.to_hex()));
+            }
+            report.artifacts_dropped = dropped;
+            steps.step()?;
             self.flush()?;
         }
+        report.steps = steps.done;
         Ok(report)
     }
 
@@ -151,6 +277,7 @@ impl Store {
     /// graph reaches, the cache entries that pointed at them, orphan blobs left by
     /// crashes, and the scratch area.
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport, Error> {
+        let mut steps = Steps::new(opts.crash);
         let mut roots: Vec<Digest> = self.pins()?.into_iter().map(|(_, d)| d).collect();
         let mut runs = self.runs()?;
         runs.sort_by(|a, b| b.id.cmp(&a.id));
@@ -175,6 +302,23 @@ impl Store {
         }
         let mut live_blobs: HashSet<Digest> = self.progress_blobs()?.into_iter().collect();
         let mut report = GcReport::default();
+        // The order is what makes a killed gc harmless: cache entries go before the
+        // artifacts they name, and blobs only once the index no longer names them (flushed),
+        // so at every instant each entry's outputs and each artifact's blobs exist.
+        for entry in self.cache_entries()? {
+            if entry.outputs.iter().any(|(_, d)| !live.contains(d)) {
+                report.cache_entries_removed += 1;
+                if !opts.dry_run {
+                    steps.step()?;
+                    self.cache_remove(&entry.key)?;
+                }
+            }
+        }
+        if !opts.dry_run {
+            steps.step()?;
+            self.flush()?;
+        }
+        let mut dead = vec![];
         for a in &all {
             if live.contains(&a.digest) {
                 report.artifacts_kept += 1;
@@ -186,19 +330,20 @@ impl Store {
                 }
             } else {
                 report.artifacts_removed += 1;
-                if !opts.dry_run {
-                    self.remove_artifact(&a.digest)?;
-                    let _ = fs::remove_dir_all(self.root().join("trees").join(a.digest.to_hex()));
-                }
+                dead.push(a.digest);
             }
         }
-        for entry in self.cache_entries()? {
-            if entry.outputs.iter().any(|(_, d)| !live.contains(d)) {
-                report.cache_entries_removed += 1;
-                if !opts.dry_run {
-                    self.cache_remove(&entry.key)?;
-                }
+        if !opts.dry_run {
+            // One atomic batch: a dead list and its dead elements go together, so no list
+            // is ever left naming a removed element.
+            steps.step()?;
+            self.remove_artifacts(&dead)?;
+            for d in &dead {
+                steps.step()?;
+                let _ = fs::remove_dir_all(self.root().join("trees").join(d.to_hex()));
             }
+            steps.step()?;
+            self.flush()?;
         }
         let blobs_dir = self.root().join("blobs");
         for shard in fs::read_dir(&blobs_dir).map_err(|e| Error::io("read", &blobs_dir, e))? {
@@ -223,6 +368,7 @@ impl Store {
                     report.blobs_removed += 1;
                     report.bytes_freed += fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
                     if !opts.dry_run {
+                        steps.step()?;
                         fs::remove_file(&f).map_err(|e| Error::io("remove", &f, e))?;
                     }
                 }
@@ -231,6 +377,7 @@ impl Store {
         if !opts.dry_run {
             // We hold the store lock, so nothing in the scratch area is in use.
             let tmp = self.root().join("tmp");
+            steps.step()?;
             let _ = fs::remove_dir_all(&tmp);
             // Work directories of computations that no longer have saved progress belong to
             // attempts that finished or whose progress was dropped: nothing resumes from them.
@@ -247,9 +394,11 @@ impl Store {
                     }
                 }
             }
+            steps.step()?;
             fs::create_dir_all(&tmp).map_err(|e| Error::io("create directory", &tmp, e))?;
             self.flush()?;
         }
+        report.steps = steps.done;
         Ok(report)
     }
 }

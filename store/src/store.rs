@@ -12,10 +12,10 @@ use sled::Transactional;
 
 use crate::digest::{hash_file, hash_tree_manifest};
 use crate::index::{
-    ArtifactRecord, CacheEntry, Layout, RunRecord, StatKey, StatRecord, TreeEntry, decode, encode,
-    trees,
+    ArtifactRecord, CacheEntry, Layout, RunHead, RunRecord, RunStatus, StatKey, StatRecord,
+    TreeEntry, decode, encode, trees,
 };
-use crate::lock::StoreLock;
+use crate::lock::{IndexReleased, StoreLock};
 use crate::{Digest, Error, STORE_SCHEMA};
 
 /// An artifact whose blobs are durable on disk but which the index does not name yet.
@@ -43,6 +43,9 @@ pub struct Store {
     progress: sled::Tree,
     verified: sled::Tree,
     tmp_counter: AtomicU64,
+    // Drop order matters: the sled handles above, then the wait for sled to close its
+    // file, then our lock. A process that gets the lock after us can open the index.
+    _index_released: IndexReleased,
     _lock: StoreLock,
 }
 
@@ -144,10 +147,35 @@ impl Store {
             }
             Err(e) => return Err(Error::io("read", &version_path, e)),
         }
-        let db = sled::Config::new()
-            .path(root.join("index"))
-            .cache_capacity(64 << 20)
-            .open()?;
+        let index = root.join("index");
+        // Sled panics on some kinds of damage instead of returning an error; either way the
+        // user gets one message saying what is intact and how to go on.
+        let opened = std::panic::catch_unwind(|| {
+            sled::Config::new()
+                .path(&index)
+                .cache_capacity(64 << 20)
+                .open()
+        });
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(sled::Error::Io(e))) if e.kind() != std::io::ErrorKind::InvalidData => {
+                return Err(Error::Index(sled::Error::Io(e)));
+            }
+            Ok(Err(e)) => {
+                return Err(Error::IndexDamaged {
+                    index,
+                    detail: e.to_string(),
+                });
+            }
+            Err(panic) => {
+                let detail = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the index reader panicked".into());
+                return Err(Error::IndexDamaged { index, detail });
+            }
+        };
         let t = |n: &str| db.open_tree(n);
         let store = Store {
             artifacts: t(trees::ARTIFACTS)?,
@@ -163,8 +191,12 @@ impl Store {
             db,
             root: root.to_path_buf(),
             tmp_counter: AtomicU64::new(0),
+            _index_released: IndexReleased {
+                db_file: root.join("index").join("db"),
+            },
             _lock: lock,
         };
+        store.mark_interrupted_runs()?;
         Ok(store)
     }
 
@@ -473,9 +505,40 @@ impl Store {
 
     /// Drops a cache entry (the computation will run again).
     pub fn cache_remove(&self, key: &Digest) -> Result<(), Error> {
-        self.cache.remove(key.0)?;
-        self.outputs.remove(key.0)?;
+        // Both or neither: a hit reads `outputs`, and `gc` and `verify` walk `cache`.
+        (&self.cache, &self.outputs)
+            .transaction(|(cache, outs)| {
+                cache.remove(&key.0)?;
+                outs.remove(&key.0)?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(tx_err)?;
         Ok(())
+    }
+
+    /// Whether an artifact can be read: indexed, with every blob on disk (and, for a list,
+    /// every element so). One `stat` per blob, no hashing: a cache hit checks its outputs
+    /// this way, so a deleted blob means a recomputation rather than a consumer's failure.
+    pub fn artifact_present(&self, d: &Digest) -> Result<bool, Error> {
+        let Some(rec) = self.artifact(d)? else {
+            return Ok(false);
+        };
+        let blobs_present = match rec.layout {
+            Layout::File => self.blob_path(d).exists(),
+            Layout::Tree => rec
+                .entries
+                .iter()
+                .all(|e| self.blob_path(&e.digest).exists()),
+        };
+        if !blobs_present {
+            return Ok(false);
+        }
+        for c in &rec.children {
+            if !self.artifact_present(c)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Every cache entry.
@@ -761,6 +824,33 @@ impl Store {
         Ok(())
     }
 
+    /// Only one process holds the store, so a run still `Running` when we take the lock
+    /// belongs to a process that died: say so, instead of `running` forever.
+    fn mark_interrupted_runs(&self) -> Result<(), Error> {
+        // Finished records carry every node's outcome; read only their heads, so opening a
+        // store with many large runs stays fast.
+        let mut interrupted = vec![];
+        for r in self.runs.iter() {
+            let (id, v) = r?;
+            if decode::<RunHead>("run", &v)?.status == RunStatus::Running {
+                let run: RunRecord = decode("run", &v)?;
+                interrupted.push((id, run));
+            }
+        }
+        if interrupted.is_empty() {
+            return Ok(());
+        }
+        for (id, run) in interrupted {
+            let run = RunRecord {
+                status: RunStatus::Interrupted,
+                ..run
+            };
+            self.runs.insert(id, encode(&run))?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// One run record.
     pub fn run(&self, id: &str) -> Result<Option<RunRecord>, Error> {
         match self.runs.get(id.as_bytes())? {
@@ -811,8 +901,13 @@ impl Store {
             .collect()
     }
 
-    pub(crate) fn remove_artifact(&self, d: &Digest) -> Result<(), Error> {
-        self.artifacts.remove(d.0)?;
+    /// Removes artifact records in one atomic batch.
+    pub(crate) fn remove_artifacts(&self, ds: &[Digest]) -> Result<(), Error> {
+        let mut batch = sled::Batch::default();
+        for d in ds {
+            batch.remove(&d.0);
+        }
+        self.artifacts.apply_batch(batch)?;
         Ok(())
     }
 
