@@ -29,7 +29,7 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::spec::ParamType;
+use crate::spec::{ParamSpec, ParamType};
 use crate::{Node, Registry, Value};
 
 /// Where a problem is, and what to do about it.
@@ -450,6 +450,18 @@ impl<'a> Loader<'a> {
                     params.insert(k.clone(), Value::Str(abs.display().to_string()));
                 }
             }
+            if let Err(e) = raw.node.check_params(&params) {
+                let span = raw
+                    .params
+                    .get(&e.param)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_else(|| raw.name_span.clone());
+                self.err(
+                    span,
+                    format!("param `{}` of node `{}`: {}", e.param, raw.name, e.message),
+                    e.hint,
+                );
+            }
             nodes.push(NodeDecl {
                 name: raw.name.clone(),
                 node: raw.node.clone(),
@@ -574,7 +586,7 @@ impl<'a> Loader<'a> {
                         let mut vals = vec![];
                         for it in items.iter() {
                             if let Some(v) =
-                                self.coerce(it, &ps.ty, &format!("matrix value of `{mname}`"))
+                                self.coerce(it, ps, &format!("matrix value of `{mname}`"))
                             {
                                 vals.push(v);
                             }
@@ -604,7 +616,7 @@ impl<'a> Loader<'a> {
                         continue;
                     };
                     if let Some(val) =
-                        self.coerce(v, &ps.ty, &format!("param `{key}` of node `{node_name}`"))
+                        self.coerce(v, ps, &format!("param `{key}` of node `{node_name}`"))
                     {
                         raw.params.insert(key.to_string(), (val, v.span()));
                     }
@@ -625,10 +637,21 @@ impl<'a> Loader<'a> {
     }
 
     /// Converts a TOML value to the declared type, reporting a mismatch at its span.
-    fn coerce(&mut self, v: &Spanned<DeValue<'_>>, ty: &ParamType, what: &str) -> Option<Value> {
+    fn coerce(&mut self, v: &Spanned<DeValue<'_>>, ps: &ParamSpec, what: &str) -> Option<Value> {
+        let ty = &ps.ty;
         match de_to_value(v.get_ref()) {
             Ok(val) => match coerce_value(val, ty) {
-                Ok(v) => Some(v),
+                Ok(val) => match out_of_range(&val, ps) {
+                    None => Some(val),
+                    Some(x) => {
+                        self.err(
+                            v.span(),
+                            format!("{what} must be {}, found {x}", ps.range),
+                            Some(format!("`{}`: {}", ps.name, ps.doc)),
+                        );
+                        None
+                    }
+                },
                 Err(found) => {
                     self.err(
                         v.span(),
@@ -715,7 +738,7 @@ impl<'a> Loader<'a> {
                 };
                 if let Some(val) = self.coerce(
                     v,
-                    &ps.ty,
+                    ps,
                     &format!("profile `{profile}` value of `{nname}.{key}`"),
                 ) {
                     raws[i].params.insert(key, (val, v.span()));
@@ -775,6 +798,10 @@ impl<'a> Loader<'a> {
             (v, _) => v,
         };
         match coerce_value(val, &ps.ty) {
+            Ok(v) if let Some(x) = out_of_range(&v, ps) => fail(
+                format!("`--set {lhs}` must be {}, found {x}", ps.range),
+                Some(format!("`{}`: {}", ps.name, ps.doc)),
+            ),
             Ok(v) => {
                 raw.params
                     .insert(key.to_string(), (v, raw.name_span.clone()));
@@ -1067,8 +1094,24 @@ fn de_to_value(v: &DeValue<'_>) -> Result<Value, String> {
 }
 
 /// Coerces a value to a declared type; on mismatch returns what was found.
+/// The first number in `v` outside the param's declared range, if any.
+fn out_of_range(v: &Value, ps: &ParamSpec) -> Option<String> {
+    match v {
+        Value::Int(i) if !ps.range.contains(*i as f64) => Some(i.to_string()),
+        Value::Float(f) if !ps.range.contains(*f) => Some(f.to_string()),
+        Value::List(items) => items.iter().find_map(|i| out_of_range(i, ps)),
+        Value::Table(t) => t.values().find_map(|i| out_of_range(i, ps)),
+        _ => None,
+    }
+}
+
 pub(crate) fn coerce_value(v: Value, ty: &ParamType) -> Result<Value, String> {
     match (ty, v) {
+        // No param takes NaN or an infinity: a worker would replace it with a default or
+        // train on it, either way silently.
+        (ParamType::Float, Value::Float(f)) if !f.is_finite() => {
+            Err(format!("{f} (numbers must be finite)"))
+        }
         (ParamType::Str | ParamType::Path, Value::Str(s)) => Ok(Value::Str(s)),
         (ParamType::Int, Value::Int(i)) => Ok(Value::Int(i)),
         (ParamType::Float, Value::Int(i)) => Ok(Value::Float(i as f64)),

@@ -28,9 +28,9 @@ pub use explain::{NodeState, StatusLine, explain_change};
 pub use graph::{Graph, GraphError, LoadOptions, NodeDecl};
 pub use key::{Preimage, node_key};
 pub use lineage::{LineageNode, downstream, upstream};
-pub use node::{InputArtifact, Node, NodeError, Registry, RunContext};
+pub use node::{InputArtifact, Node, NodeError, ParamError, Registry, RunContext};
 pub use run::{Event, Limits, RunMode, RunOptions, RunSummary, Runner};
-pub use spec::{ArtifactKind, NodeSpec, ParamSpec, ParamType, PortSpec, Resources};
+pub use spec::{ArtifactKind, NodeSpec, ParamSpec, ParamType, PortSpec, Range, Resources};
 pub use value::Value;
 
 /// The engine's version, recorded in every run.

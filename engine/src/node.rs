@@ -19,6 +19,36 @@ pub trait Node: Send + Sync + 'static {
     fn spec(&self) -> &NodeSpec;
     /// Computes the outputs.
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError>;
+    /// Checks beyond each param's type and range (one param constrains another, a URL
+    /// must be https), run when the graph loads so the error names the file and line
+    /// instead of failing the node after upstream work. `params` has defaults filled in;
+    /// matrix variables are absent.
+    fn check_params(&self, params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
+        let _ = params;
+        Ok(())
+    }
+}
+
+/// A param that [`Node::check_params`] refuses.
+#[derive(Debug, Clone)]
+pub struct ParamError {
+    /// The param at fault (its line is reported).
+    pub param: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to write instead.
+    pub hint: Option<String>,
+}
+
+impl ParamError {
+    /// `param` is wrong because of `message`; `hint` says what to write instead.
+    pub fn new(param: &str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        ParamError {
+            param: param.to_string(),
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
 }
 
 /// Why a node failed, with what the user can do about it.

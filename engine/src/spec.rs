@@ -173,9 +173,80 @@ pub struct ParamSpec {
     pub default: Option<Value>,
     /// One line for help and errors.
     pub doc: &'static str,
+    /// The values a number (or each number of a list) may take, checked at load.
+    pub range: Range,
+}
+
+/// Bounds on a numeric param, checked when the graph loads (with the file and line) and
+/// shown by `dag nodes`. Unbounded by default; non-finite numbers are refused regardless.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Range {
+    /// Lower bound and whether it is excluded.
+    pub min: Option<(f64, bool)>,
+    /// Upper bound and whether it is excluded.
+    pub max: Option<(f64, bool)>,
+}
+
+impl Range {
+    /// Whether `x` lies within the bounds.
+    pub fn contains(&self, x: f64) -> bool {
+        let above = match self.min {
+            Some((m, true)) => x > m,
+            Some((m, false)) => x >= m,
+            None => true,
+        };
+        let below = match self.max {
+            Some((m, true)) => x < m,
+            Some((m, false)) => x <= m,
+            None => true,
+        };
+        above && below
+    }
+
+    /// Unbounded?
+    pub fn is_unbounded(&self) -> bool {
+        self.min.is_none() && self.max.is_none()
+    }
+}
+
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.min, self.max) {
+            (None, None) => f.write_str("any number"),
+            (Some((m, ex)), None) => write!(f, "{} {m}", if ex { ">" } else { ">=" }),
+            (None, Some((m, ex))) => write!(f, "{} {m}", if ex { "<" } else { "<=" }),
+            (Some((a, aex)), Some((b, bex))) => write!(
+                f,
+                "in {}{a}, {b}{}",
+                if aex { "(" } else { "[" },
+                if bex { ")" } else { "]" }
+            ),
+        }
+    }
 }
 
 impl ParamSpec {
+    /// Values must be at least `x`.
+    pub fn min(mut self, x: f64) -> Self {
+        self.range.min = Some((x, false));
+        self
+    }
+    /// Values must be greater than `x`.
+    pub fn above(mut self, x: f64) -> Self {
+        self.range.min = Some((x, true));
+        self
+    }
+    /// Values must be at most `x`.
+    pub fn max(mut self, x: f64) -> Self {
+        self.range.max = Some((x, false));
+        self
+    }
+    /// Values must be less than `x`.
+    pub fn below(mut self, x: f64) -> Self {
+        self.range.max = Some((x, true));
+        self
+    }
+
     /// A required param.
     pub fn required(name: &'static str, ty: ParamType, doc: &'static str) -> Self {
         ParamSpec {
@@ -184,6 +255,10 @@ impl ParamSpec {
             required: true,
             default: None,
             doc,
+            range: Range {
+                min: None,
+                max: None,
+            },
         }
     }
     /// A param with a default.
@@ -199,6 +274,10 @@ impl ParamSpec {
             required: false,
             default: Some(default),
             doc,
+            range: Range {
+                min: None,
+                max: None,
+            },
         }
     }
     /// A param that may be absent (the node decides what absence means).
@@ -209,6 +288,10 @@ impl ParamSpec {
             required: false,
             default: None,
             doc,
+            range: Range {
+                min: None,
+                max: None,
+            },
         }
     }
 }

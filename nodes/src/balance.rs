@@ -47,7 +47,8 @@ impl Balance {
                     Value::Str("down".into()),
                     "downsample to the smallest class, or upsample to the largest",
                 ),
-                ParamSpec::with_default("seed", ParamType::Int, Value::Int(0), "seed of the draws"),
+                ParamSpec::with_default("seed", ParamType::Int, Value::Int(0), "seed of the draws")
+                    .min(0.0),
             ],
             resources: Resources::CPU,
         })

@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use dag_engine::{
-    ArtifactKind, Node, NodeError, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, RunContext,
-    Value,
+    ArtifactKind, Node, NodeError, NodeSpec, ParamError, ParamSpec, ParamType, PortSpec, Resources,
+    RunContext, Value,
 };
 use rand::SeedableRng;
 use serde_json::json;
@@ -50,12 +50,12 @@ impl Dataset {
                 ParamSpec::optional(
                     "url",
                     ParamType::Str,
-                    "https:// source; requires `checksum`",
+                    "https:// source (plain http only for a loopback host: 127.0.0.1, localhost, [::1]); requires `checksum`",
                 ),
                 ParamSpec::optional(
                     "checksum",
                     ParamType::Str,
-                    "`sha256:HEX` or `blake3:HEX` of the downloaded file",
+                    "`sha256:HEX` or `blake3:HEX` (64 hex digits) of the file `url` downloads",
                 ),
                 ParamSpec::with_default(
                     "format",
@@ -86,13 +86,15 @@ impl Dataset {
                 ParamSpec::optional(
                     "limit",
                     ParamType::Int,
-                    "keep the first N rows (after filtering)",
-                ),
+                    "keep the first N rows (after filtering and `sample`)",
+                )
+                .min(1.0),
                 ParamSpec::optional(
                     "sample",
                     ParamType::Int,
                     "keep N rows drawn with `seed` (after filtering), in file order",
-                ),
+                )
+                .min(1.0),
                 ParamSpec::optional(
                     "held_out",
                     list_map(),
@@ -101,14 +103,17 @@ impl Dataset {
                 ParamSpec::optional(
                     "held_out_fraction",
                     ParamType::Float,
-                    "this fraction of rows, drawn with `seed`, goes to `held_out`",
-                ),
+                    "this fraction of rows, drawn with `seed`, goes to `held_out` (not with `held_out`)",
+                )
+                .above(0.0)
+                .below(1.0),
                 ParamSpec::with_default(
                     "seed",
                     ParamType::Int,
                     Value::Int(0),
                     "seed for `sample` and `held_out_fraction`",
-                ),
+                )
+                .min(0.0),
                 ParamSpec::with_default(
                     "on_error",
                     ParamType::Enum(&["error", "skip"]),
@@ -165,6 +170,71 @@ fn matches(row: &Row, conds: &BTreeMap<String, Vec<String>>) -> Result<bool, Nod
     Ok(true)
 }
 
+/// Hosts a `url` may reach over plain `http://`: this machine only (tests serve files on a
+/// loopback port), never the network, where an attacker could swap the bytes before the
+/// checksum is compared.
+const LOOPBACK_HOSTS: &[&str] = &["127.0.0.1", "localhost", "[::1]"];
+
+/// Whether `url` is `https://HOST...`, or `http://` to a loopback host.
+fn url_error(url: &str) -> Option<String> {
+    // A URL parser drops tabs and newlines and reads `\` as `/`: refuse them rather than
+    // read the host differently from the download.
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Some(format!(
+            "`{}` holds whitespace, a control character or a backslash",
+            url.escape_debug()
+        ));
+    }
+    let lower = url.to_ascii_lowercase();
+    let (secure, rest) = if let Some(rest) = lower.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = lower.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Some(format!("`{url}` is not an https:// URL"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host_port.find(']') {
+        Some(end) if host_port.starts_with('[') => &host_port[..=end],
+        _ => host_port.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return Some(format!("`{url}` names no host"));
+    }
+    if !secure && !LOOPBACK_HOSTS.contains(&host) {
+        return Some(format!(
+            "`{url}` is plain http: the download could be altered on the way"
+        ));
+    }
+    None
+}
+
+/// Whether `checksum` is `sha256:HEX` or `blake3:HEX` with 64 hex digits.
+fn checksum_error(checksum: &str) -> Option<String> {
+    let Some((algo, hex)) = checksum.split_once(':') else {
+        return Some(format!("`{checksum}` names no algorithm"));
+    };
+    if algo != "sha256" && algo != "blake3" {
+        return Some(format!(
+            "`{algo}` is not an accepted checksum algorithm (sha256 or blake3)"
+        ));
+    }
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(format!(
+            "`{checksum}` does not end in 64 hex digits (found {} characters)",
+            hex.len()
+        ));
+    }
+    None
+}
+
+const URL_HINT: &str = "write `url = \"https://...\"`; plain http is accepted only for a loopback host (127.0.0.1, localhost, [::1])";
+const CHECKSUM_HINT: &str = "write `checksum = \"sha256:HEX\"` or `\"blake3:HEX\"` (64 hex digits); the error after a first download shows the value";
+
 /// Downloads `url` into `dest`, checking `checksum` (`sha256:HEX` or `blake3:HEX`).
 fn download(url: &str, checksum: &str, dest: &Path) -> Result<(), NodeError> {
     let (algo, want) = checksum.split_once(':').ok_or_else(|| {
@@ -210,13 +280,72 @@ impl Node for Dataset {
         &self.0
     }
 
+    /// Where the rows come from, checked before anything runs: one of `path` and `url`; a
+    /// `url` over https (or http to a loopback host) pinned by a sha256 or blake3
+    /// `checksum`; a `checksum` only with a `url`. One split, not two. A matrix variable is
+    /// absent here, so "neither `path` nor `url`" is left to the run.
+    fn check_params(&self, params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
+        let str_param = |k: &str| params.get(k).and_then(Value::as_str);
+        let (path, url, checksum) = (str_param("path"), str_param("url"), str_param("checksum"));
+        if path.is_some() && url.is_some() {
+            return Err(ParamError::new(
+                "url",
+                "`path` and `url` are both set",
+                "keep one of them: a local file, or a pinned download",
+            ));
+        }
+        if let Some(url) = url {
+            if let Some(e) = url_error(url) {
+                return Err(ParamError::new("url", e, URL_HINT));
+            }
+            match checksum {
+                None => {
+                    return Err(ParamError::new(
+                        "url",
+                        format!("`url = \"{url}\"` has no `checksum`"),
+                        CHECKSUM_HINT,
+                    ));
+                }
+                Some(c) => {
+                    if let Some(e) = checksum_error(c) {
+                        return Err(ParamError::new("checksum", e, CHECKSUM_HINT));
+                    }
+                }
+            }
+        }
+        if path.is_some() && checksum.is_some() {
+            return Err(ParamError::new(
+                "checksum",
+                "`checksum` is set with `path`: only a `url` download is checked against it",
+                "remove `checksum`, or read the file from its `url`",
+            ));
+        }
+        let splits_by_value =
+            matches!(params.get("held_out"), Some(Value::Table(t)) if !t.is_empty());
+        if splits_by_value && params.contains_key("held_out_fraction") {
+            return Err(ParamError::new(
+                "held_out_fraction",
+                "`held_out` and `held_out_fraction` are both set, and `held_out` would win",
+                "split by column values (`held_out`) or by a seeded fraction (`held_out_fraction`), not both",
+            ));
+        }
+        Ok(())
+    }
+
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let (source, name): (PathBuf, String) = match (ctx.str("path"), ctx.str("url")) {
             (Some(p), None) => (PathBuf::from(p), p.to_string()),
             (None, Some(url)) => {
+                // Checked at load too; again here for a `url` given by a matrix.
+                if let Some(e) = url_error(url) {
+                    return Err(NodeError::msg(e).hint(URL_HINT));
+                }
                 let checksum = ctx.str("checksum").ok_or_else(|| {
                     NodeError::msg(format!("`url = \"{url}\"` has no `checksum`")).hint("pin the content: add `checksum = \"sha256:HEX\"`; the error after a first download shows the value")
                 })?;
+                if let Some(e) = checksum_error(checksum) {
+                    return Err(NodeError::msg(e).hint(CHECKSUM_HINT));
+                }
                 let file = url
                     .rsplit('/')
                     .next()
@@ -317,11 +446,7 @@ impl Node for Dataset {
             }
             (t, h)
         } else if let Some(frac) = ctx.float("held_out_fraction") {
-            if !(0.0..=1.0).contains(&frac) {
-                return Err(NodeError::msg(format!(
-                    "`held_out_fraction = {frac}` is not between 0 and 1"
-                )));
-            }
+            // In (0, 1): the range is checked when the graph loads.
             let n = (frac * rows.len() as f64).round() as usize;
             // A different stream from `sample`'s so that both can use one seed.
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ SPLIT_STREAM);

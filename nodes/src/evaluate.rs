@@ -77,18 +77,21 @@ pub fn evaluate() -> WorkerNode {
                 "num_fewshot",
                 ParamType::Int,
                 "override every task's few-shot count",
-            ),
+            )
+            .min(0.0),
             ParamSpec::optional(
                 "limit",
                 ParamType::Int,
                 "the first N documents of each task (lm-eval's --limit)",
-            ),
+            )
+            .min(1.0),
             ParamSpec::with_default(
                 "batch_size",
                 ParamType::Int,
                 Value::Int(16),
                 "contexts scored together (results do not depend on it)",
-            ),
+            )
+            .min(1.0),
             ParamSpec::with_default(
                 "chat",
                 ParamType::Bool,
@@ -111,13 +114,15 @@ pub fn evaluate() -> WorkerNode {
                 ParamType::Int,
                 Value::Int(1000),
                 "resamples for the 95% intervals",
-            ),
+            )
+            .min(2.0),
             ParamSpec::with_default(
                 "seed",
                 ParamType::Int,
                 Value::Int(1234),
                 "bootstrap seed (and base seed of sampled generation)",
-            ),
+            )
+            .min(0.0),
             ParamSpec::with_default(
                 "lint",
                 ParamType::Enum(&["error", "warn"]),
@@ -166,8 +171,10 @@ impl CompareEvals {
                     ParamType::Int,
                     Value::Int(1000),
                     "resamples for the interval and the Monte Carlo sign-flip test",
-                ),
-                ParamSpec::with_default("seed", ParamType::Int, Value::Int(1234), "bootstrap seed"),
+                )
+                .min(2.0),
+                ParamSpec::with_default("seed", ParamType::Int, Value::Int(1234), "bootstrap seed")
+                    .min(0.0),
             ],
             resources: Resources::CPU,
         })

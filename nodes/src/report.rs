@@ -70,8 +70,10 @@ impl ProbeReport {
                     ParamType::Int,
                     Value::Int(1000),
                     "stratified bootstrap resamples for the AUROC intervals (0: no intervals)",
-                ),
-                ParamSpec::with_default("seed", ParamType::Int, Value::Int(0), "bootstrap seed"),
+                )
+                .min(0.0),
+                ParamSpec::with_default("seed", ParamType::Int, Value::Int(0), "bootstrap seed")
+                    .min(0.0),
                 ParamSpec::optional("title", ParamType::Str, "heading of results.md"),
             ],
             resources: Resources::CPU,
@@ -98,13 +100,8 @@ impl Node for ProbeReport {
                 .collect(),
             _ => vec![],
         };
+        // At least 0: the range is checked when the graph loads.
         let bootstrap = ctx.int("bootstrap").unwrap_or(1000);
-        if bootstrap < 0 {
-            return Err(
-                NodeError::msg(format!("`bootstrap = {bootstrap}` is negative"))
-                    .hint("give a number of resamples, or 0 for no intervals"),
-            );
-        }
         let options = Options {
             splits,
             bootstrap: bootstrap as usize,

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use dag_engine::{Node, NodeError, NodeSpec, RunContext};
+use dag_engine::{Node, NodeError, NodeSpec, ParamError, RunContext, Value};
 use serde::{Deserialize, Serialize};
 
 /// One input artifact in a job.
@@ -120,8 +120,59 @@ pub enum Report {
     },
 }
 
+/// A test hook for interrupting a model node at a known point. With
+/// `DAG_TEST_HOLD_AFTER_SAVES=N` in the environment, `dag-worker` stops after sending its
+/// N-th `SaveItems` report and waits to be killed; `dag`, once it has persisted those
+/// items, creates the file named by `DAG_TEST_HOLD_MARKER`. A test waits for the marker and
+/// then kills: the kill lands after exactly N saved items, on a machine of any speed.
+pub mod test_hold {
+    /// N, when the hook is on.
+    pub fn after_saves() -> Option<u64> {
+        std::env::var("DAG_TEST_HOLD_AFTER_SAVES")
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    /// The marker `dag` creates once N saves are persisted.
+    pub fn marker() -> Option<std::path::PathBuf> {
+        std::env::var_os("DAG_TEST_HOLD_MARKER").map(std::path::PathBuf::from)
+    }
+}
+
 /// A node type whose implementation lives in `dag-worker`.
 pub struct WorkerNode(pub NodeSpec);
+
+/// A model node type that runs in `dag-worker` (a [`WorkerNode`]) with checks of its params
+/// that no range expresses, run when the graph loads (see [`Node::check_params`]).
+pub struct CheckedWorker {
+    node: WorkerNode,
+    check: fn(&BTreeMap<String, Value>) -> Result<(), ParamError>,
+}
+
+impl CheckedWorker {
+    /// `node` whose params `check` refuses or accepts at load.
+    pub fn new(
+        node: WorkerNode,
+        check: fn(&BTreeMap<String, Value>) -> Result<(), ParamError>,
+    ) -> Self {
+        CheckedWorker { node, check }
+    }
+}
+
+impl Node for CheckedWorker {
+    fn spec(&self) -> &NodeSpec {
+        self.node.spec()
+    }
+
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        self.node.run(ctx)
+    }
+
+    fn check_params(&self, params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
+        (self.check)(params)
+    }
+}
 
 /// Where `dag-worker` is: `DAG_WORKER`, or beside the running `dag`.
 fn worker_path() -> Result<PathBuf, NodeError> {
@@ -226,13 +277,27 @@ impl Node for WorkerNode {
         };
         let stdout = child.stdout.take().expect("piped");
         let mut failure: Option<NodeError> = None;
+        let (hold_after, mut saves) = (test_hold::after_saves(), 0);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             match serde_json::from_str::<Report>(&line) {
                 Ok(Report::Total(n)) => ctx.set_total(n),
                 Ok(Report::Advance(n)) => ctx.advance(n),
                 Ok(Report::Info(s)) => ctx.info(s),
-                Ok(Report::SaveItems(items)) => ctx.save_items(&items)?,
+                Ok(Report::SaveItems(items)) => {
+                    ctx.save_items(&items)?;
+                    saves += 1;
+                    if Some(saves) == hold_after
+                        && let Some(marker) = test_hold::marker()
+                    {
+                        std::fs::write(&marker, b"").map_err(|e| {
+                            NodeError::caused(
+                                format!("Failed to create `{}`", marker.display()),
+                                &e,
+                            )
+                        })?;
+                    }
+                }
                 Ok(Report::Meta { port, value }) => ctx.set_meta(&port, value),
                 Ok(Report::Error {
                     message,
