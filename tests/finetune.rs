@@ -167,9 +167,9 @@ fn checkpoints_load_in_generate_and_the_loss_falls() {
         "warmup starts at 0"
     );
     assert!(
-        lines
-            .iter()
-            .all(|l| l["tokens_per_s"].as_f64().unwrap() > 0.0)
+        lines.iter().all(|l| l.get("tokens_per_s").is_none()),
+        "wall-clock figures stay out of artifacts: {}",
+        lines[0]
     );
     let png = std::fs::read(metrics.join("loss.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
@@ -191,10 +191,7 @@ fn killed_finetune_resumes_to_bit_identical_weights() {
     let b = tempfile::tempdir().unwrap();
     graph(b.path(), 24, settings, "");
     let saved = kill_training_after(b.path(), "step-", 2);
-    assert!(
-        (2..6).contains(&saved),
-        "killed mid-training ({saved} saved)"
-    );
+    assert!(saved == 2, "killed mid-training ({saved} saved)");
     let o = dag(b.path(), &["run", "g.toml"]);
     assert!(o.status.success(), "{}", text(&o));
     let log = std::fs::read_dir(b.path().join(".dag/logs"))

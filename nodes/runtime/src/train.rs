@@ -218,7 +218,9 @@ pub struct StepMetrics {
     pub loss_tokens: usize,
     /// All real tokens processed in the step.
     pub tokens: usize,
-    /// `tokens` per second of wall time for the step.
+    /// `tokens` per second of wall time for the step. Never serialised: a wall-clock figure
+    /// is not a function of the inputs, and metrics files are artifacts (the worker logs it).
+    #[serde(skip)]
     pub tokens_per_s: f64,
 }
 

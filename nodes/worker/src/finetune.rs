@@ -467,11 +467,22 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             "steps": metrics.len(),
             "first_loss": metrics.first().map(|m| m.loss),
             "final_loss": last.map(|m| m.loss),
-            "mean_tokens_per_s": if metrics.is_empty() { 0.0 } else {
-                metrics.iter().map(|m| m.tokens_per_s).sum::<f64>() / metrics.len() as f64
-            },
         }),
     });
+    // Throughput goes to the run log, never into an artifact or its metadata. Steps resumed
+    // from a saved state were not timed in this attempt.
+    let timed: Vec<f64> = metrics
+        .iter()
+        .map(|m| m.tokens_per_s)
+        .filter(|t| *t > 0.0)
+        .collect();
+    if !timed.is_empty() {
+        rep.send(Report::Info(format!(
+            "trained {} steps in this attempt at {:.1} tokens/s (mean over steps)",
+            timed.len(),
+            timed.iter().sum::<f64>() / timed.len() as f64
+        )));
+    }
     Ok(())
 }
 

@@ -800,12 +800,14 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             h
         })
     };
-    let fit_seconds = match &fitted {
-        Fitted::Linear(_, info) => info["fit_seconds"].clone(),
-        Fitted::Learned(_) => Value::Null,
-    };
+    // The fit's wall time goes to the run log, not into the probe's metadata.
+    if let Fitted::Linear(_, info) = &fitted
+        && let Some(secs) = info["fit_seconds"].as_f64()
+    {
+        rep.send(Report::Info(format!("fitted {family} in {secs:.3} s")));
+    }
     let summary = json!({
-        "probe": family, "layer": layer_meta["layer"], "config": config, "fit_seconds": fit_seconds,
+        "probe": family, "layer": layer_meta["layer"], "config": config,
         "validation": headline("validation"), "test": headline("test"), "train": headline("train"),
     });
     rep.send(Report::Meta {
