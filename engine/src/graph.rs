@@ -165,7 +165,7 @@ impl Graph {
 
     /// Loads and validates the graph file at `path`.
     pub fn load(path: &Path, registry: &Registry, opts: &LoadOptions) -> Result<Graph, GraphError> {
-        let text = std::fs::read_to_string(path).map_err(|e| GraphError {
+        let bytes = std::fs::read(path).map_err(|e| GraphError {
             diagnostics: vec![Diagnostic {
                 message: format!(
                     "error: Failed to read the graph file `{}`: {e}",
@@ -175,6 +175,23 @@ impl Graph {
                 source_line: None,
                 hint: Some("check the path; graph files usually live in `graphs/`".into()),
             }],
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let before = &e.as_bytes()[..at];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let col = at - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+            GraphError {
+                diagnostics: vec![Diagnostic {
+                    message: format!(
+                        "error: the graph file is not UTF-8: byte {at} (0x{:02x}) is not valid UTF-8",
+                        e.as_bytes()[at]
+                    ),
+                    location: format!("{}:{line}:{col}", path.display()),
+                    source_line: None,
+                    hint: Some("save the file as UTF-8 (TOML files must be UTF-8)".into()),
+                }],
+            }
         })?;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         Self::parse(&text, &abs, registry, opts)
@@ -786,11 +803,30 @@ impl<'a> Loader<'a> {
             );
             return;
         };
-        // The value is TOML; a bare word that is not TOML is taken as a string.
-        let parsed = DeValue::parse(rhs.trim())
-            .ok()
-            .and_then(|v| de_to_value(v.get_ref()).ok());
-        let val = parsed.unwrap_or_else(|| Value::Str(rhs.trim().to_string()));
+        // The value is TOML; a bare word that is not TOML is taken as a string. Text that
+        // starts like a TOML array, table or string but does not parse is a mistake, not
+        // a string: `--set a.b='[1,2'` must not quietly become "[1,2".
+        let text = rhs.trim();
+        let val = match DeValue::parse(text) {
+            Ok(v) => match de_to_value(v.get_ref()) {
+                Ok(v) => v,
+                Err(msg) => {
+                    fail(format!("`--set {lhs}`: {msg}"), None);
+                    return;
+                }
+            },
+            Err(e) if text.starts_with(['[', '{', '"', '\'']) => {
+                fail(
+                    format!(
+                        "`--set {lhs}={text}` is not valid TOML: {}",
+                        e.to_string().trim()
+                    ),
+                    Some("write the value in TOML syntax, e.g. `--set node.layers=[6, 12]` or `--set node.name='\"text\"'`".into()),
+                );
+                return;
+            }
+            Err(_) => Value::Str(text.to_string()),
+        };
         let val = match (val, &ps.ty) {
             (Value::Int(i), ParamType::Str | ParamType::Path | ParamType::Enum(_)) => {
                 Value::Str(i.to_string())

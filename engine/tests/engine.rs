@@ -619,3 +619,40 @@ fn secrets_are_names_of_environment_variables_never_values() {
         "{err}"
     );
 }
+
+#[test]
+fn a_graph_file_that_is_not_utf8_names_the_byte_and_line() {
+    let env = Env::new();
+    let path = env.dir.path().join("latin1.toml");
+    std::fs::write(&path, b"[node.a]\ntype = \"source\"\ntext = \"caf\xe9\"\n").unwrap();
+    let err = Graph::load(&path, &env.reg, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not UTF-8")
+            && err.contains("byte 36 (0xe9)")
+            && err.contains("latin1.toml:3:12"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_set_value_that_looks_like_toml_but_is_broken_is_an_error_not_a_string() {
+    let env = Env::new();
+    let g = "[node.a]\ntype = \"source\"\ntext = \"x\"\n";
+    for bad in ["a.text=[1,2", "a.text={ k = ", "a.text=\"unclosed"] {
+        let opts = LoadOptions {
+            set: vec![bad.into()],
+            ..Default::default()
+        };
+        let err = env.graph(g, &opts).unwrap_err();
+        assert!(err.contains("is not valid TOML"), "{bad}: {err}");
+    }
+    // A bare word is still a string.
+    let opts = LoadOptions {
+        set: vec!["a.text=hello".into()],
+        ..Default::default()
+    };
+    let g = env.graph(g, &opts).unwrap();
+    assert_eq!(g.nodes[0].params["text"], Value::Str("hello".into()));
+}
