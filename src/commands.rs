@@ -23,11 +23,11 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Plan(g) => status(explicit, &g, json, true),
         Command::Lineage(a) => {
             let store = open(explicit, a.graph.as_deref())?;
-            let d = resolve(&store, &a.target, a.graph.as_deref())?;
+            let t = resolve_target(&store, &a.target, a.graph.as_deref())?;
             let tree = if a.down {
-                dag_engine::downstream(&store, &d)?
+                dag_engine::downstream(&store, &t.digest)?
             } else {
-                dag_engine::upstream(&store, &d)?
+                dag_engine::upstream_in(&store, &t.digest, &|d| t.producer_in_run(d))?
             };
             match (json, a.format) {
                 (true, _) | (_, LineageFormat::Json) => {
@@ -40,8 +40,8 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         }
         Command::Show(a) => {
             let store = open(explicit, a.graph.as_deref())?;
-            let d = resolve(&store, &a.target, a.graph.as_deref())?;
-            show(&store, &d, a.rows, json)?;
+            let t = resolve_target(&store, &a.target, a.graph.as_deref())?;
+            show(&store, &t, a.rows, json)?;
             Ok(Exit::Success)
         }
         Command::Log(a) => log(
@@ -367,14 +367,43 @@ fn status(explicit: Option<&Path>, g: &GraphArgs, json: bool, plan_only: bool) -
 }
 
 /// Resolves a target: a pin, a digest prefix, or `node[.port]` of the latest run.
+/// What a TARGET names: an artifact and, when it was named as a node output of a run, the
+/// computation that produced it there and that run (for its own provenance).
+struct Resolved {
+    digest: Digest,
+    in_run: Option<(Digest, String, RunRecord)>,
+}
+
+impl Resolved {
+    fn artifact(digest: Digest) -> Resolved {
+        Resolved {
+            digest,
+            in_run: None,
+        }
+    }
+
+    /// The computation that produced `d` in the run the target was found in.
+    fn producer_in_run(&self, d: &Digest) -> Option<Digest> {
+        let (_, _, run) = self.in_run.as_ref()?;
+        run.nodes
+            .iter()
+            .find(|n| n.outputs.iter().any(|(_, o)| o == d))
+            .and_then(|n| n.key)
+    }
+}
+
 fn resolve(store: &Store, target: &str, graph: Option<&Path>) -> Result<Digest> {
+    Ok(resolve_target(store, target, graph)?.digest)
+}
+
+fn resolve_target(store: &Store, target: &str, graph: Option<&Path>) -> Result<Resolved> {
     if let Some((_, d)) = store.pins()?.into_iter().find(|(n, _)| n == target) {
-        return Ok(d);
+        return Ok(Resolved::artifact(d));
     }
     if target.len() >= 4 && target.chars().all(|c| c.is_ascii_hexdigit()) {
         let found = store.resolve_prefix(target)?;
         match found.len() {
-            1 => return Ok(found[0]),
+            1 => return Ok(Resolved::artifact(found[0])),
             0 => {}
             n => bail!("`{target}` matches {n} artifacts\n\nhint: give more hex digits"),
         }
@@ -403,8 +432,11 @@ fn resolve(store: &Store, target: &str, graph: Option<&Path>) -> Result<Digest> 
                         Some(p) => n.outputs.iter().find(|(o, _)| o == p),
                         None => n.outputs.first(),
                     };
-                    if let Some((_, d)) = out {
-                        return Ok(*d);
+                    if let Some((port, d)) = out {
+                        return Ok(Resolved {
+                            digest: *d,
+                            in_run: n.key.map(|k| (k, port.clone(), run.clone())),
+                        });
                     }
                 }
             }
@@ -415,18 +447,24 @@ fn resolve(store: &Store, target: &str, graph: Option<&Path>) -> Result<Digest> 
     ))
 }
 
-fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
+fn show(store: &Store, target: &Resolved, rows: usize, json: bool) -> Result<()> {
+    let d = &target.digest;
     let rec = store
         .artifact(d)?
         .ok_or_else(|| anyhow!("no artifact {d}"))?;
-    let producer = rec
-        .producer
-        .and_then(|k| store.cache_get(&k).ok().flatten());
+    // Named as a node's output: that computation's provenance and metadata, which differ
+    // from the record's (its first producer's) when identical content came from elsewhere.
+    let (producer_key, own_meta) = match &target.in_run {
+        Some((key, port, _)) => (Some(*key), store.output_meta(key, port)?),
+        None => (rec.producer, None),
+    };
+    let producer = producer_key.and_then(|k| store.cache_get(&k).ok().flatten());
+    let meta = own_meta.unwrap_or_else(|| rec.meta());
     if json {
         outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "artifact": d.to_hex(), "kind": rec.kind, "size": rec.size, "meta": rec.meta(),
+                "artifact": d.to_hex(), "kind": rec.kind, "size": rec.size, "meta": meta,
                 "producer": producer.as_ref().map(|p| json!({"instance": p.label, "run": p.run_id, "preimage": p.preimage()})),
                 "files": rec.entries.iter().map(|e| json!({"path": e.path, "size": e.size, "blob": e.digest.to_hex()})).collect::<Vec<_>>(),
             }))?
@@ -439,7 +477,6 @@ fn show(store: &Store, d: &Digest, rows: usize, json: bool) -> Result<()> {
     if let Some(p) = &producer {
         outln!("produced  by {} in run {}", p.label, p.run_id);
     }
-    let meta = rec.meta();
     if !meta.is_null() {
         outln!("meta      {meta}");
     }

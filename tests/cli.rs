@@ -1,5 +1,7 @@
 //! End-to-end tests through the `dag` binary, on the real data in `../shared/data`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -178,6 +180,16 @@ fn run_rerun_edit_status_show_lineage_log_export() {
 }
 
 #[test]
+fn dataset_and_balance_outputs_are_the_same_bytes_in_another_directory() {
+    let (a, b) = (project(&speciesism_graph()), project(&speciesism_graph()));
+    for p in [&a, &b] {
+        let o = dag(p.path(), &["run", "graphs/g.toml", "--profile", "dev"]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    common::assert_same_outputs(a.path(), b.path());
+}
+
+#[test]
 fn bad_graphs_exit_2_naming_file_line_and_fix() {
     let p = project("[node.a]\ntype = \"dataset\"\npaht = \"x.csv\"\n");
     let o = dag(p.path(), &["run", "graphs/g.toml"]);
@@ -222,6 +234,30 @@ fn malformed_rows_fail_with_line_or_skip_with_count() {
         serde_json::from_slice(&dag(p.path(), &["--json", "show", "a"]).stdout).unwrap();
     assert_eq!(v["meta"]["rows"], 2);
     assert_eq!(v["meta"]["skipped_rows"], 1);
+}
+
+#[test]
+fn an_unbalanced_csv_quote_is_reported_at_its_line_not_merged_silently() {
+    let p = project("[node.a]\ntype = \"dataset\"\npath = \"../rows.csv\"\n");
+    let d = p.path();
+    std::fs::write(
+        d.join("rows.csv"),
+        "q,a\n1,fine\n2,\"never closed\n3,lost\n4,lost too\n",
+    )
+    .unwrap();
+    let o = dag(d, &["run", "graphs/g.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let s = text(&o);
+    assert!(
+        s.contains("rows.csv` line 3: a quoted field runs over") && s.contains("multiline = true"),
+        "{s}"
+    );
+    // Real multi-line text, declared: read as it is.
+    let o = dag(d, &["run", "graphs/g.toml", "--set", "a.multiline=true"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&dag(d, &["--json", "show", "a"]).stdout).unwrap();
+    assert_eq!(v["meta"]["rows"], 2);
 }
 
 #[test]
@@ -326,6 +362,38 @@ fn a_closed_stdout_ends_quietly_and_never_aborts_a_run() {
             text(&o)
         );
     }
+}
+
+#[test]
+fn identical_outputs_of_two_nodes_keep_each_nodes_own_metadata_and_lineage() {
+    let p = project("");
+    let d = p.path();
+    std::fs::write(d.join("one.csv"), "q,a\n1,2\n3,4\n5,6\n7,8\n9,10\n").unwrap();
+    std::fs::write(d.join("two.csv"), "q,a\n1,2\n3,4\n5,6\n").unwrap();
+    let graph = |node: &str, file: &str| {
+        format!("[node.{node}]\ntype = \"dataset\"\npath = \"../{file}\"\nlimit = 2\n")
+    };
+    std::fs::write(d.join("graphs/a.toml"), graph("first", "one.csv")).unwrap();
+    std::fs::write(d.join("graphs/b.toml"), graph("second", "two.csv")).unwrap();
+    assert!(dag(d, &["run", "graphs/a.toml"]).status.success());
+    assert!(dag(d, &["run", "graphs/b.toml"]).status.success());
+    let show = |t: &str| -> serde_json::Value {
+        serde_json::from_slice(&dag(d, &["--json", "show", t]).stdout).unwrap()
+    };
+    let (a, b) = (show("first"), show("second"));
+    assert_eq!(
+        a["artifact"], b["artifact"],
+        "the same two rows, stored once"
+    );
+    assert_eq!(a["producer"]["instance"], "first");
+    assert_eq!(b["producer"]["instance"], "second");
+    assert_eq!(a["meta"]["source_rows"], 5);
+    assert_eq!(b["meta"]["source_rows"], 3);
+    let s = text(&dag(d, &["lineage", "second"]));
+    assert!(
+        s.contains("from second (dataset") && !s.contains("first"),
+        "{s}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 mod common;
-use common::{dag, root, text, tiny_model};
+use common::{assert_same_outputs, dag, root, text, tiny_model};
 
 fn blob(dir: &Path, target: &str) -> String {
     let o = dag(dir, &["--json", "show", target]);
@@ -252,6 +252,11 @@ inputs = {{ a = "a.samples", b = "b.samples" }}
     assert!(row["ci_low"].as_f64().unwrap() <= diff && diff <= row["ci_high"].as_f64().unwrap());
     let pv = row["sign_flip_p"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&pv));
+    // evaluate and compare-evals in another directory: the same bytes.
+    let elsewhere = project(TASKS, &nodes);
+    let o = dag(elsewhere.path(), &["run", "g.toml", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_outputs(p.path(), elsewhere.path());
 }
 
 /// lm-eval 0.4.13's `--log_samples` on SmolLM2 (f32, CPU) against ours: per-choice

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{dag, kill_training_after, text, tiny_model, write_project};
+use common::{assert_same_outputs, dag, kill_training_after, text, tiny_model, write_project};
 
 /// A graph training the tiny Llama on `rows` statement/answer pairs, with `extra` lines
 /// appended to the finetune node (and optionally more nodes after it).
@@ -211,6 +211,8 @@ fn killed_finetune_resumes_to_bit_identical_weights() {
     for (k, v) in &reference {
         assert!(resumed[k] == *v, "`{k}` differs after resuming");
     }
+    // The whole graph, metrics included: the same bytes in both directories.
+    assert_same_outputs(a.path(), b.path());
 }
 
 #[test]

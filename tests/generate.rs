@@ -5,7 +5,9 @@
 use std::path::Path;
 
 mod common;
-use common::{dag, root, start_held_after_saves, text, tiny_model, write_project};
+use common::{
+    assert_same_outputs, dag, root, start_held_after_saves, text, tiny_model, write_project,
+};
 
 fn rows(dir: &Path, store: &str, target: &str) -> Vec<serde_json::Value> {
     let o = dag(dir, &["--store", store, "--json", "show", target]);
@@ -138,5 +140,6 @@ fn killed_generation_resumes_and_matches_an_uninterrupted_run() {
         resumed, reference,
         "per-row seeds make a resumed run identical to an uninterrupted one"
     );
+    assert_same_outputs(a.path(), b.path());
     assert!(dag(b.path(), &["verify"]).status.success());
 }

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 mod common;
 use common::{
-    dag, kill_training_after, root, start_held_after_saves, text, tiny_model, write_project,
+    assert_same_outputs, dag, kill_training_after, root, start_held_after_saves, text, tiny_model,
+    write_project,
 };
 
 fn show(dir: &Path, target: &str) -> Value {
@@ -407,21 +408,25 @@ fn probes_graph_dev_profile_runs_and_reports_sane_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     probes_graph_on_the_tiny_model(d);
-    let o = dag(
-        d,
-        &[
-            "run",
-            "probes.toml",
-            "--profile",
-            "dev",
-            "-q",
-            "--set",
-            "pairs.sample=20",
-            "--set",
-            "probe.epochs=3",
-        ],
-    );
+    let args = [
+        "run",
+        "probes.toml",
+        "--profile",
+        "dev",
+        "-q",
+        "--set",
+        "pairs.sample=20",
+        "--set",
+        "probe.epochs=3",
+    ];
+    let o = dag(d, &args);
     assert!(o.status.success(), "{}", text(&o));
+    // Every node type of the study, run again in another directory: the same bytes.
+    let elsewhere = tempfile::tempdir().unwrap();
+    probes_graph_on_the_tiny_model(elsewhere.path());
+    let o = dag(elsewhere.path(), &args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_outputs(d, elsewhere.path());
     let at = |t: &str| show(d, t);
     let rows = |split: &str| at(split)["meta"]["rows"].as_u64().unwrap();
     let (n_train, n_val, n_test) = (

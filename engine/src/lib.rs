@@ -27,7 +27,7 @@ mod value;
 pub use explain::{NodeState, StatusLine, explain_change};
 pub use graph::{Graph, GraphError, LoadOptions, NodeDecl};
 pub use key::{Preimage, node_key};
-pub use lineage::{LineageNode, downstream, upstream};
+pub use lineage::{LineageNode, downstream, upstream, upstream_in};
 pub use node::{InputArtifact, Node, NodeError, ParamError, Registry, RunContext};
 pub use run::{Event, Limits, RunMode, RunOptions, RunSummary, Runner};
 pub use spec::{ArtifactKind, NodeSpec, ParamSpec, ParamType, PortSpec, Range, Resources};

@@ -61,14 +61,27 @@ impl LineageNode {
 
 /// The full upstream tree of an artifact: each producer and, recursively, its inputs.
 pub fn upstream(store: &Store, d: &Digest) -> Result<LineageNode, dag_store::Error> {
+    upstream_in(store, d, &|_| None)
+}
+
+/// [`upstream`] as one run computed it: `producer_in_run` names the computation (cache key)
+/// that produced an artifact in that run. Identical content can come from several
+/// computations (an empty table from two graphs); the artifact's record names only the
+/// first, so lineage read through a run follows that run's own producers, and falls back
+/// to the record's for what the run did not produce.
+pub fn upstream_in(
+    store: &Store,
+    d: &Digest,
+    producer_in_run: &dyn Fn(&Digest) -> Option<Digest>,
+) -> Result<LineageNode, dag_store::Error> {
     let rec = store.artifact(d)?;
     let mut node = LineageNode::leaf(d, rec.as_ref());
-    if let Some(key) = rec.and_then(|r| r.producer)
+    if let Some(key) = producer_in_run(d).or_else(|| rec.and_then(|r| r.producer))
         && let Some((p, entry)) = producer(store, &key)?
     {
         node.producer = Some(p);
         for i in &entry.inputs {
-            node.next.push(upstream(store, i)?);
+            node.next.push(upstream_in(store, i, producer_in_run)?);
         }
     }
     Ok(node)

@@ -114,6 +114,11 @@ impl Dataset {
                     "seed for `sample` and `held_out_fraction`",
                 )
                 .min(0.0),
+                ParamSpec::optional(
+                    "multiline",
+                    ParamType::Bool,
+                    "CSV fields that span lines: true allows them, false refuses them; unset, a file with exactly one such record is refused as an unbalanced quote",
+                ),
                 ParamSpec::with_default(
                     "on_error",
                     ParamType::Enum(&["error", "skip"]),
@@ -386,6 +391,22 @@ impl Node for Dataset {
             };
             NodeError::caused("Failed to read the dataset", &e).hint(hint)
         })?;
+        // An unbalanced quote makes the CSV reader take every row after it, up to the next
+        // quote, as one field of one record: no error, just rows gone. One multi-line
+        // record in a file that has no other is that, far more often than real text.
+        let suspicious = match ctx.bool("multiline") {
+            Some(true) => None,
+            Some(false) => read.multiline.first(),
+            None if read.multiline.len() == 1 => read.multiline.first(),
+            None => None,
+        };
+        if let Some((line, spanned)) = suspicious {
+            return Err(NodeError::msg(format!(
+                "`{}` line {line}: a quoted field runs over {spanned} lines, which looks like an unbalanced quote that swallowed the rows after it",
+                source.display()
+            ))
+            .hint("close the quote on that line; if the field really spans lines, set `multiline = true`"));
+        }
         for (line, msg) in read.skipped.iter().take(5) {
             ctx.info(format!("skipped malformed row at line {line}: {msg}"));
         }

@@ -196,8 +196,10 @@ pub fn generate() -> WorkerNode {
         version: 1,
         doc: "Generates completions for every row of a dataset: the user message is `prompt` with `{column}` \
               placeholders filled from the row, rendered with the model's chat template (after `system_prompt` \
-              when given). Batched with a KV cache; greedy at temperature 0, else seeded sampling that does not \
-              depend on batch composition. Resumable per row after a kill.",
+              when given). Batched with a KV cache; greedy at temperature 0, else seeded sampling: each row draws from \
+              its own seed, whatever the batch. The logits those draws apply to can differ in the last \
+              bits with the batch's padding, so a different `batch_size` (part of the cache key) can flip \
+              a rare token; the same batch_size gives the same completions. Resumable per row after a kill.",
         inputs: vec![
             PortSpec::new("dataset", ArtifactKind::Dataset, "rows to prompt with"),
             PortSpec::new(

@@ -84,6 +84,9 @@ pub struct ReadRows {
     pub rows: Vec<Row>,
     /// Malformed rows skipped, as `(line, message)`.
     pub skipped: Vec<(usize, String)>,
+    /// CSV records whose quoted fields span lines, as `(first line, lines spanned)`: real
+    /// multi-line text, or an unbalanced quote that swallowed the rows after it.
+    pub multiline: Vec<(usize, usize)>,
 }
 
 fn open(path: &Path) -> Result<Box<dyn Read>, TableError> {
@@ -199,6 +202,11 @@ pub fn read_rows(path: &Path, format: Format, skip_bad: bool) -> Result<ReadRows
             for rec in rdr.records() {
                 match rec {
                     Ok(r) => {
+                        let newlines: usize = r.iter().map(|f| f.matches('\n').count()).sum();
+                        if newlines > 0 {
+                            let line = r.position().map(|pos| pos.line() as usize).unwrap_or(0);
+                            out.multiline.push((line, newlines + 1));
+                        }
                         let mut row = Row::new();
                         for &i in &keep {
                             row.insert(

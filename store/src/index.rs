@@ -14,6 +14,10 @@ pub(crate) mod trees {
     pub const CACHE: &str = "cache-v1";
     /// key -> outputs only: what a cache hit needs, without the pre-image.
     pub const OUTPUTS: &str = "cache-outputs-v1";
+    /// key ++ output port -> that output's metadata as its producer wrote it. An artifact's
+    /// record keeps its first producer's metadata; identical content from another
+    /// computation has its own here.
+    pub const OUTPUT_META: &str = "cache-output-meta-v1";
     pub const CONSUMERS: &str = "consumers-v1";
     pub const RUNS: &str = "runs-v1";
     pub const HEADS: &str = "heads-v1";

@@ -35,6 +35,7 @@ pub struct Store {
     artifacts: sled::Tree,
     cache: sled::Tree,
     outputs: sled::Tree,
+    output_meta: sled::Tree,
     consumers: sled::Tree,
     runs: sled::Tree,
     heads: sled::Tree,
@@ -181,6 +182,7 @@ impl Store {
             artifacts: t(trees::ARTIFACTS)?,
             cache: t(trees::CACHE)?,
             outputs: t(trees::OUTPUTS)?,
+            output_meta: t(trees::OUTPUT_META)?,
             consumers: t(trees::CONSUMERS)?,
             runs: t(trees::RUNS)?,
             heads: t(trees::HEADS)?,
@@ -435,19 +437,34 @@ impl Store {
     ) -> Result<(), Error> {
         let entry_bytes = encode(entry);
         let output_bytes = encode(&entry.outputs);
+        let metas: Vec<(Vec<u8>, &str)> = entry
+            .outputs
+            .iter()
+            .filter_map(|(port, d)| {
+                let p = pending.iter().find(|p| p.digest == *d)?;
+                Some((
+                    output_meta_key(&entry.key, port),
+                    p.record.meta_json.as_str(),
+                ))
+            })
+            .collect();
         (
             &self.artifacts,
             &self.cache,
             &self.outputs,
+            &self.output_meta,
             &self.consumers,
             &self.heads,
         )
-            .transaction(|(arts, cache, outs, cons, heads)| {
+            .transaction(|(arts, cache, outs, metas_tree, cons, heads)| {
                 for p in pending {
                     Self::index_artifact(arts, p, Some(entry.key))?;
                 }
                 cache.insert(&entry.key.0, entry_bytes.clone())?;
                 outs.insert(&entry.key.0, output_bytes.clone())?;
+                for (k, m) in &metas {
+                    metas_tree.insert(k.as_slice(), m.as_bytes())?;
+                }
                 for input in &entry.inputs {
                     let mut k = input.0.to_vec();
                     k.extend_from_slice(&entry.key.0);
@@ -506,14 +523,37 @@ impl Store {
     /// Drops a cache entry (the computation will run again).
     pub fn cache_remove(&self, key: &Digest) -> Result<(), Error> {
         // Both or neither: a hit reads `outputs`, and `gc` and `verify` walk `cache`.
-        (&self.cache, &self.outputs)
-            .transaction(|(cache, outs)| {
+        let ports: Vec<String> = self
+            .cache_outputs(key)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        (&self.cache, &self.outputs, &self.output_meta)
+            .transaction(|(cache, outs, metas)| {
                 cache.remove(&key.0)?;
                 outs.remove(&key.0)?;
+                for p in &ports {
+                    metas.remove(output_meta_key(key, p))?;
+                }
                 Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(tx_err)?;
         Ok(())
+    }
+
+    /// The metadata the computation `key` wrote for its output `port`: that instance's
+    /// own, even where identical content from another computation was stored first.
+    /// `None` for entries committed before this was recorded.
+    pub fn output_meta(
+        &self,
+        key: &Digest,
+        port: &str,
+    ) -> Result<Option<serde_json::Value>, Error> {
+        Ok(self
+            .output_meta
+            .get(output_meta_key(key, port))?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     /// Whether an artifact can be read: indexed, with every blob on disk (and, for a list,
@@ -920,6 +960,12 @@ impl Store {
         self.db.flush()?;
         Ok(())
     }
+}
+
+fn output_meta_key(key: &Digest, port: &str) -> Vec<u8> {
+    let mut k = key.0.to_vec();
+    k.extend_from_slice(port.as_bytes());
+    k
 }
 
 fn tx_err(e: sled::transaction::TransactionError<()>) -> Error {

@@ -117,3 +117,46 @@ fn saved_states(dir: &Path, prefix: &str) -> usize {
         })
         .count()
 }
+
+/// Every node instance's outputs (port to digest) in the latest run recorded in `dir`.
+pub fn last_run_outputs(dir: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let o = dag(dir, &["--json", "log", "-n", "1"]);
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("dag log --json: {}", text(&o)));
+    let run = runs
+        .iter()
+        .max_by_key(|r| r["id"].as_str().unwrap_or_default().to_string())
+        .expect("a recorded run");
+    run["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["instance"].as_str().unwrap().to_string(),
+                n["outputs"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The same graph run in two project directories gave every node instance byte-identical
+/// outputs: outputs are a function of inputs and params only, with no paths, timings,
+/// hosts or pids inside them.
+pub fn assert_same_outputs(a: &Path, b: &Path) {
+    let (x, y) = (last_run_outputs(a), last_run_outputs(b));
+    assert_eq!(
+        x.keys().collect::<Vec<_>>(),
+        y.keys().collect::<Vec<_>>(),
+        "the same instances"
+    );
+    for (instance, outs) in &x {
+        assert_eq!(
+            outs,
+            &y[instance],
+            "`{instance}` gave different outputs in {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
