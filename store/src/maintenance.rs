@@ -267,7 +267,7 @@ impl Store {
             }
             report.artifacts_dropped = dropped;
             steps.step()?;
-            self.flush()?;
+            self.advance_generation()?;
         }
         report.steps = steps.done;
         Ok(report)
@@ -396,7 +396,7 @@ impl Store {
             }
             steps.step()?;
             fs::create_dir_all(&tmp).map_err(|e| Error::io("create directory", &tmp, e))?;
-            self.flush()?;
+            self.advance_generation()?;
         }
         report.steps = steps.done;
         Ok(report)
