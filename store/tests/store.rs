@@ -350,7 +350,8 @@ fn a_damaged_index_is_reported_as_such_or_read_whole_never_half() {
     // 100, 100, 0 and 200 of 200 entries); the store's generation count turns lost writes
     // into the index error, which names what is intact and how to go on. An index that
     // opens whole may open. Never a raw error, never half a store taken as whole.
-    let damages: [(&str, fn(&Path)); 4] = [
+    type Damage = (&'static str, fn(&Path));
+    let damages: [Damage; 4] = [
         ("header overwritten", |db| {
             let mut bytes = fs::read(db).unwrap();
             for b in &mut bytes[..64] {
