@@ -260,15 +260,20 @@ fn an_unbalanced_csv_quote_is_reported_at_its_line_not_merged_silently() {
     assert_eq!(v["meta"]["rows"], 2);
 }
 
+/// The blob file of `target`, a file artifact.
+fn blob_of(dir: &Path, target: &str) -> PathBuf {
+    let v: serde_json::Value =
+        serde_json::from_slice(&dag(dir, &["--json", "show", target]).stdout).unwrap();
+    let hex = v["artifact"].as_str().unwrap();
+    dir.join(".dag/blobs").join(&hex[..2]).join(&hex[2..])
+}
+
 #[test]
 fn corrupted_blob_is_detected_repaired_and_recomputed() {
     let p = project(&speciesism_graph());
     let d = p.path();
     assert!(dag(d, &["run", "graphs/g.toml"]).status.success());
-    let v: serde_json::Value =
-        serde_json::from_slice(&dag(d, &["--json", "show", "balanced"]).stdout).unwrap();
-    let hex = v["artifact"].as_str().unwrap();
-    let blob = d.join(".dag/blobs").join(&hex[..2]).join(&hex[2..]);
+    let blob = blob_of(d, "balanced");
     let mut perm = std::fs::metadata(&blob).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perm.set_readonly(false);
@@ -299,10 +304,7 @@ fn a_deleted_output_blob_is_a_cache_miss_not_a_success() {
     let p = project(&speciesism_graph());
     let d = p.path();
     assert!(dag(d, &["run", "graphs/g.toml"]).status.success());
-    let v: serde_json::Value =
-        serde_json::from_slice(&dag(d, &["--json", "show", "balanced"]).stdout).unwrap();
-    let hex = v["artifact"].as_str().unwrap();
-    std::fs::remove_file(d.join(".dag/blobs").join(&hex[..2]).join(&hex[2..])).unwrap();
+    std::fs::remove_file(blob_of(d, "balanced")).unwrap();
     let s = text(&dag(d, &["status", "graphs/g.toml"]));
     assert!(s.contains("missing from the store"), "{s}");
     let o = dag(d, &["run", "graphs/g.toml"]);

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use dag_store::{
-    CacheEntry, Digest, NodeRunRecord, NodeRunStatus, PendingArtifact, RunRecord, RunStatus, Store,
+    CacheEntry, CacheLookup, Digest, NodeRunRecord, NodeRunStatus, PendingArtifact, RunRecord,
+    RunStatus, Store,
 };
 use tokio::sync::{Semaphore, watch};
 
@@ -560,8 +561,8 @@ impl Runner {
         let key = pre.key();
         record.key = Some(key);
         let scope = self.scope(&name);
-        let cached = match self.store.cache_outputs(&key) {
-            Ok(c) => c,
+        let lookup = match self.store.cache_lookup(&key) {
+            Ok(l) => l,
             Err(e) => {
                 return self.fail(
                     outcome,
@@ -573,36 +574,13 @@ impl Runner {
                 );
             }
         };
-        // A hit whose outputs are not all on disk (a blob deleted by hand, a store copied
-        // in part) is a miss: the node runs again and restores them.
-        let mut missing_outputs = false;
-        let cached = match cached {
-            Some(outputs) => {
-                let mut present = true;
-                for (_, d) in &outputs {
-                    match self.store.artifact_present(d) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(instance = %name, artifact = %d, "cached output is missing from the store; recomputing");
-                            present = false;
-                            break;
-                        }
-                        Err(e) => {
-                            return self.fail(
-                                outcome,
-                                record,
-                                Some(key),
-                                format!("Failed to read the cache: {e}"),
-                                on_event,
-                                &finish,
-                            );
-                        }
-                    }
-                }
-                missing_outputs = !present;
-                present.then_some(outputs)
-            }
-            None => None,
+        let missing_outputs = matches!(lookup, CacheLookup::OutputsMissing(_));
+        if let CacheLookup::OutputsMissing(d) = &lookup {
+            tracing::warn!(instance = %name, artifact = %d, "cached output is missing from the store; recomputing");
+        }
+        let cached = match lookup {
+            CacheLookup::Hit(outputs) => Some(outputs),
+            CacheLookup::OutputsMissing(_) | CacheLookup::Miss => None,
         };
         if let Some(outputs) = cached {
             let outs = self.kinds(spec, &outputs);

@@ -132,7 +132,9 @@ pub fn finetune() -> CheckedWorker {
 }
 
 /// The projections LoRA may wrap, as the runtime names them (`q` is short for `q_proj`).
-const TARGET_MODULES: [&str; 7] = [
+/// A copy of `dag_runtime::lora::TARGET_MODULES`, which this crate cannot link (libtorch);
+/// a dag-worker test keeps the two equal.
+pub const TARGET_MODULES: [&str; 7] = [
     "q_proj",
     "k_proj",
     "v_proj",

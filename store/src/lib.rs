@@ -49,7 +49,7 @@ pub use index::{
     TreeEntry,
 };
 pub use maintenance::{CrashAfter, GcOptions, GcReport, VerifyProblem, VerifyReport};
-pub use store::{PendingArtifact, Store};
+pub use store::{CacheLookup, PendingArtifact, Store};
 
 /// The on-disk schema version. A store written with another version is refused with a
 /// hint to use a fresh store: like uv's cache buckets we bump the version, never migrate.

@@ -28,6 +28,17 @@ pub struct PendingArtifact {
     pub record: ArtifactRecord,
 }
 
+/// The answer of [`Store::cache_lookup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheLookup {
+    /// Cached, every output on disk: output port to artifact, in port order.
+    Hit(Vec<(String, Digest)>),
+    /// Cached, but this output is not (all) on disk: run again.
+    OutputsMissing(Digest),
+    /// Never computed (or dropped by `gc` or `verify --repair`).
+    Miss,
+}
+
 /// An open store. Only one process may hold a store at a time.
 pub struct Store {
     root: PathBuf,
@@ -564,9 +575,24 @@ impl Store {
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
+    /// What the cache holds for `key`. A hit is an entry whose outputs are all on disk
+    /// ([`Store::artifact_present`]): one whose blobs were deleted by hand, or a store
+    /// copied in part, is a miss, so the node runs again and restores them rather than
+    /// handing a consumer an artifact that is not there.
+    pub fn cache_lookup(&self, key: &Digest) -> Result<CacheLookup, Error> {
+        let Some(outputs) = self.cache_outputs(key)? else {
+            return Ok(CacheLookup::Miss);
+        };
+        for (_, d) in &outputs {
+            if !self.artifact_present(d)? {
+                return Ok(CacheLookup::OutputsMissing(*d));
+            }
+        }
+        Ok(CacheLookup::Hit(outputs))
+    }
+
     /// Whether an artifact can be read: indexed, with every blob on disk (and, for a list,
-    /// every element so). One `stat` per blob, no hashing: a cache hit checks its outputs
-    /// this way, so a deleted blob means a recomputation rather than a consumer's failure.
+    /// every element so). One `stat` per blob, no hashing.
     pub fn artifact_present(&self, d: &Digest) -> Result<bool, Error> {
         let Some(rec) = self.artifact(d)? else {
             return Ok(false);

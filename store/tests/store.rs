@@ -32,6 +32,21 @@ fn entry(key: &str, outputs: &[(&str, Digest)]) -> CacheEntry {
     }
 }
 
+/// A succeeded run of `/g.toml` with these node outcomes.
+fn finished_run(nodes: Vec<dag_store::NodeRunRecord>) -> dag_store::RunRecord {
+    dag_store::RunRecord {
+        id: "20260101T000000-1".into(),
+        graph: "/g.toml".into(),
+        profile: None,
+        started: 0,
+        finished: Some(1),
+        host: "h".into(),
+        tool_version: "0".into(),
+        status: dag_store::RunStatus::Succeeded,
+        nodes,
+    }
+}
+
 #[test]
 fn identical_content_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -191,25 +206,15 @@ fn gc_keeps_pins_and_recent_runs_and_removes_orphans() {
         .unwrap();
     store.pin("keep", &pinned.digest).unwrap();
     store
-        .put_run(&dag_store::RunRecord {
-            id: "20260101T000000-1".into(),
-            graph: "/g.toml".into(),
-            profile: None,
-            started: 0,
-            finished: Some(1),
-            host: "h".into(),
-            tool_version: "0".into(),
-            status: dag_store::RunStatus::Succeeded,
-            nodes: vec![dag_store::NodeRunRecord {
-                instance: "n".into(),
-                node_type: "t".into(),
-                key: None,
-                status: dag_store::NodeRunStatus::Ran,
-                seconds: 0.0,
-                params_json: "{}".into(),
-                outputs: vec![("a".into(), used.digest), ("b".into(), list.digest)],
-            }],
-        })
+        .put_run(&finished_run(vec![dag_store::NodeRunRecord {
+            instance: "n".into(),
+            node_type: "t".into(),
+            key: None,
+            status: dag_store::NodeRunStatus::Ran,
+            seconds: 0.0,
+            params_json: "{}".into(),
+            outputs: vec![("a".into(), used.digest), ("b".into(), list.digest)],
+        }]))
         .unwrap();
     let dry = store
         .gc(&GcOptions {
@@ -327,19 +332,7 @@ fn closed_store_with_history(dir: &Path) -> std::path::PathBuf {
             .commit_node(&entry(&format!("k{i}"), &[("out", d)]), &[a], None)
             .unwrap();
     }
-    store
-        .put_run(&dag_store::RunRecord {
-            id: "20261201T000000-1".into(),
-            graph: "/g.toml".into(),
-            profile: None,
-            started: 0,
-            finished: Some(1),
-            host: "h".into(),
-            tool_version: "0".into(),
-            status: dag_store::RunStatus::Succeeded,
-            nodes: vec![],
-        })
-        .unwrap();
+    store.put_run(&finished_run(vec![])).unwrap();
     root
 }
 
