@@ -146,10 +146,10 @@ pub struct Runner {
 }
 
 fn run_id() -> String {
-    let secs = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or_default();
+    let secs = now.as_secs();
     // Civil date from days since the epoch (Howard Hinnant's algorithm) so ids sort.
     let days = (secs / 86400) as i64;
     let rem = secs % 86400;
@@ -162,11 +162,14 @@ fn run_id() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
+    // Milliseconds, because ids order the runs (`last`, `last~1`, gc's `--keep-runs`): two
+    // runs in one second ordered by their pids' digits, "-995" after "-1068".
     format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}-{}",
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{:03}-{}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
+        now.subsec_millis(),
         std::process::id()
     )
 }

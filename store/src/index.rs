@@ -173,7 +173,8 @@ pub struct NodeRunRecord {
 /// A record of one `dag run`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
-    /// Sortable id: `YYYYmmddTHHMMSS-<pid>`.
+    /// Sortable id: `YYYYmmddTHHMMSS.mmm-<pid>` (older stores: `YYYYmmddTHHMMSS-<pid>`, which sort
+    /// before the new ones of the same second).
     pub id: String,
     /// Absolute path of the graph file.
     pub graph: String,
