@@ -22,7 +22,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Status(g) => status(explicit, &g, json, false),
         Command::Plan(g) => status(explicit, &g, json, true),
         Command::Lineage(a) => {
-            let store = open(explicit, a.graph.as_deref())?;
+            let store = open_reader(explicit, a.graph.as_deref())?;
             let t = resolve_target(&store, &a.target, a.graph.as_deref())?;
             let tree = if a.down {
                 dag_engine::downstream(&store, &t.digest)?
@@ -39,7 +39,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
             Ok(Exit::Success)
         }
         Command::Show(a) => {
-            let store = open(explicit, a.graph.as_deref())?;
+            let store = open_reader(explicit, a.graph.as_deref())?;
             let t = resolve_target(&store, &a.target, a.graph.as_deref())?;
             show(&store, &t, a.rows, json)?;
             Ok(Exit::Success)
@@ -53,7 +53,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
         ),
         Command::Diff(a) => diff(explicit, &a.a, &a.b, json),
         Command::Export(a) => {
-            let store = open(explicit, a.graph.as_deref())?;
+            let store = open_reader(explicit, a.graph.as_deref())?;
             let d = resolve(&store, &a.target, a.graph.as_deref())?;
             if a.dest.exists() {
                 bail!(
@@ -66,7 +66,11 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
             Ok(Exit::Success)
         }
         Command::Verify(a) => {
-            let store = open(explicit, None)?;
+            let store = if a.repair {
+                open(explicit, None)?
+            } else {
+                open_reader(explicit, None)?
+            };
             let r = store.verify(a.repair)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&r)?);
@@ -165,6 +169,14 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
 fn open(explicit: Option<&Path>, graph: Option<&Path>) -> Result<Store> {
     let root = store_root(explicit, graph);
     Store::open(&root).with_context(|| format!("Failed to open the store `{}`", root.display()))
+}
+
+/// Opens the store for a command that only reads it: beside a running `dag run`, or on a
+/// read-only filesystem.
+fn open_reader(explicit: Option<&Path>, graph: Option<&Path>) -> Result<Store> {
+    let root = store_root(explicit, graph);
+    Store::open_reader(&root)
+        .with_context(|| format!("Failed to open the store `{}`", root.display()))
 }
 
 fn load(g: &GraphArgs) -> Result<Graph> {
@@ -318,7 +330,7 @@ fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<E
 
 fn status(explicit: Option<&Path>, g: &GraphArgs, json: bool, plan_only: bool) -> Result<Exit> {
     let graph = Arc::new(load(g)?);
-    let store = Arc::new(open(explicit, Some(&g.graph))?);
+    let store = Arc::new(open_reader(explicit, Some(&g.graph))?);
     let opts = RunOptions {
         mode: RunMode::DryRun,
         targets: g.only.clone(),
@@ -438,6 +450,26 @@ fn resolve_target(store: &Store, target: &str, graph: Option<&Path>) -> Result<R
                             in_run: n.key.map(|k| (k, port.clone(), run.clone())),
                         });
                     }
+                }
+            }
+        }
+        // A run in progress lists its nodes only when it ends; what it has committed so
+        // far is named by the graph's head pointers.
+        if run.status == RunStatus::Running {
+            for (name, port) in [(target, None), (inst, port)] {
+                let Some(key) = store.head(&dag_engine::head_scope(&run.graph, name))? else {
+                    continue;
+                };
+                let outputs = store.cache_outputs(&key)?.unwrap_or_default();
+                let out = match port {
+                    Some(p) => outputs.iter().find(|(o, _)| o == p),
+                    None => outputs.first(),
+                };
+                if let Some((port, d)) = out {
+                    return Ok(Resolved {
+                        digest: *d,
+                        in_run: Some((key, port.clone(), run.clone())),
+                    });
                 }
             }
         }
@@ -690,7 +722,7 @@ fn log(
     one: Option<&str>,
     json: bool,
 ) -> Result<Exit> {
-    let store = open(explicit, graph)?;
+    let store = open_reader(explicit, graph)?;
     if let Some(id) = one {
         let r = find_run(&store, id)?;
         if json {
@@ -823,7 +855,7 @@ fn metric_numbers(store: &Store, d: &Digest) -> Vec<(String, f64)> {
 }
 
 fn diff(explicit: Option<&Path>, a: &str, b: &str, json: bool) -> Result<Exit> {
-    let store = open(explicit, None)?;
+    let store = open_reader(explicit, None)?;
     let (ra, rb) = (find_run(&store, a)?, find_run(&store, b)?);
     let mut names: Vec<&str> = ra
         .nodes

@@ -453,6 +453,95 @@ fn start_until_marker(dir: &Path, args: &[&str], marker: &Path) -> std::process:
 }
 
 #[test]
+fn status_show_log_lineage_and_verify_read_the_store_while_a_run_holds_it() {
+    let p = project("");
+    let d = p.path();
+    let marker = d.join("held");
+    std::fs::write(d.join("graphs/g.toml"), held_chain(6, 3, &marker)).unwrap();
+    let mut child = start_until_marker(d, &["run", "graphs/g.toml", "-q"], &marker);
+    let ok = |args: &[&str]| {
+        let o = dag(d, args);
+        assert!(o.status.success(), "dag {args:?}: {}", text(&o));
+        text(&o)
+    };
+    let s = ok(&["status", "graphs/g.toml"]);
+    for line in ["cached     n2", "never run  n3", "pending    n4"] {
+        assert!(s.contains(line), "what the run has committed so far: {s}");
+    }
+    assert!(ok(&["log"]).contains("running"));
+    let v: serde_json::Value = serde_json::from_str(&ok(&["--json", "show", "n1"])).unwrap();
+    assert_eq!(v["producer"]["instance"], "n1");
+    let s = ok(&["lineage", "n2"]);
+    assert!(s.contains("from n2") && s.contains("from n1"), "{s}");
+    assert!(ok(&["verify"]).contains("checked 3 blobs"));
+    // Writers still wait their turn, told who holds the store.
+    let o = dag(d, &["gc", "--keep-runs", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains(&format!(
+            "in use by another dag process (pid {})",
+            child.id()
+        )),
+        "{}",
+        text(&o)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ok(&["log"]).contains("interrupted"));
+}
+
+/// Runs `dag ARGS` in `dir` with `dir/.dag` mounted read-only (a private mount namespace:
+/// root ignores file modes, so a read-only mount is how a test makes a store unwritable).
+/// `None` where this machine cannot make mount namespaces.
+fn dag_on_read_only_store(dir: &Path, args: &[&str]) -> Option<Output> {
+    let store = dir.join(".dag");
+    let probe = Command::new("unshare")
+        .args(["-m", "true"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: `unshare -m` is not permitted here");
+        return None;
+    }
+    let script = r#"mount --bind -o ro "$1" "$1" && shift && exec "$@""#;
+    let o = Command::new("unshare")
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(&store)
+        .arg(env!("CARGO_BIN_EXE_dag"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DAG_STORE")
+        .output()
+        .unwrap();
+    Some(o)
+}
+
+#[test]
+fn a_read_only_store_can_still_be_read() {
+    let p = project(&speciesism_graph());
+    let d = p.path();
+    assert!(dag(d, &["run", "graphs/g.toml"]).status.success());
+    let before = text(&dag(d, &["status", "graphs/g.toml"]));
+    let Some(o) = dag_on_read_only_store(d, &["status", "graphs/g.toml"]) else {
+        return;
+    };
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o), before);
+    for args in [
+        &["log"][..],
+        &["show", "statements"],
+        &["lineage", "statements"],
+        &["verify"],
+    ] {
+        let o = dag_on_read_only_store(d, args).unwrap();
+        assert!(o.status.success(), "dag {args:?}: {}", text(&o));
+    }
+    let o = dag_on_read_only_store(d, &["run", "graphs/g.toml"]).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("Read-only file system"), "{}", text(&o));
+}
+
+#[test]
 fn kill_9_mid_run_then_rerun_completes_and_verify_is_clean() {
     let p = project("");
     let d = p.path();

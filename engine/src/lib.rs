@@ -29,7 +29,7 @@ pub use graph::{Graph, GraphError, LoadOptions, NodeDecl};
 pub use key::{Preimage, node_key};
 pub use lineage::{LineageNode, downstream, upstream, upstream_in};
 pub use node::{InputArtifact, Node, NodeError, ParamError, Registry, RunContext};
-pub use run::{Event, Limits, RunMode, RunOptions, RunSummary, Runner};
+pub use run::{Event, Limits, RunMode, RunOptions, RunSummary, Runner, head_scope};
 pub use spec::{ArtifactKind, NodeSpec, ParamSpec, ParamType, PortSpec, Range, Resources};
 pub use value::Value;
 

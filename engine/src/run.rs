@@ -213,6 +213,13 @@ fn cartesian(matrix: &[(String, Vec<Value>)]) -> Vec<BTreeMap<String, Value>> {
     out
 }
 
+/// The store's head pointer name for an instance of the graph at `graph` (an absolute path,
+/// as run records hold it): the key that instance last completed with, set as each instance
+/// commits, so a run in progress can be read before its record lists its nodes.
+pub fn head_scope(graph: &str, instance: &str) -> String {
+    format!("{graph}::{instance}")
+}
+
 impl Runner {
     /// A runner for `graph` on `store`.
     pub fn new(store: Arc<Store>, graph: Arc<Graph>, opts: RunOptions) -> Runner {
@@ -247,7 +254,7 @@ impl Runner {
     }
 
     fn scope(&self, instance: &str) -> String {
-        format!("{}::{instance}", self.graph.path.display())
+        head_scope(&self.graph.path.display().to_string(), instance)
     }
 
     /// Runs (or dry-runs) the graph; `on_event` sees each instance settle.

@@ -42,6 +42,17 @@ pub enum Error {
         /// Pid written in the lock file by the holder (or `unknown`).
         pid: String,
     },
+    /// A write to a store this process only reads: one another process holds (see
+    /// [`crate::Store::open_reader`]) or one on a read-only filesystem.
+    #[error(
+        "The store is open read-only in this process (another dag process holds it, or its directory is not writable), and this needs to write to it\n\nhint: wait for the other process to finish, or make the store writable"
+    )]
+    ReadOnly,
+    /// Reading through the process that holds the store failed.
+    #[error(
+        "Failed to read the store through the dag process that holds it: {0}\n\nhint: run the command again; the store itself is unaffected"
+    )]
+    Served(String),
     /// The store was written by an incompatible version.
     #[error(
         "The store `{}` has schema `{found}`, this dag expects `{expected}`\n\nhint: point `--store` at a fresh directory; stores are never migrated in place",

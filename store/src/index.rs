@@ -25,6 +25,21 @@ pub(crate) mod trees {
     pub const STAT: &str = "stat-v1";
     pub const PROGRESS: &str = "progress-v1";
     pub const VERIFIED: &str = "verified-v1";
+
+    /// Every tree, for a reader to ask for by name.
+    pub const ALL: &[&str] = &[
+        ARTIFACTS,
+        CACHE,
+        OUTPUTS,
+        OUTPUT_META,
+        CONSUMERS,
+        RUNS,
+        HEADS,
+        PINS,
+        STAT,
+        PROGRESS,
+        VERIFIED,
+    ];
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {

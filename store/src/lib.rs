@@ -11,7 +11,8 @@
 //! .dag/
 //!   STORE_VERSION        "dag-store v1"; a different version is refused, never migrated
 //!   CACHEDIR.TAG, .gitignore
-//!   lock                 pid of the process holding the store
+//!   lock                 pid and role of the process holding the store
+//!   serve.sock           where that process answers other processes' index reads
 //!   blobs/ab/cdef…       immutable (read-only) blobs, sharded by the first hash byte
 //!   trees/<digest>/      directory views of tree artifacts, hard links into blobs/
 //!   tmp/                 staging area: a blob is renamed out of here only once durable
@@ -35,11 +36,13 @@
 //! ```
 #![deny(missing_docs)]
 
+mod access;
 mod digest;
 mod error;
 mod index;
 mod lock;
 mod maintenance;
+mod serve;
 mod store;
 
 pub use digest::{Digest, hash_bytes, hash_file};

@@ -1,5 +1,5 @@
-//! One process per store: an exclusive advisory lock on `.dag/lock`, holding our pid so
-//! a second process can say who is in the way.
+//! One process holds a store: an exclusive advisory lock on `.dag/lock`, holding our pid
+//! and role, so a second process can say who is in the way, or wait for a reader.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -7,14 +7,37 @@ use std::path::Path;
 
 use crate::Error;
 
+/// Why a process holds the store, written after its pid in the lock file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `run`, `gc`, `pin`...: holds it as long as its work takes.
+    Writer,
+    /// `status`, `show`, `log`...: holds it for a moment (and serves other readers
+    /// meanwhile), so a process that needs the store waits for it rather than failing.
+    Reader,
+}
+
+/// How long a process waits for a reader to let go of the store.
+const READER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Held for the life of a [`crate::Store`]; the OS releases it if we are killed.
 #[derive(Debug)]
 pub(crate) struct StoreLock {
     _file: File,
 }
 
+/// The lock is taken by someone else.
+pub(crate) struct Held {
+    /// The holder's pid as its lock file says (or `unknown`).
+    pub(crate) pid: String,
+    /// Whether the holder is a writer (a long `dag run`) rather than a brief reader.
+    pub(crate) writer: bool,
+}
+
 impl StoreLock {
-    pub(crate) fn acquire(root: &Path) -> Result<Self, Error> {
+    /// Takes the store's lock, waiting for a reader that holds it to finish. `Ok(Err)`
+    /// names the writer that holds it.
+    pub(crate) fn acquire(root: &Path, role: Role) -> Result<Result<Self, Held>, Error> {
         let path = root.join("lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -23,25 +46,64 @@ impl StoreLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io("open the lock file", &path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let pid = pid.trim();
-                return Err(Error::Locked {
-                    root: root.to_path_buf(),
-                    pid: if pid.is_empty() { "unknown" } else { pid }.to_string(),
-                });
+        let deadline = std::time::Instant::now() + READER_PATIENCE;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let held = holder(&mut file);
+                    if held.writer || std::time::Instant::now() >= deadline {
+                        return Ok(Err(held));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
             }
-            Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
         }
         let io = |e| Error::io("write the lock file", &path, e);
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
-        write!(file, "{}", std::process::id()).map_err(io)?;
+        let role = match role {
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+        };
+        write!(file, "{} {role}", std::process::id()).map_err(io)?;
         file.flush().map_err(io)?;
-        Ok(StoreLock { _file: file })
+        Ok(Ok(StoreLock { _file: file }))
+    }
+}
+
+/// Who holds the lock, from the lock file (`"<pid> <role>"`; stores from before roles
+/// wrote only the pid, and held it as writers).
+fn holder(file: &mut File) -> Held {
+    let mut text = String::new();
+    let _ = file.seek(SeekFrom::Start(0));
+    let _ = file.read_to_string(&mut text);
+    let mut words = text.split_whitespace();
+    let pid = words.next().unwrap_or("unknown").to_string();
+    Held {
+        pid,
+        writer: words.next() != Some("reader"),
+    }
+}
+
+/// A shared lock on the lock file of a store this process cannot write (a read-only
+/// `.dag`): no writer can take the store while we copy its index.
+#[derive(Debug)]
+pub(crate) struct SharedLock {
+    _file: File,
+}
+
+impl SharedLock {
+    /// `Ok(None)` when a writer holds the store.
+    pub(crate) fn acquire(root: &Path) -> Result<Option<Self>, Error> {
+        let path = root.join("lock");
+        let file = File::open(&path).map_err(|e| Error::io("open the lock file", &path, e))?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Some(SharedLock { _file: file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        }
     }
 }
 

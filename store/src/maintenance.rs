@@ -139,6 +139,9 @@ impl Store {
 
     /// [`Store::verify`] with fault injection, for crash tests.
     pub fn verify_crashing(&self, repair: bool, crash: CrashAfter) -> Result<VerifyReport, Error> {
+        if repair {
+            self.writable()?;
+        }
         let mut steps = Steps::new(crash);
         let artifacts = self.artifacts()?;
         let mut owners: std::collections::BTreeMap<Digest, Vec<Digest>> = Default::default();
@@ -277,6 +280,9 @@ impl Store {
     /// graph reaches, the cache entries that pointed at them, orphan blobs left by
     /// crashes, and the scratch area.
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport, Error> {
+        if !opts.dry_run {
+            self.writable()?;
+        }
         let mut steps = Steps::new(opts.crash);
         let mut roots: Vec<Digest> = self.pins()?.into_iter().map(|(_, d)| d).collect();
         let mut runs = self.runs()?;

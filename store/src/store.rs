@@ -4,18 +4,21 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use sled::Transactional;
 
+use crate::access::Tree;
 use crate::digest::{hash_file, hash_tree_manifest};
 use crate::index::{
     ArtifactRecord, CacheEntry, Layout, RunHead, RunRecord, RunStatus, StatKey, StatRecord,
     TreeEntry, decode, encode, trees,
 };
-use crate::lock::{IndexReleased, StoreLock};
+use crate::lock::{IndexReleased, Role, SharedLock, StoreLock};
+use crate::serve::{Client, Server};
 use crate::{Digest, Error, STORE_SCHEMA};
 
 /// An artifact whose blobs are durable on disk but which the index does not name yet.
@@ -39,26 +42,50 @@ pub enum CacheLookup {
     Miss,
 }
 
-/// An open store. Only one process may hold a store at a time.
+/// An open store. One process holds it (and writes); others read through that process
+/// ([`Store::open_reader`]).
 pub struct Store {
     root: PathBuf,
-    db: sled::Db,
-    artifacts: sled::Tree,
-    cache: sled::Tree,
-    outputs: sled::Tree,
-    output_meta: sled::Tree,
-    consumers: sled::Tree,
-    runs: sled::Tree,
-    heads: sled::Tree,
-    pins: sled::Tree,
-    stat: sled::Tree,
-    progress: sled::Tree,
-    verified: sled::Tree,
+    artifacts: Tree,
+    cache: Tree,
+    outputs: Tree,
+    output_meta: Tree,
+    consumers: Tree,
+    runs: Tree,
+    heads: Tree,
+    pins: Tree,
+    stat: Tree,
+    progress: Tree,
+    verified: Tree,
+    /// The index itself (its default tree holds the generation count); `None` for a
+    /// reader that the holder serves.
+    db: Option<sled::Db>,
     tmp_counter: AtomicU64,
-    // Drop order matters: the sled handles above, then the wait for sled to close its
-    // file, then our lock. A process that gets the lock after us can open the index.
-    _index_released: IndexReleased,
-    _lock: StoreLock,
+    // Drop order matters: the sled handles above first, then `holding`.
+    holding: Holding,
+}
+
+/// How this process has the store.
+enum Holding {
+    /// It holds the lock: it reads and writes the index (a reader only reads), and serves
+    /// other processes' reads.
+    Lock {
+        role: Role,
+        // Drop order matters: the server lets go of its sled handle, then we wait for
+        // sled to close its file, then release our lock; a process that gets the lock
+        // after us can open the index.
+        _server: Option<Server>,
+        _index_released: IndexReleased,
+        _lock: StoreLock,
+    },
+    /// Another process holds it and answers this one's index reads.
+    Served,
+    /// The store cannot be written here (a read-only filesystem or directory): this
+    /// process reads a private copy of its index, taken under a shared lock.
+    Copy {
+        _copy: tempfile::TempDir,
+        _shared: SharedLock,
+    },
 }
 
 impl std::fmt::Debug for Store {
@@ -131,10 +158,52 @@ fn tree_digest(entries: &[TreeEntry]) -> Digest {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `root`, taking its lock.
+    /// Opens (creating if needed) the store at `root` to write it, taking its lock. A
+    /// reader holding the lock is waited for; a writer is named in the error.
     pub fn open(root: &Path) -> Result<Store, Error> {
         mkdir(root)?;
-        let lock = StoreLock::acquire(root)?;
+        match StoreLock::acquire(root, Role::Writer)? {
+            Ok(lock) => Self::open_locked(root, lock, Role::Writer),
+            Err(held) => Err(Error::Locked {
+                root: root.to_path_buf(),
+                pid: held.pid,
+            }),
+        }
+    }
+
+    /// Opens the store at `root` to read it, beside a process that writes it: through
+    /// that process when one holds the store ([`crate::serve`]), from a private copy of
+    /// the index when the store cannot be written here, and otherwise by holding it for
+    /// the moment. Every write is refused with [`Error::ReadOnly`].
+    pub fn open_reader(root: &Path) -> Result<Store, Error> {
+        if !root.join("STORE_VERSION").exists() {
+            // Nothing to read yet: a new, empty store, as a writer would make it.
+            mkdir(root)?;
+        }
+        let held = match StoreLock::acquire(root, Role::Reader) {
+            Ok(Ok(lock)) => return Self::open_locked(root, lock, Role::Reader),
+            Ok(Err(held)) => held,
+            Err(Error::Io { source, .. }) if cannot_write(&source) => {
+                match SharedLock::acquire(root)? {
+                    Some(shared) => return Self::open_copy(root, shared),
+                    None => crate::lock::Held {
+                        pid: "unknown".into(),
+                        writer: true,
+                    },
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        match Client::connect(root)? {
+            Some(client) => Ok(Self::served(root, client)),
+            None => Err(Error::Locked {
+                root: root.to_path_buf(),
+                pid: held.pid,
+            }),
+        }
+    }
+
+    fn open_locked(root: &Path, lock: StoreLock, role: Role) -> Result<Store, Error> {
         let version_path = root.join("STORE_VERSION");
         match fs::read_to_string(&version_path) {
             Ok(v) if v.trim() == STORE_SCHEMA => {}
@@ -162,36 +231,62 @@ impl Store {
         let index = root.join("index");
         let fresh_index = !index.exists();
         remove_unfinished_snapshots(&index)?;
-        // Sled panics on some kinds of damage instead of returning an error; either way the
-        // user gets one message saying what is intact and how to go on.
-        let opened = std::panic::catch_unwind(|| {
-            sled::Config::new()
-                .path(&index)
-                .cache_capacity(64 << 20)
-                .open()
-        });
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(sled::Error::Io(e))) if e.kind() != std::io::ErrorKind::InvalidData => {
-                return Err(Error::Index(sled::Error::Io(e)));
-            }
-            Ok(Err(e)) => {
-                return Err(Error::IndexDamaged {
-                    index,
-                    detail: e.to_string(),
-                });
-            }
-            Err(panic) => {
-                let detail = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "the index reader panicked".into());
-                return Err(Error::IndexDamaged { index, detail });
-            }
+        let db = open_index(&index, &index)?;
+        let holding = Holding::Lock {
+            role,
+            _server: Server::start(root, db.clone()),
+            _index_released: IndexReleased {
+                db_file: index.join("db"),
+            },
+            _lock: lock,
         };
-        let t = |n: &str| db.open_tree(n);
-        let store = Store {
+        let store = Self::with_index(root, db, holding)?;
+        if fresh_index {
+            // A new index (a new store, or the damaged one moved aside): nothing to lose.
+            let _ = fs::remove_file(root.join(GENERATION_FILE));
+        } else {
+            store.check_generation()?;
+        }
+        store.mark_interrupted_runs()?;
+        Ok(store)
+    }
+
+    /// A store on a filesystem we cannot write: its index copied aside, under a shared
+    /// lock so that no writer changes it meanwhile.
+    fn open_copy(root: &Path, shared: SharedLock) -> Result<Store, Error> {
+        let version_path = root.join("STORE_VERSION");
+        let found =
+            fs::read_to_string(&version_path).map_err(|e| Error::io("read", &version_path, e))?;
+        if found.trim() != STORE_SCHEMA {
+            return Err(Error::Schema {
+                root: root.to_path_buf(),
+                found: found.trim().to_string(),
+                expected: STORE_SCHEMA,
+            });
+        }
+        let copy = tempfile::Builder::new()
+            .prefix("dag-index-")
+            .tempdir()
+            .map_err(|e| Error::io("create a directory for", &std::env::temp_dir(), e))?;
+        let index = root.join("index");
+        copy_dir(&index, copy.path())?;
+        remove_unfinished_snapshots(copy.path())?;
+        let db = open_index(copy.path(), &index)?;
+        let store = Self::with_index(
+            root,
+            db,
+            Holding::Copy {
+                _copy: copy,
+                _shared: shared,
+            },
+        )?;
+        store.check_generation()?;
+        Ok(store)
+    }
+
+    fn with_index(root: &Path, db: sled::Db, holding: Holding) -> Result<Store, Error> {
+        let t = |n: &str| db.open_tree(n).map(Tree::Own);
+        Ok(Store {
             artifacts: t(trees::ARTIFACTS)?,
             cache: t(trees::CACHE)?,
             outputs: t(trees::OUTPUTS)?,
@@ -203,22 +298,60 @@ impl Store {
             stat: t(trees::STAT)?,
             progress: t(trees::PROGRESS)?,
             verified: t(trees::VERIFIED)?,
-            db,
+            db: Some(db),
             root: root.to_path_buf(),
             tmp_counter: AtomicU64::new(0),
-            _index_released: IndexReleased {
-                db_file: root.join("index").join("db"),
-            },
-            _lock: lock,
+            holding,
+        })
+    }
+
+    fn served(root: &Path, client: Client) -> Store {
+        let client = Arc::new(client);
+        let t = |name: &'static str| Tree::Served {
+            client: client.clone(),
+            name,
         };
-        if fresh_index {
-            // A new index (a new store, or the damaged one moved aside): nothing to lose.
-            let _ = fs::remove_file(root.join(GENERATION_FILE));
-        } else {
-            store.check_generation()?;
+        Store {
+            artifacts: t(trees::ARTIFACTS),
+            cache: t(trees::CACHE),
+            outputs: t(trees::OUTPUTS),
+            output_meta: t(trees::OUTPUT_META),
+            consumers: t(trees::CONSUMERS),
+            runs: t(trees::RUNS),
+            heads: t(trees::HEADS),
+            pins: t(trees::PINS),
+            stat: t(trees::STAT),
+            progress: t(trees::PROGRESS),
+            verified: t(trees::VERIFIED),
+            db: None,
+            root: root.to_path_buf(),
+            tmp_counter: AtomicU64::new(0),
+            holding: Holding::Served,
         }
-        store.mark_interrupted_runs()?;
-        Ok(store)
+    }
+
+    /// The index, to write it: only a writer has it.
+    pub(crate) fn writable(&self) -> Result<&sled::Db, Error> {
+        match (&self.holding, &self.db) {
+            (
+                Holding::Lock {
+                    role: Role::Writer, ..
+                },
+                Some(db),
+            ) => Ok(db),
+            _ => Err(Error::ReadOnly),
+        }
+    }
+
+    /// Whether this process may keep what it learns (checked blobs, hashed inputs) in
+    /// the index: it holds the store, as a writer or a reader.
+    fn keeps_caches(&self) -> bool {
+        matches!(self.holding, Holding::Lock { .. })
+    }
+
+    /// Whether this process only reads the store.
+    pub fn is_read_only(&self) -> bool {
+        self.writable().is_err()
     }
 
     /// The store's root directory.
@@ -234,6 +367,7 @@ impl Store {
     /// A fresh, empty directory under `tmp/` for a node to write its outputs into.
     /// Staging files from here into the store is a rename, never a copy.
     pub fn scratch_dir(&self, label: &str) -> Result<PathBuf, Error> {
+        self.writable()?;
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let safe: String = label
             .chars()
@@ -263,6 +397,7 @@ impl Store {
         digest: Option<Digest>,
         keep_src: bool,
     ) -> Result<(Digest, u64), Error> {
+        self.writable()?;
         let digest = match digest {
             Some(d) => d,
             None => hash_file(src)?,
@@ -418,7 +553,9 @@ impl Store {
 
     /// Indexes staged artifacts (already durable) in one transaction.
     pub fn commit_artifacts(&self, pending: Vec<PendingArtifact>) -> Result<(), Error> {
+        let db = self.writable()?;
         self.artifacts
+            .own()?
             .transaction(|t| {
                 for p in &pending {
                     Self::index_artifact(t, p, None)?;
@@ -426,7 +563,7 @@ impl Store {
                 Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(tx_err)?;
-        self.db.flush()?;
+        db.flush()?;
         Ok(())
     }
 
@@ -454,6 +591,7 @@ impl Store {
         pending: &[PendingArtifact],
         head_scope: Option<&str>,
     ) -> Result<(), Error> {
+        let db = self.writable()?;
         let entry_bytes = encode(entry);
         let output_bytes = encode(&entry.outputs);
         let metas: Vec<(Vec<u8>, &str)> = entry
@@ -468,12 +606,12 @@ impl Store {
             })
             .collect();
         (
-            &self.artifacts,
-            &self.cache,
-            &self.outputs,
-            &self.output_meta,
-            &self.consumers,
-            &self.heads,
+            self.artifacts.own()?,
+            self.cache.own()?,
+            self.outputs.own()?,
+            self.output_meta.own()?,
+            self.consumers.own()?,
+            self.heads.own()?,
         )
             .transaction(|(arts, cache, outs, metas_tree, cons, heads)| {
                 for p in pending {
@@ -495,13 +633,14 @@ impl Store {
                 Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(tx_err)?;
-        self.db.flush()?;
+        db.flush()?;
         Ok(())
     }
 
     /// Points `scope` (a graph node instance) at an already cached key, so that `status`
     /// explains later changes against what the user last ran.
     pub fn set_head(&self, scope: &str, key: &Digest) -> Result<(), Error> {
+        self.writable()?;
         self.heads.insert(scope.as_bytes(), &key.0)?;
         Ok(())
     }
@@ -541,6 +680,7 @@ impl Store {
 
     /// Drops a cache entry (the computation will run again).
     pub fn cache_remove(&self, key: &Digest) -> Result<(), Error> {
+        self.writable()?;
         // Both or neither: a hit reads `outputs`, and `gc` and `verify` walk `cache`.
         let ports: Vec<String> = self
             .cache_outputs(key)?
@@ -548,7 +688,11 @@ impl Store {
             .into_iter()
             .map(|(p, _)| p)
             .collect();
-        (&self.cache, &self.outputs, &self.output_meta)
+        (
+            self.cache.own()?,
+            self.outputs.own()?,
+            self.output_meta.own()?,
+        )
             .transaction(|(cache, outs, metas)| {
                 cache.remove(&key.0)?;
                 outs.remove(&key.0)?;
@@ -691,7 +835,9 @@ impl Store {
                 actual: actual.to_hex(),
             });
         }
-        self.verified.insert(d.0, encode(&key))?;
+        if self.keeps_caches() {
+            self.verified.insert(d.0, encode(&key))?;
+        }
         Ok(path)
     }
 
@@ -808,7 +954,7 @@ impl Store {
         let digest = hash_file(path)?;
         // Re-stat: if the file changed while we hashed it, do not cache the result.
         let after = fs::metadata(path).map_err(|e| Error::io("stat", path, e))?;
-        if stat_key(&after) == stat {
+        if stat_key(&after) == stat && self.keeps_caches() {
             self.stat
                 .insert(key, encode(&StatRecord { stat, digest }))?;
         }
@@ -817,11 +963,12 @@ impl Store {
 
     /// Saves one completed batch of a resumable node's items. Durable on return.
     pub fn progress_save(&self, key: &Digest, batch: u64, bytes: &[u8]) -> Result<(), Error> {
+        let db = self.writable()?;
         let pending = self.stage_bytes(bytes, "progress", serde_json::Value::Null)?;
         let mut k = key.0.to_vec();
         k.extend_from_slice(&batch.to_be_bytes());
         self.progress.insert(k, &pending.digest.0)?;
-        self.db.flush()?;
+        db.flush()?;
         Ok(())
     }
 
@@ -848,6 +995,7 @@ impl Store {
     /// an attempt can die mid-write. Removed by [`Self::progress_clear`] once the outputs
     /// are committed.
     pub fn work_dir(&self, key: &Digest) -> Result<PathBuf, Error> {
+        self.writable()?;
         let dir = self.root.join("work").join(key.to_hex());
         fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         Ok(dir)
@@ -855,6 +1003,7 @@ impl Store {
 
     /// Forgets the saved batches of `key` (after its outputs are committed).
     pub fn progress_clear(&self, key: &Digest) -> Result<(), Error> {
+        self.writable()?;
         let _ = fs::remove_dir_all(self.root.join("work").join(key.to_hex()));
         for r in self.progress.scan_prefix(key.0) {
             let (k, _) = r?;
@@ -893,8 +1042,9 @@ impl Store {
 
     /// Writes (or overwrites) a run record. Durable on return.
     pub fn put_run(&self, run: &RunRecord) -> Result<(), Error> {
+        let db = self.writable()?;
         self.runs.insert(run.id.as_bytes(), encode(run))?;
-        self.db.flush()?;
+        db.flush()?;
         self.advance_generation()
     }
 
@@ -905,9 +1055,10 @@ impl Store {
     /// kill leaves the file at most equal to the index, and an index found behind its file
     /// has lost writes.
     pub(crate) fn advance_generation(&self) -> Result<(), Error> {
+        let db = self.writable()?;
         let next = self.generation()? + 1;
-        self.db.insert(GENERATION_KEY, &next.to_le_bytes())?;
-        self.db.flush()?;
+        db.insert(GENERATION_KEY, &next.to_le_bytes())?;
+        db.flush()?;
         let path = self.root.join(GENERATION_FILE);
         let tmp = self.root.join(format!("{GENERATION_FILE}.tmp"));
         fs::write(&tmp, format!("{next}\n")).map_err(|e| Error::io("write", &tmp, e))?;
@@ -916,8 +1067,10 @@ impl Store {
     }
 
     fn generation(&self) -> Result<u64, Error> {
-        Ok(self
-            .db
+        let Some(db) = &self.db else {
+            return Ok(0);
+        };
+        Ok(db
             .get(GENERATION_KEY)?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map_or(0, u64::from_le_bytes))
@@ -966,7 +1119,9 @@ impl Store {
             };
             self.runs.insert(id, encode(&run))?;
         }
-        self.db.flush()?;
+        if let Some(db) = &self.db {
+            db.flush()?;
+        }
         Ok(())
     }
 
@@ -991,18 +1146,20 @@ impl Store {
 
     /// Pins an artifact under a name: `gc` never removes it.
     pub fn pin(&self, name: &str, d: &Digest) -> Result<(), Error> {
+        let db = self.writable()?;
         if self.artifact(d)?.is_none() {
             return Err(Error::UnknownArtifact(d.to_hex()));
         }
         self.pins.insert(name.as_bytes(), &d.0)?;
-        self.db.flush()?;
+        db.flush()?;
         Ok(())
     }
 
     /// Removes a pin; returns whether it existed.
     pub fn unpin(&self, name: &str) -> Result<bool, Error> {
+        let db = self.writable()?;
         let existed = self.pins.remove(name.as_bytes())?.is_some();
-        self.db.flush()?;
+        db.flush()?;
         Ok(existed)
     }
 
@@ -1026,19 +1183,75 @@ impl Store {
         for d in ds {
             batch.remove(&d.0);
         }
-        self.artifacts.apply_batch(batch)?;
+        self.writable()?;
+        self.artifacts.own()?.apply_batch(batch)?;
         Ok(())
     }
 
     pub(crate) fn forget_verified(&self, d: &Digest) -> Result<(), Error> {
+        self.writable()?;
         self.verified.remove(d.0)?;
         Ok(())
     }
 
     pub(crate) fn flush(&self) -> Result<(), Error> {
-        self.db.flush()?;
+        self.writable()?.flush()?;
         Ok(())
     }
+}
+
+/// Opens the sled index at `path` (`index` is the store's, for messages: a reader may open
+/// a copy of it).
+fn open_index(path: &Path, index: &Path) -> Result<sled::Db, Error> {
+    // Sled panics on some kinds of damage instead of returning an error; either way the
+    // user gets one message saying what is intact and how to go on.
+    let opened = std::panic::catch_unwind(|| {
+        sled::Config::new()
+            .path(path)
+            .cache_capacity(64 << 20)
+            .open()
+    });
+    let index = index.to_path_buf();
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(sled::Error::Io(e))) if e.kind() != std::io::ErrorKind::InvalidData => {
+            Err(Error::Index(sled::Error::Io(e)))
+        }
+        Ok(Err(e)) => Err(Error::IndexDamaged {
+            index,
+            detail: e.to_string(),
+        }),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the index reader panicked".into());
+            Err(Error::IndexDamaged { index, detail })
+        }
+    }
+}
+
+/// Whether an error opening a file for writing means this process cannot write there.
+fn cannot_write(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// Copies the directory `src` (sled's index: a few files and a folder of large values)
+/// into the existing directory `dest`.
+fn copy_dir(src: &Path, dest: &Path) -> Result<(), Error> {
+    for (rel, path) in walk_files(src)? {
+        let to = dest.join(&rel);
+        mkdir(to.parent().expect("a copied file has a parent"))?;
+        fs::copy(&path, &to).map_err(|e| Error::io("copy", &path, e))?;
+        // The copy is ours to write (sled opens it read-write), whatever the original's mode.
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io("chmod", &to, e))?;
+    }
+    Ok(())
 }
 
 /// Sled writes a snapshot of its page table to `snap.N.generating`, fsyncs it and renames it

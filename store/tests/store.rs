@@ -177,6 +177,80 @@ fn second_open_names_the_holder() {
 }
 
 #[test]
+fn a_reader_beside_the_writer_sees_each_commit_and_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".dag");
+    let writer = Store::open(&root).unwrap();
+    let first = writer.stage_bytes(b"first", "dataset", json!({})).unwrap();
+    writer
+        .commit_node(
+            &entry("a", &[("out", first.digest)]),
+            std::slice::from_ref(&first),
+            Some("a"),
+        )
+        .unwrap();
+    writer.put_run(&finished_run(vec![])).unwrap();
+
+    let reader = Store::open_reader(&root).unwrap();
+    assert!(reader.is_read_only() && !writer.is_read_only());
+    assert_eq!(reader.read(&first.digest).unwrap(), b"first");
+    assert_eq!(reader.runs().unwrap(), writer.runs().unwrap());
+    let key_a = hash_bytes(b"a");
+    assert_eq!(
+        reader.cache_lookup(&key_a).unwrap(),
+        dag_store::CacheLookup::Hit(vec![("out".into(), first.digest)])
+    );
+    assert_eq!(reader.head("a").unwrap(), Some(key_a));
+
+    // What the writer commits next is visible at once.
+    let second = writer.stage_bytes(b"second", "dataset", json!({})).unwrap();
+    let mut e = entry("b", &[("out", second.digest)]);
+    e.inputs = vec![first.digest];
+    writer
+        .commit_node(&e, std::slice::from_ref(&second), None)
+        .unwrap();
+    assert_eq!(reader.consumers(&first.digest).unwrap(), vec![e.key]);
+    assert_eq!(reader.output_meta(&e.key, "out").unwrap(), Some(json!({})));
+    assert_eq!(reader.artifacts().unwrap().len(), 2);
+
+    // Every write is refused, nothing reaches the store.
+    let read_only = |r: Result<(), Error>| assert!(matches!(r, Err(Error::ReadOnly)), "{r:?}");
+    read_only(reader.stage_bytes(b"x", "dataset", json!({})).map(|_| ()));
+    read_only(reader.pin("p", &first.digest));
+    read_only(reader.cache_remove(&key_a));
+    read_only(reader.set_head("a", &e.key));
+    read_only(reader.put_run(&finished_run(vec![])));
+    read_only(reader.gc(&GcOptions::default()).map(|_| ()));
+    read_only(reader.verify(true).map(|_| ()));
+    assert!(reader.verify(false).unwrap().problems.is_empty());
+    assert!(writer.pins().unwrap().is_empty());
+
+    // Once the writer closes, the reader says so instead of answering from nothing.
+    drop(writer);
+    let err = reader.runs().unwrap_err();
+    assert!(matches!(err, Error::Served(_)), "{err}");
+    assert!(err.to_string().contains("run the command again"), "{err}");
+}
+
+#[test]
+fn a_reader_alone_holds_the_store_and_a_writer_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".dag");
+    drop(Store::open(&root).unwrap());
+    let reader = Store::open_reader(&root).unwrap();
+    assert!(reader.is_read_only());
+    let waiting = std::thread::spawn({
+        let root = root.clone();
+        move || Store::open(&root).map(|s| s.is_read_only())
+    });
+    drop(reader);
+    assert!(
+        !waiting.join().unwrap().unwrap(),
+        "the writer got the store"
+    );
+}
+
+#[test]
 fn gc_keeps_pins_and_recent_runs_and_removes_orphans() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join(".dag")).unwrap();
