@@ -170,6 +170,10 @@ pub struct VerifyArgs {
     /// Quarantine corrupt blobs and drop what needs them (it is recomputed on the next run).
     #[arg(long)]
     pub repair: bool,
+    /// Rebuild the index from the store's journal (the index found is moved aside, never
+    /// deleted), then verify and repair: for an index that cannot be read.
+    #[arg(long, conflicts_with = "repair")]
+    pub rebuild_index: bool,
 }
 
 /// `dag gc`.

@@ -9,7 +9,7 @@ use dag_engine::{Event, Graph, LoadOptions, NodeState, RunMode, RunOptions, Runn
 use dag_store::{Digest, Layout, NodeRunStatus, RunRecord, RunStatus, Store};
 use serde_json::json;
 
-use crate::cli::{Cli, Command, GraphArgs, LineageFormat};
+use crate::cli::{Cli, Command, GraphArgs, LineageFormat, VerifyArgs};
 use crate::locate::store_root;
 use crate::render::{Exit, cell, table};
 
@@ -65,64 +65,7 @@ pub fn dispatch(cli: Cli) -> Result<Exit> {
             outln!("exported {} to {}", d.short(), a.dest.display());
             Ok(Exit::Success)
         }
-        Command::Verify(a) => {
-            let store = if a.repair {
-                open(explicit, None)?
-            } else {
-                open_reader(explicit, None)?
-            };
-            let r = store.verify(a.repair)?;
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                outln!(
-                    "checked {} blobs ({} bytes)",
-                    r.blobs_checked,
-                    r.bytes_checked
-                );
-                for p in &r.problems {
-                    match p {
-                        dag_store::VerifyProblem::Corrupt { blob, artifacts } => outln!(
-                            "corrupt blob {} (in {} artifact(s))",
-                            blob.short(),
-                            artifacts.len()
-                        ),
-                        dag_store::VerifyProblem::Missing { blob, artifacts } => outln!(
-                            "missing blob {} (in {} artifact(s))",
-                            blob.short(),
-                            artifacts.len()
-                        ),
-                        dag_store::VerifyProblem::MissingElement { list, element } => outln!(
-                            "list {} names element {}, which is not in the store",
-                            list.short(),
-                            element.short()
-                        ),
-                        dag_store::VerifyProblem::DanglingCacheEntry { key, output } => outln!(
-                            "cache entry {} names output {}, which is not in the store",
-                            key.short(),
-                            output.short()
-                        ),
-                    }
-                }
-                if a.repair {
-                    outln!(
-                        "quarantined {} blob(s); dropped {} artifact(s) and {} cache entr(ies), which the next run recomputes",
-                        r.quarantined.len(),
-                        r.artifacts_dropped.len(),
-                        r.cache_entries_dropped
-                    );
-                } else if !r.problems.is_empty() {
-                    errln!(
-                        "\nhint: run `dag verify --repair` to quarantine them; the next run recomputes what needs them"
-                    );
-                }
-            }
-            Ok(if r.problems.is_empty() || a.repair {
-                Exit::Success
-            } else {
-                Exit::NodeFailed
-            })
-        }
+        Command::Verify(a) => verify(explicit, &a, json),
         Command::Gc(a) => {
             let store = open(explicit, None)?;
             let r = store.gc(&dag_store::GcOptions {
@@ -1038,4 +981,108 @@ fn nodes(only: Option<&str>, json: bool) -> Result<()> {
         outln!("");
     }
     Ok(())
+}
+
+fn verify(explicit: Option<&Path>, a: &VerifyArgs, json: bool) -> Result<Exit> {
+    if a.rebuild_index {
+        return rebuild_index(explicit, json);
+    }
+    let store = if a.repair {
+        open(explicit, None)?
+    } else {
+        open_reader(explicit, None)?
+    };
+    let r = store.verify(a.repair)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        outln!(
+            "checked {} blobs ({} bytes)",
+            r.blobs_checked,
+            r.bytes_checked
+        );
+        for p in &r.problems {
+            match p {
+                dag_store::VerifyProblem::Corrupt { blob, artifacts } => outln!(
+                    "corrupt blob {} (in {} artifact(s))",
+                    blob.short(),
+                    artifacts.len()
+                ),
+                dag_store::VerifyProblem::Missing { blob, artifacts } => outln!(
+                    "missing blob {} (in {} artifact(s))",
+                    blob.short(),
+                    artifacts.len()
+                ),
+                dag_store::VerifyProblem::MissingElement { list, element } => outln!(
+                    "list {} names element {}, which is not in the store",
+                    list.short(),
+                    element.short()
+                ),
+                dag_store::VerifyProblem::DanglingCacheEntry { key, output } => outln!(
+                    "cache entry {} names output {}, which is not in the store",
+                    key.short(),
+                    output.short()
+                ),
+            }
+        }
+        if a.repair {
+            outln!(
+                "quarantined {} blob(s); dropped {} artifact(s) and {} cache entr(ies), which the next run recomputes",
+                r.quarantined.len(),
+                r.artifacts_dropped.len(),
+                r.cache_entries_dropped
+            );
+        } else if !r.problems.is_empty() {
+            errln!(
+                "\nhint: run `dag verify --repair` to quarantine them; the next run recomputes what needs them"
+            );
+        }
+    }
+    Ok(if r.problems.is_empty() || a.repair {
+        Exit::Success
+    } else {
+        Exit::NodeFailed
+    })
+}
+
+fn rebuild_index(explicit: Option<&Path>, json: bool) -> Result<Exit> {
+    let root = store_root(explicit, None);
+    let r = Store::rebuild_index(&root)
+        .with_context(|| format!("Failed to rebuild the index of `{}`", root.display()))?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(Exit::Success);
+    }
+    if let Some(aside) = &r.moved_aside {
+        outln!("moved the index found to {}", aside.display());
+    }
+    outln!(
+        "replayed {} record(s) from {} journal segment(s): {} artifact(s), {} cache entr(ies), {} run(s), {} pin(s)",
+        r.records,
+        r.segments,
+        r.artifacts,
+        r.cache_entries,
+        r.runs,
+        r.pins
+    );
+    for (segment, bytes) in &r.unreadable {
+        outln!(
+            "lost: the last {bytes} byte(s) of {} could not be read (a write cut short); what they held runs again",
+            segment.display()
+        );
+    }
+    outln!(
+        "checked {} blobs ({} bytes): dropped {} artifact(s) and {} cache entr(ies) whose blobs are gone or corrupt, which the next run recomputes",
+        r.verify.blobs_checked,
+        r.verify.bytes_checked,
+        r.verify.artifacts_dropped.len(),
+        r.verify.cache_entries_dropped
+    );
+    outln!(
+        "not restored: the caches of hashed inputs and checked blobs, which refill as they are used"
+    );
+    if r.moved_aside.is_some() {
+        outln!("\nonce the rebuilt store looks right, the moved index can be deleted");
+    }
+    Ok(Exit::Success)
 }

@@ -577,6 +577,60 @@ fn kill_9_mid_run_then_rerun_completes_and_verify_is_clean() {
 }
 
 #[test]
+fn a_damaged_index_is_rebuilt_from_the_journal_and_nothing_reruns() {
+    let p = project(&speciesism_graph());
+    let d = p.path();
+    assert!(dag(d, &["run", "graphs/g.toml"]).status.success());
+    assert!(dag(d, &["pin", "statements", "base"]).status.success());
+    assert!(dag(d, &["gc", "--keep-runs", "1"]).status.success());
+    assert!(
+        dag(d, &["run", "graphs/g.toml", "--profile", "dev"])
+            .status
+            .success()
+    );
+    let log = text(&dag(d, &["log"]));
+    let db = d.join(".dag/index/db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in &mut bytes[..64] {
+        *b = !*b;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let o = dag(d, &["status", "graphs/g.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("Run `dag verify --rebuild-index`"),
+        "{}",
+        text(&o)
+    );
+
+    let o = dag(d, &["verify", "--rebuild-index"]);
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(
+        s.contains("moved the index found to") && s.contains("2 run(s), 1 pin(s)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("dropped 0 artifact(s)") && !s.contains("lost:"),
+        "{s}"
+    );
+    assert_eq!(text(&dag(d, &["log"])), log, "the run history is back");
+    assert!(
+        dag(d, &["show", "base"]).status.success(),
+        "the pin is back"
+    );
+    for profile in [&[][..], &["--profile", "dev"]] {
+        let o = dag(d, &[&["run", "graphs/g.toml"][..], profile].concat());
+        assert!(
+            text(&o).contains(" 0 ran, "),
+            "nothing reruns: {}",
+            text(&o)
+        );
+    }
+    assert!(dag(d, &["verify"]).status.success());
+}
+
+#[test]
 fn gc_dry_run_reports_and_keeps_pins() {
     let p = project(&speciesism_graph());
     let d = p.path();

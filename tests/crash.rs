@@ -1,7 +1,8 @@
 //! Randomized crash test of the store's writers, through the `dag` binary: `run`, `gc`,
 //! `verify --repair` and `pin` are killed with SIGKILL at pseudo-random instants spread over
 //! their duration, then the store must hold its invariants (`dag verify` checks every blob's
-//! hash, every list's elements and every cache entry's outputs) and a rerun must succeed.
+//! hash, every list's elements and every cache entry's outputs), an index rebuilt from the
+//! journal must be whole too, and a rerun must succeed.
 //!
 //! The instants come from a fixed-seed generator, not a process-global RNG; where a kill
 //! lands still varies with the machine's speed, so every instant must be safe. The number
@@ -127,6 +128,17 @@ fn assert_whole(d: &Path, context: &str, damaged: bool) {
             "{context}"
         );
     }
+    // The journal holds what the index holds: an index rebuilt from it (on a copy) is
+    // whole too, and keeps the pin.
+    let copy = copy_project(d);
+    let o = dag(copy.path(), &["verify", "--rebuild-index"]);
+    assert!(o.status.success(), "{context}: rebuild:\n{}", text(&o));
+    let o = dag(copy.path(), &["verify"]);
+    assert!(o.status.success(), "{context}: rebuilt:\n{}", text(&o));
+    assert!(
+        dag(copy.path(), &["show", "ten"]).status.success(),
+        "{context}: the rebuilt index keeps the pin"
+    );
     let o = dag(d, &["run", "g.toml", "-q"]);
     assert!(
         o.status.success(),

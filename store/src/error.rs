@@ -20,10 +20,10 @@ pub enum Error {
     #[error("Failed to access the store index")]
     Index(#[from] sled::Error),
     /// The sled index cannot be read (truncated or overwritten bytes). The blobs are
-    /// separate files and unaffected.
+    /// separate files and unaffected, and the journal can rebuild it.
     #[error(
-        "The store index `{}` is damaged and cannot be read ({detail})\n\nhint: every blob in the store is intact. Move the index aside (`mv {} {}.damaged`) and run again: a fresh index is made, every node runs once more and its outputs dedupe against the blobs already stored. Run history, pins and saved progress are in the damaged index and are lost",
-        index.display(), index.display(), index.display()
+        "The store index `{}` is damaged and cannot be read ({detail})\n\nhint: every blob in the store is intact, and the store's journal holds every change made to the index. Run `dag verify --rebuild-index`: it moves the damaged index aside, rebuilds it from the journal (artifacts, cache entries, runs, pins, saved progress) and checks every blob, so only what cannot be read any more runs again",
+        index.display()
     )]
     IndexDamaged {
         /// The index directory.

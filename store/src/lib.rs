@@ -17,6 +17,7 @@
 //!   trees/<digest>/      directory views of tree artifacts, hard links into blobs/
 //!   tmp/                 staging area: a blob is renamed out of here only once durable
 //!   quarantine/          blobs that failed `verify --repair`
+//!   journal/             every index change, appended: what `verify --rebuild-index` replays
 //!   index/               sled: artifacts, cache, consumers, runs, heads, pins, stat cache,
 //!                        item progress
 //! ```
@@ -40,6 +41,7 @@ mod access;
 mod digest;
 mod error;
 mod index;
+mod journal;
 mod lock;
 mod maintenance;
 mod serve;
@@ -51,7 +53,9 @@ pub use index::{
     ArtifactRecord, CacheEntry, Layout, NodeRunRecord, NodeRunStatus, RunRecord, RunStatus,
     TreeEntry,
 };
-pub use maintenance::{CrashAfter, GcOptions, GcReport, VerifyProblem, VerifyReport};
+pub use maintenance::{
+    CrashAfter, GcOptions, GcReport, RebuildReport, VerifyProblem, VerifyReport,
+};
 pub use store::{CacheLookup, PendingArtifact, Store};
 
 /// The on-disk schema version. A store written with another version is refused with a

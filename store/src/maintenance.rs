@@ -2,12 +2,15 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::index::Layout;
+use crate::journal;
+use crate::lock::{Role, StoreLock};
+use crate::store::now_secs;
 use crate::{Digest, Error, Store, hash_file};
 
 /// One problem `verify` found.
@@ -403,8 +406,94 @@ impl Store {
             steps.step()?;
             fs::create_dir_all(&tmp).map_err(|e| Error::io("create directory", &tmp, e))?;
             self.advance_generation()?;
+            // The journal still holds everything gc removed: rewrite it as the index is now.
+            steps.step()?;
+            self.compact_journal()?;
         }
         report.steps = steps.done;
         Ok(report)
     }
+
+    /// Rebuilds the index of the store at `root` from its journal: the index found there
+    /// (damaged, or not) is moved aside, never deleted; a fresh one is made and every
+    /// journalled change replayed into it; then `verify --repair` drops whatever the
+    /// blobs no longer back, so what comes back is exactly what can still be read.
+    pub fn rebuild_index(root: &Path) -> Result<RebuildReport, Error> {
+        fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
+        let lock = match StoreLock::acquire(root, Role::Writer)? {
+            Ok(lock) => lock,
+            Err(held) => {
+                return Err(Error::Locked {
+                    root: root.to_path_buf(),
+                    pid: held.pid,
+                });
+            }
+        };
+        let index = root.join("index");
+        let moved_aside = if index.exists() {
+            let mut n = 0;
+            let aside = loop {
+                let aside = root.join(format!(
+                    "index.damaged-{}{}",
+                    now_secs(),
+                    if n == 0 {
+                        String::new()
+                    } else {
+                        format!("-{n}")
+                    }
+                ));
+                if !aside.exists() {
+                    break aside;
+                }
+                n += 1;
+            };
+            fs::rename(&index, &aside).map_err(|e| Error::io("move aside", &index, e))?;
+            Some(aside)
+        } else {
+            None
+        };
+        let store = Store::open_locked(root, lock, Role::Writer)?;
+        let replay = journal::replay(&root.join(journal::DIR), |r| store.apply(&r))?;
+        store.flush()?;
+        store.advance_generation()?;
+        // Runs the journal last saw running belong to processes that are gone.
+        store.mark_interrupted_runs()?;
+        let verify = store.verify(true)?;
+        Ok(RebuildReport {
+            moved_aside,
+            segments: replay.segments,
+            records: replay.records,
+            unreadable: replay.unreadable,
+            artifacts: store.artifacts()?.len(),
+            cache_entries: store.cache_entries()?.len(),
+            runs: store.runs()?.len(),
+            pins: store.pins()?.len(),
+            verify,
+        })
+    }
+}
+
+/// What [`Store::rebuild_index`] found and restored.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildReport {
+    /// Where the index that was there has been moved (delete it once the rebuilt store is
+    /// checked).
+    pub moved_aside: Option<PathBuf>,
+    /// Journal segments read (from the newest base on).
+    pub segments: usize,
+    /// Records replayed.
+    pub records: usize,
+    /// Bytes that could not be read, by segment: a write cut short by a crash, or damage.
+    /// What they held is lost and will be recomputed.
+    pub unreadable: Vec<(PathBuf, u64)>,
+    /// Artifacts in the rebuilt index.
+    pub artifacts: usize,
+    /// Cache entries in the rebuilt index.
+    pub cache_entries: usize,
+    /// Run records in the rebuilt index.
+    pub runs: usize,
+    /// Pins in the rebuilt index.
+    pub pins: usize,
+    /// The check of every blob after the replay, and what it dropped.
+    pub verify: VerifyReport,
 }

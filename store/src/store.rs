@@ -17,6 +17,7 @@ use crate::index::{
     ArtifactRecord, CacheEntry, Layout, RunHead, RunRecord, RunStatus, StatKey, StatRecord,
     TreeEntry, decode, encode, trees,
 };
+use crate::journal::{Journal, Record};
 use crate::lock::{IndexReleased, Role, SharedLock, StoreLock};
 use crate::serve::{Client, Server};
 use crate::{Digest, Error, STORE_SCHEMA};
@@ -60,6 +61,8 @@ pub struct Store {
     /// The index itself (its default tree holds the generation count); `None` for a
     /// reader that the holder serves.
     db: Option<sled::Db>,
+    /// Where a writer appends each change it makes ([`crate::journal`]).
+    journal: Option<Journal>,
     tmp_counter: AtomicU64,
     // Drop order matters: the sled handles above first, then `holding`.
     holding: Holding,
@@ -203,7 +206,7 @@ impl Store {
         }
     }
 
-    fn open_locked(root: &Path, lock: StoreLock, role: Role) -> Result<Store, Error> {
+    pub(crate) fn open_locked(root: &Path, lock: StoreLock, role: Role) -> Result<Store, Error> {
         let version_path = root.join("STORE_VERSION");
         match fs::read_to_string(&version_path) {
             Ok(v) if v.trim() == STORE_SCHEMA => {}
@@ -240,12 +243,17 @@ impl Store {
             },
             _lock: lock,
         };
-        let store = Self::with_index(root, db, holding)?;
+        let journal = (role == Role::Writer).then(|| Journal::new(root));
+        let store = Self::with_index(root, db, journal, holding)?;
         if fresh_index {
             // A new index (a new store, or the damaged one moved aside): nothing to lose.
             let _ = fs::remove_file(root.join(GENERATION_FILE));
         } else {
             store.check_generation()?;
+            if role == Role::Writer && !root.join(crate::journal::DIR).exists() {
+                // A store from before the journal: start it with the whole index.
+                store.compact_journal()?;
+            }
         }
         store.mark_interrupted_runs()?;
         Ok(store)
@@ -275,6 +283,7 @@ impl Store {
         let store = Self::with_index(
             root,
             db,
+            None,
             Holding::Copy {
                 _copy: copy,
                 _shared: shared,
@@ -284,7 +293,12 @@ impl Store {
         Ok(store)
     }
 
-    fn with_index(root: &Path, db: sled::Db, holding: Holding) -> Result<Store, Error> {
+    fn with_index(
+        root: &Path,
+        db: sled::Db,
+        journal: Option<Journal>,
+        holding: Holding,
+    ) -> Result<Store, Error> {
         let t = |n: &str| db.open_tree(n).map(Tree::Own);
         Ok(Store {
             artifacts: t(trees::ARTIFACTS)?,
@@ -299,6 +313,7 @@ impl Store {
             progress: t(trees::PROGRESS)?,
             verified: t(trees::VERIFIED)?,
             db: Some(db),
+            journal,
             root: root.to_path_buf(),
             tmp_counter: AtomicU64::new(0),
             holding,
@@ -324,6 +339,7 @@ impl Store {
             progress: t(trees::PROGRESS),
             verified: t(trees::VERIFIED),
             db: None,
+            journal: None,
             root: root.to_path_buf(),
             tmp_counter: AtomicU64::new(0),
             holding: Holding::Served,
@@ -554,31 +570,10 @@ impl Store {
     /// Indexes staged artifacts (already durable) in one transaction.
     pub fn commit_artifacts(&self, pending: Vec<PendingArtifact>) -> Result<(), Error> {
         let db = self.writable()?;
-        self.artifacts
-            .own()?
-            .transaction(|t| {
-                for p in &pending {
-                    Self::index_artifact(t, p, None)?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(tx_err)?;
+        self.write(Record::Artifacts(
+            pending.into_iter().map(|p| p.record).collect(),
+        ))?;
         db.flush()?;
-        Ok(())
-    }
-
-    /// Inserts an artifact record unless present: the first producer is kept, and
-    /// identical content from another computation costs nothing more.
-    fn index_artifact(
-        t: &sled::transaction::TransactionalTree,
-        p: &PendingArtifact,
-        producer: Option<Digest>,
-    ) -> sled::transaction::ConflictableTransactionResult<(), ()> {
-        if t.get(p.digest.0)?.is_none() {
-            let mut rec = p.record.clone();
-            rec.producer = producer;
-            t.insert(&p.digest.0, encode(&rec))?;
-        }
         Ok(())
     }
 
@@ -592,47 +587,27 @@ impl Store {
         head_scope: Option<&str>,
     ) -> Result<(), Error> {
         let db = self.writable()?;
-        let entry_bytes = encode(entry);
-        let output_bytes = encode(&entry.outputs);
-        let metas: Vec<(Vec<u8>, &str)> = entry
+        let metas = entry
             .outputs
             .iter()
             .filter_map(|(port, d)| {
                 let p = pending.iter().find(|p| p.digest == *d)?;
-                Some((
-                    output_meta_key(&entry.key, port),
-                    p.record.meta_json.as_str(),
-                ))
+                Some((port.clone(), p.record.meta_json.clone()))
             })
             .collect();
-        (
-            self.artifacts.own()?,
-            self.cache.own()?,
-            self.outputs.own()?,
-            self.output_meta.own()?,
-            self.consumers.own()?,
-            self.heads.own()?,
-        )
-            .transaction(|(arts, cache, outs, metas_tree, cons, heads)| {
-                for p in pending {
-                    Self::index_artifact(arts, p, Some(entry.key))?;
-                }
-                cache.insert(&entry.key.0, entry_bytes.clone())?;
-                outs.insert(&entry.key.0, output_bytes.clone())?;
-                for (k, m) in &metas {
-                    metas_tree.insert(k.as_slice(), m.as_bytes())?;
-                }
-                for input in &entry.inputs {
-                    let mut k = input.0.to_vec();
-                    k.extend_from_slice(&entry.key.0);
-                    cons.insert(k, &[])?;
-                }
-                if let Some(scope) = head_scope {
-                    heads.insert(scope.as_bytes(), &entry.key.0)?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+        let artifacts = pending
+            .iter()
+            .map(|p| ArtifactRecord {
+                producer: Some(entry.key),
+                ..p.record.clone()
             })
-            .map_err(tx_err)?;
+            .collect();
+        self.write(Record::Node {
+            entry: entry.clone(),
+            artifacts,
+            metas,
+            head: head_scope.map(str::to_string),
+        })?;
         db.flush()?;
         Ok(())
     }
@@ -640,8 +615,125 @@ impl Store {
     /// Points `scope` (a graph node instance) at an already cached key, so that `status`
     /// explains later changes against what the user last ran.
     pub fn set_head(&self, scope: &str, key: &Digest) -> Result<(), Error> {
+        self.write(Record::Head {
+            scope: scope.to_string(),
+            key: *key,
+        })
+    }
+
+    /// Applies `record` to the index and appends it to the journal: every change a
+    /// writer makes goes through here, and a rebuild replays the journal through
+    /// [`Store::apply`], so the index and its journal cannot disagree on what a record does.
+    fn write(&self, record: Record) -> Result<(), Error> {
         self.writable()?;
-        self.heads.insert(scope.as_bytes(), &key.0)?;
+        self.apply(&record)?;
+        match &self.journal {
+            Some(journal) => journal.append(&record),
+            None => Err(Error::ReadOnly),
+        }
+    }
+
+    /// Writes one record into the index, in one transaction where it touches several
+    /// trees. Not flushed: callers flush where a change must be durable on return.
+    pub(crate) fn apply(&self, record: &Record) -> Result<(), Error> {
+        match record {
+            Record::Artifacts(records) => {
+                self.artifacts
+                    .own()?
+                    .transaction(|t| {
+                        for r in records {
+                            index_artifact(t, r)?;
+                        }
+                        Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                    })
+                    .map_err(tx_err)?;
+            }
+            Record::Node {
+                entry,
+                artifacts,
+                metas,
+                head,
+            } => {
+                let entry_bytes = encode(entry);
+                let output_bytes = encode(&entry.outputs);
+                (
+                    self.artifacts.own()?,
+                    self.cache.own()?,
+                    self.outputs.own()?,
+                    self.output_meta.own()?,
+                    self.consumers.own()?,
+                    self.heads.own()?,
+                )
+                    .transaction(|(arts, cache, outs, metas_tree, cons, heads)| {
+                        for r in artifacts {
+                            index_artifact(arts, r)?;
+                        }
+                        cache.insert(&entry.key.0, entry_bytes.clone())?;
+                        outs.insert(&entry.key.0, output_bytes.clone())?;
+                        for (port, meta) in metas {
+                            metas_tree
+                                .insert(output_meta_key(&entry.key, port), meta.as_bytes())?;
+                        }
+                        for input in &entry.inputs {
+                            let mut k = input.0.to_vec();
+                            k.extend_from_slice(&entry.key.0);
+                            cons.insert(k, &[])?;
+                        }
+                        if let Some(scope) = head {
+                            heads.insert(scope.as_bytes(), &entry.key.0)?;
+                        }
+                        Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                    })
+                    .map_err(tx_err)?;
+            }
+            Record::Head { scope, key } => self.heads.insert(scope.as_bytes(), &key.0)?,
+            Record::CacheRemoved(key) => {
+                // Both or neither: a hit reads `outputs`, and `gc` and `verify` walk `cache`.
+                let ports: Vec<String> = self
+                    .cache_outputs(key)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(p, _)| p)
+                    .collect();
+                (
+                    self.cache.own()?,
+                    self.outputs.own()?,
+                    self.output_meta.own()?,
+                )
+                    .transaction(|(cache, outs, metas)| {
+                        cache.remove(&key.0)?;
+                        outs.remove(&key.0)?;
+                        for p in &ports {
+                            metas.remove(output_meta_key(key, p))?;
+                        }
+                        Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                    })
+                    .map_err(tx_err)?;
+            }
+            Record::ArtifactsRemoved(ds) => {
+                let mut batch = sled::Batch::default();
+                for d in ds {
+                    batch.remove(&d.0);
+                }
+                self.artifacts.own()?.apply_batch(batch)?;
+            }
+            Record::Run(run) => self.runs.insert(run.id.as_bytes(), encode(run))?,
+            Record::Pin { name, artifact } => self.pins.insert(name.as_bytes(), &artifact.0)?,
+            Record::Unpin(name) => {
+                self.pins.remove(name.as_bytes())?;
+            }
+            Record::Progress { key, batch, blob } => {
+                let mut k = key.0.to_vec();
+                k.extend_from_slice(&batch.to_be_bytes());
+                self.progress.insert(k, &blob.0)?;
+            }
+            Record::ProgressCleared(key) => {
+                for r in self.progress.scan_prefix(key.0) {
+                    let (k, _) = r?;
+                    self.progress.remove(k)?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -680,29 +772,7 @@ impl Store {
 
     /// Drops a cache entry (the computation will run again).
     pub fn cache_remove(&self, key: &Digest) -> Result<(), Error> {
-        self.writable()?;
-        // Both or neither: a hit reads `outputs`, and `gc` and `verify` walk `cache`.
-        let ports: Vec<String> = self
-            .cache_outputs(key)?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        (
-            self.cache.own()?,
-            self.outputs.own()?,
-            self.output_meta.own()?,
-        )
-            .transaction(|(cache, outs, metas)| {
-                cache.remove(&key.0)?;
-                outs.remove(&key.0)?;
-                for p in &ports {
-                    metas.remove(output_meta_key(key, p))?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(tx_err)?;
-        Ok(())
+        self.write(Record::CacheRemoved(*key))
     }
 
     /// The metadata the computation `key` wrote for its output `port`: that instance's
@@ -965,9 +1035,11 @@ impl Store {
     pub fn progress_save(&self, key: &Digest, batch: u64, bytes: &[u8]) -> Result<(), Error> {
         let db = self.writable()?;
         let pending = self.stage_bytes(bytes, "progress", serde_json::Value::Null)?;
-        let mut k = key.0.to_vec();
-        k.extend_from_slice(&batch.to_be_bytes());
-        self.progress.insert(k, &pending.digest.0)?;
+        self.write(Record::Progress {
+            key: *key,
+            batch,
+            blob: pending.digest,
+        })?;
         db.flush()?;
         Ok(())
     }
@@ -1005,11 +1077,7 @@ impl Store {
     pub fn progress_clear(&self, key: &Digest) -> Result<(), Error> {
         self.writable()?;
         let _ = fs::remove_dir_all(self.root.join("work").join(key.to_hex()));
-        for r in self.progress.scan_prefix(key.0) {
-            let (k, _) = r?;
-            self.progress.remove(k)?;
-        }
-        Ok(())
+        self.write(Record::ProgressCleared(*key))
     }
 
     pub(crate) fn progress_keys(&self) -> Result<Vec<Digest>, Error> {
@@ -1043,8 +1111,11 @@ impl Store {
     /// Writes (or overwrites) a run record. Durable on return.
     pub fn put_run(&self, run: &RunRecord) -> Result<(), Error> {
         let db = self.writable()?;
-        self.runs.insert(run.id.as_bytes(), encode(run))?;
+        self.write(Record::Run(run.clone()))?;
         db.flush()?;
+        if let Some(journal) = &self.journal {
+            journal.sync()?;
+        }
         self.advance_generation()
     }
 
@@ -1098,7 +1169,7 @@ impl Store {
 
     /// Only one process holds the store, so a run still `Running` when we take the lock
     /// belongs to a process that died: say so, instead of `running` forever.
-    fn mark_interrupted_runs(&self) -> Result<(), Error> {
+    pub(crate) fn mark_interrupted_runs(&self) -> Result<(), Error> {
         // Finished records carry every node's outcome; read only their heads, so opening a
         // store with many large runs stays fast.
         let mut interrupted = vec![];
@@ -1150,7 +1221,10 @@ impl Store {
         if self.artifact(d)?.is_none() {
             return Err(Error::UnknownArtifact(d.to_hex()));
         }
-        self.pins.insert(name.as_bytes(), &d.0)?;
+        self.write(Record::Pin {
+            name: name.to_string(),
+            artifact: *d,
+        })?;
         db.flush()?;
         Ok(())
     }
@@ -1158,7 +1232,8 @@ impl Store {
     /// Removes a pin; returns whether it existed.
     pub fn unpin(&self, name: &str) -> Result<bool, Error> {
         let db = self.writable()?;
-        let existed = self.pins.remove(name.as_bytes())?.is_some();
+        let existed = self.pins.contains_key(name.as_bytes())?;
+        self.write(Record::Unpin(name.to_string()))?;
         db.flush()?;
         Ok(existed)
     }
@@ -1177,15 +1252,61 @@ impl Store {
             .collect()
     }
 
+    /// Rewrites the journal as one base segment holding the index as it is now.
+    pub(crate) fn compact_journal(&self) -> Result<(), Error> {
+        let Some(journal) = &self.journal else {
+            return Err(Error::ReadOnly);
+        };
+        let mut records: Vec<Record> = self
+            .artifacts()?
+            .chunks(512)
+            .map(|c| Record::Artifacts(c.to_vec()))
+            .collect();
+        for entry in self.cache_entries()? {
+            let mut metas = vec![];
+            for (port, _) in &entry.outputs {
+                if let Some(m) = self.output_meta.get(output_meta_key(&entry.key, port))? {
+                    metas.push((port.clone(), String::from_utf8_lossy(&m).into_owned()));
+                }
+            }
+            records.push(Record::Node {
+                entry,
+                artifacts: vec![],
+                metas,
+                head: None,
+            });
+        }
+        for r in self.heads.iter() {
+            let (scope, key) = r?;
+            if let Ok(key) = <[u8; 32]>::try_from(key.as_ref()) {
+                records.push(Record::Head {
+                    scope: String::from_utf8_lossy(&scope).into_owned(),
+                    key: Digest(key),
+                });
+            }
+        }
+        records.extend(self.runs()?.into_iter().map(Record::Run));
+        for (name, artifact) in self.pins()? {
+            records.push(Record::Pin { name, artifact });
+        }
+        for r in self.progress.iter() {
+            let (k, v) = r?;
+            records.push(Record::Progress {
+                key: Digest(
+                    k[..32]
+                        .try_into()
+                        .expect("progress key starts with a digest"),
+                ),
+                batch: u64::from_be_bytes(k[32..40].try_into().expect("progress key is 40 bytes")),
+                blob: Digest(v.as_ref().try_into().expect("progress value is a digest")),
+            });
+        }
+        journal.compact(records.into_iter())
+    }
+
     /// Removes artifact records in one atomic batch.
     pub(crate) fn remove_artifacts(&self, ds: &[Digest]) -> Result<(), Error> {
-        let mut batch = sled::Batch::default();
-        for d in ds {
-            batch.remove(&d.0);
-        }
-        self.writable()?;
-        self.artifacts.own()?.apply_batch(batch)?;
-        Ok(())
+        self.write(Record::ArtifactsRemoved(ds.to_vec()))
     }
 
     pub(crate) fn forget_verified(&self, d: &Digest) -> Result<(), Error> {
@@ -1279,6 +1400,18 @@ fn remove_unfinished_snapshots(index: &Path) -> Result<(), Error> {
 /// Where the index's generation count lives, in the index and beside it.
 const GENERATION_KEY: &[u8] = b"generation";
 const GENERATION_FILE: &str = "index-generation";
+
+/// Inserts an artifact record unless present: the first producer is kept, and identical
+/// content from another computation costs nothing more.
+fn index_artifact(
+    t: &sled::transaction::TransactionalTree,
+    rec: &ArtifactRecord,
+) -> sled::transaction::ConflictableTransactionResult<(), ()> {
+    if t.get(rec.digest.0)?.is_none() {
+        t.insert(&rec.digest.0, encode(rec))?;
+    }
+    Ok(())
+}
 
 fn output_meta_key(key: &Digest, port: &str) -> Vec<u8> {
     let mut k = key.0.to_vec();

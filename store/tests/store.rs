@@ -454,14 +454,18 @@ fn a_damaged_index_is_reported_as_such_or_read_whole_never_half() {
         match Store::open(&root) {
             Err(e @ Error::IndexDamaged { .. }) => {
                 let msg = e.to_string();
-                // The way on that the message gives works: a fresh index over the blobs.
-                fs::rename(root.join("index"), root.join("index.damaged")).unwrap();
-                let store = Store::open(&root).unwrap();
-                assert_eq!(store.verify(false).unwrap().problems, vec![], "{what}");
                 assert!(
-                    msg.contains("blob in the store is intact") && msg.contains(".damaged"),
+                    msg.contains("blob in the store is intact")
+                        && msg.contains("dag verify --rebuild-index"),
                     "{what}: {msg}"
                 );
+                // The way on that the message gives works: everything comes back.
+                let report = Store::rebuild_index(&root).unwrap();
+                assert!(report.moved_aside.unwrap().exists(), "{what}");
+                assert_eq!((report.cache_entries, report.runs), (200, 1), "{what}");
+                let store = Store::open(&root).unwrap();
+                assert_eq!(store.cache_entries().unwrap().len(), 200, "{what}");
+                assert_eq!(store.verify(false).unwrap().problems, vec![], "{what}");
             }
             Err(e) => panic!("{what}: a raw error: {e}"),
             Ok(store) => {
@@ -486,5 +490,171 @@ fn a_snapshot_left_half_written_by_a_kill_does_not_make_the_index_unreadable() {
     .unwrap();
     let store = Store::open(&root).unwrap();
     assert_eq!(store.cache_entries().unwrap().len(), 200);
+    assert_eq!(store.verify(false).unwrap().problems, vec![]);
+}
+
+/// Everything a reader can ask the index, for comparing two indexes.
+fn dump(store: &Store, scopes: &[&str]) -> serde_json::Value {
+    let mut entries = store.cache_entries().unwrap();
+    entries.sort_by_key(|e| e.key);
+    let entries: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            let metas: Vec<_> = e
+                .outputs
+                .iter()
+                .map(|(port, _)| store.output_meta(&e.key, port).unwrap())
+                .collect();
+            let consumers: Vec<_> = e
+                .outputs
+                .iter()
+                .map(|(_, d)| store.consumers(d).unwrap())
+                .collect();
+            json!({
+                "entry": format!("{e:?}"),
+                "metas": metas,
+                "consumers": format!("{consumers:?}"),
+                "progress": store.progress_load(&e.key).unwrap(),
+            })
+        })
+        .collect();
+    let mut artifacts = store.artifacts().unwrap();
+    artifacts.sort_by_key(|a| a.digest);
+    json!({
+        "artifacts": format!("{artifacts:?}"),
+        "entries": entries,
+        "runs": format!("{:?}", store.runs().unwrap()),
+        "pins": format!("{:?}", store.pins().unwrap()),
+        "heads": scopes.iter().map(|s| store.head(s).unwrap().map(|d| d.to_hex())).collect::<Vec<_>>(),
+    })
+}
+
+#[test]
+fn the_journal_rebuilds_an_index_lost_whole_across_gc_and_reruns() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".dag");
+    let scopes = ["g::a", "g::b", "g::c"];
+    let store = Store::open(&root).unwrap();
+    let mut run = finished_run(vec![]);
+    let mut keys = vec![];
+    for i in 0..6 {
+        let a = store
+            .stage_bytes(
+                format!("rows {i}").as_bytes(),
+                "dataset",
+                json!({"rows": i}),
+            )
+            .unwrap();
+        let scratch = store.scratch_dir("t").unwrap();
+        fs::write(scratch.join("weights.bin"), format!("w{i}")).unwrap();
+        let t = store.stage_dir(&scratch, "model", json!({})).unwrap();
+        let list = store
+            .stage_list(&[("step-1".into(), t.digest)], "checkpoints", json!({}))
+            .unwrap();
+        let mut e = entry(
+            &format!("k{i}"),
+            &[("rows", a.digest), ("ckpts", list.digest)],
+        );
+        e.inputs = keys.last().map(|(_, d)| vec![*d]).unwrap_or_default();
+        store.commit_artifacts(vec![t.clone()]).unwrap();
+        store
+            .commit_node(&e, &[a.clone(), list], Some(scopes[i % 3]))
+            .unwrap();
+        keys.push((e.key, a.digest));
+        run.nodes.push(dag_store::NodeRunRecord {
+            instance: format!("n{i}"),
+            node_type: "t".into(),
+            key: Some(e.key),
+            status: dag_store::NodeRunStatus::Ran,
+            seconds: 0.0,
+            params_json: "{}".into(),
+            outputs: e.outputs.clone(),
+        });
+    }
+    store.progress_save(&keys[5].0, 0, b"batch 0").unwrap();
+    store.progress_save(&keys[4].0, 0, b"batch 0").unwrap();
+    store.progress_clear(&keys[4].0).unwrap();
+    store.pin("first", &keys[0].1).unwrap();
+    store.pin("gone", &keys[1].1).unwrap();
+    assert!(store.unpin("gone").unwrap());
+    store.set_head("g::a", &keys[1].0).unwrap();
+    store.put_run(&run).unwrap();
+    // gc writes the journal's base; what follows is appended to a new segment.
+    let unkept = store.stage_bytes(b"unkept", "dataset", json!({})).unwrap();
+    store
+        .commit_node(&entry("orphan", &[("out", unkept.digest)]), &[unkept], None)
+        .unwrap();
+    store
+        .gc(&GcOptions {
+            keep_runs: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    store.cache_remove(&keys[3].0).unwrap();
+    let later = store.stage_bytes(b"later", "dataset", json!({})).unwrap();
+    store
+        .commit_node(
+            &entry("later", &[("out", later.digest)]),
+            &[later],
+            Some("g::c"),
+        )
+        .unwrap();
+    let mut second = finished_run(vec![]);
+    second.id = "20260101T000001-1".into();
+    store.put_run(&second).unwrap();
+    let before = dump(&store, &scopes);
+    drop(store);
+
+    fs::remove_dir_all(root.join("index")).unwrap();
+    let report = Store::rebuild_index(&root).unwrap();
+    assert_eq!(report.moved_aside, None);
+    assert!(report.unreadable.is_empty());
+    assert_eq!(report.verify.problems, vec![]);
+    let store = Store::open(&root).unwrap();
+    assert_eq!(
+        dump(&store, &scopes),
+        before,
+        "the rebuilt index is the index"
+    );
+    assert!(store.cache_lookup(&hash_bytes(b"orphan")).unwrap() == dag_store::CacheLookup::Miss);
+    drop(store);
+
+    // A torn last frame (a kill mid-append) costs that record only, and is reported.
+    let segments: Vec<_> = {
+        let mut s: Vec<_> = fs::read_dir(root.join("journal"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        s.sort();
+        s
+    };
+    let last = segments.last().unwrap();
+    let mut f = fs::OpenOptions::new().append(true).open(last).unwrap();
+    std::io::Write::write_all(&mut f, &[200, 1, 0, 0, 9, 9]).unwrap();
+    drop(f);
+    let report = Store::rebuild_index(&root).unwrap();
+    assert_eq!(report.unreadable, vec![(last.clone(), 6)]);
+    assert!(report.moved_aside.is_some());
+    assert_eq!(dump(&Store::open(&root).unwrap(), &scopes), before);
+}
+
+#[test]
+fn a_rebuilt_index_drops_what_its_blobs_no_longer_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = closed_store_with_history(dir.path());
+    let store = Store::open(&root).unwrap();
+    let victim = store.cache_outputs(&hash_bytes(b"k7")).unwrap().unwrap()[0].1;
+    let blob = store.path(&victim).unwrap();
+    drop(store);
+    fs::remove_file(blob).unwrap();
+    let report = Store::rebuild_index(&root).unwrap();
+    assert_eq!(report.verify.artifacts_dropped, vec![victim]);
+    assert_eq!(report.verify.cache_entries_dropped, 1);
+    let store = Store::open(&root).unwrap();
+    assert_eq!(store.cache_entries().unwrap().len(), 199);
+    assert_eq!(
+        store.cache_lookup(&hash_bytes(b"k7")).unwrap(),
+        dag_store::CacheLookup::Miss
+    );
     assert_eq!(store.verify(false).unwrap().problems, vec![]);
 }
