@@ -497,7 +497,7 @@ fn show(store: &Store, target: &Resolved, rows: usize, json: bool) -> Result<()>
                         cols.iter()
                             .map(|c| {
                                 cell(
-                                    &dag_nodes::table::as_text(
+                                    &dag_table::as_text(
                                         r.get(c).unwrap_or(&serde_json::Value::Null),
                                     ),
                                     40,
@@ -540,7 +540,7 @@ fn metrics_table(rows: &[serde_json::Value]) -> String {
             format!("{:.4}", n.as_f64().unwrap_or(f64::NAN))
         }
         serde_json::Value::Null => "-".to_string(),
-        other => dag_nodes::table::as_text(other),
+        other => dag_table::as_text(other),
     };
     let header = cols
         .iter()

@@ -24,11 +24,12 @@ mod run;
 mod spec;
 mod value;
 
+pub use dag_protocol::NodeError;
 pub use explain::{NodeState, StatusLine, explain_change};
 pub use graph::{Graph, GraphError, LoadOptions, NodeDecl};
 pub use key::{Preimage, node_key};
 pub use lineage::{LineageNode, downstream, upstream, upstream_in};
-pub use node::{InputArtifact, Node, NodeError, ParamError, Registry, RunContext};
+pub use node::{InputArtifact, Node, ParamError, Registry, RunContext, store_failure};
 pub use run::{Event, Limits, RunMode, RunOptions, RunSummary, Runner, head_scope};
 pub use spec::{ArtifactKind, NodeSpec, ParamSpec, ParamType, PortSpec, Range, Resources};
 pub use value::Value;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use dag_protocol::NodeError;
 use dag_store::{Digest, Store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -51,70 +52,9 @@ impl ParamError {
     }
 }
 
-/// Why a node failed, with what the user can do about it.
-#[derive(Debug, Clone)]
-pub struct NodeError {
-    /// What went wrong, "Failed to ..." style.
-    pub message: String,
-    /// Causes, outermost first.
-    pub causes: Vec<String>,
-    /// What to do about it.
-    pub hint: Option<String>,
-    /// The node stopped because the run was cancelled.
-    pub cancelled: bool,
-}
-
-impl NodeError {
-    /// A failure with a message.
-    pub fn msg(message: impl Into<String>) -> Self {
-        NodeError {
-            message: message.into(),
-            causes: vec![],
-            hint: None,
-            cancelled: false,
-        }
-    }
-    /// A failure caused by `err` (its source chain becomes the causes).
-    pub fn caused(message: impl Into<String>, err: &dyn std::error::Error) -> Self {
-        let mut e = NodeError::msg(message);
-        let mut cur: Option<&dyn std::error::Error> = Some(err);
-        while let Some(c) = cur {
-            e.causes.push(c.to_string());
-            cur = c.source();
-        }
-        e
-    }
-    /// Adds a hint.
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-    /// The run was cancelled.
-    pub fn cancelled() -> Self {
-        NodeError {
-            cancelled: true,
-            ..NodeError::msg("cancelled")
-        }
-    }
-}
-
-impl std::fmt::Display for NodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)?;
-        for c in &self.causes {
-            write!(f, "\n  Caused by: {c}")?;
-        }
-        if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
-        }
-        Ok(())
-    }
-}
-
-impl From<dag_store::Error> for NodeError {
-    fn from(e: dag_store::Error) -> Self {
-        NodeError::caused("Failed to use the artifact store", &e)
-    }
+/// A store failure as a node error.
+pub fn store_failure(e: dag_store::Error) -> NodeError {
+    NodeError::caused("Failed to use the artifact store", &e)
 }
 
 /// One input artifact as a node sees it.
@@ -253,7 +193,7 @@ impl<'a> RunContext<'a> {
     /// record each finished one with `save_items`; `dag gc` removes work directories that
     /// have no saved items. Removed once the outputs are committed.
     pub fn work_dir(&self) -> Result<PathBuf, NodeError> {
-        Ok(self.store.work_dir(&self.key)?)
+        self.store.work_dir(&self.key).map_err(store_failure)
     }
 
     /// Fails with [`NodeError::cancelled`] once the user pressed Ctrl-C. Long nodes call
@@ -295,7 +235,7 @@ impl<'a> RunContext<'a> {
     /// kill -9 loses at most the batch in flight.
     pub fn resume_items<T: DeserializeOwned>(&mut self) -> Result<Vec<T>, NodeError> {
         let mut out = Vec::new();
-        let batches = self.store.progress_load(&self.key)?;
+        let batches = self.store.progress_load(&self.key).map_err(store_failure)?;
         let mut expected = 0;
         for (idx, bytes) in batches {
             // A gap (a lost batch) ends what we can trust: later batches are redone.
@@ -319,7 +259,8 @@ impl<'a> RunContext<'a> {
         let bytes = serde_json::to_vec(items)
             .map_err(|e| NodeError::caused("Failed to encode a batch of items", &e))?;
         self.store
-            .progress_save(&self.key, self.next_batch, &bytes)?;
+            .progress_save(&self.key, self.next_batch, &bytes)
+            .map_err(store_failure)?;
         tracing::debug!(node = %self.instance, batch = self.next_batch, items = items.len(), "saved batch");
         self.next_batch += 1;
         Ok(())

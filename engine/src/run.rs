@@ -18,9 +18,10 @@ use dag_store::{
 };
 use tokio::sync::{Semaphore, watch};
 
+use crate::NodeError;
 use crate::explain::{NodeState, StatusLine, explain_change};
 use crate::key::Preimage;
-use crate::node::{InputArtifact, NodeError, RunContext};
+use crate::node::{InputArtifact, RunContext, store_failure};
 use crate::spec::ParamType;
 use crate::{ArtifactKind, Graph, Resources, Value};
 
@@ -651,14 +652,18 @@ impl Runner {
         let label = name.clone();
         let result =
             tokio::task::spawn_blocking(move || -> Result<Vec<(String, Digest)>, NodeError> {
-                let out_dir = store.scratch_dir(&inst)?;
+                let out_dir = store.scratch_dir(&inst).map_err(store_failure)?;
                 let mut resolved: BTreeMap<String, Vec<InputArtifact>> = BTreeMap::new();
                 let mut all_inputs = vec![];
                 for (port, items) in inputs {
                     let v = resolved.entry(port).or_default();
                     for (d, kind, label) in items {
-                        let path = store.path(&d)?;
-                        let meta = store.artifact(&d)?.map(|a| a.meta()).unwrap_or_default();
+                        let path = store.path(&d).map_err(store_failure)?;
+                        let meta = store
+                            .artifact(&d)
+                            .map_err(store_failure)?
+                            .map(|a| a.meta())
+                            .unwrap_or_default();
                         all_inputs.push(d);
                         v.push(InputArtifact {
                             digest: d,
@@ -701,8 +706,10 @@ impl Runner {
                     run_id,
                     label,
                 };
-                store.commit_node(&entry, &pending, Some(&scope))?;
-                store.progress_clear(&key)?;
+                store
+                    .commit_node(&entry, &pending, Some(&scope))
+                    .map_err(store_failure)?;
+                store.progress_clear(&key).map_err(store_failure)?;
                 let _ = std::fs::remove_dir_all(&out_dir);
                 Ok(outputs)
             })
@@ -842,15 +849,23 @@ fn ingest(
                     .split_once('-')
                     .map(|(_, n)| n.to_string())
                     .unwrap_or(fname);
-                let item = store.stage_dir(&d, elem.name(), serde_json::json!({ "name": name }))?;
+                let item = store
+                    .stage_dir(&d, elem.name(), serde_json::json!({ "name": name }))
+                    .map_err(store_failure)?;
                 items.push((name, item.digest));
                 pending.push(item);
             }
-            store.stage_list(&items, port.kind.name(), m)?
+            store
+                .stage_list(&items, port.kind.name(), m)
+                .map_err(store_failure)?
         } else if port.dir {
-            store.stage_dir(&path, port.kind.name(), m)?
+            store
+                .stage_dir(&path, port.kind.name(), m)
+                .map_err(store_failure)?
         } else {
-            store.stage_file(&path, port.kind.name(), m)?
+            store
+                .stage_file(&path, port.kind.name(), m)
+                .map_err(store_failure)?
         };
         outputs.push((port.name.to_string(), p.digest));
         pending.push(p);

@@ -247,6 +247,35 @@ impl ParamSpec {
         self
     }
 
+    /// The specs of a node's params struct, in its field order (see `dag_protocol::params!`):
+    /// how a model node's params are declared, once for both sides of the worker boundary.
+    pub fn from_params<P: dag_protocol::params::Params>() -> Vec<ParamSpec> {
+        P::fields().iter().map(ParamSpec::from_field).collect()
+    }
+
+    /// The spec of one field of a params struct.
+    pub fn from_field(f: &dag_protocol::params::Field) -> ParamSpec {
+        use dag_protocol::params::Default;
+        let ty = param_type(f.kind);
+        let mut spec = match &f.default {
+            Default::Required => ParamSpec::required(f.name, ty, f.doc),
+            Default::Optional => ParamSpec::optional(f.name, ty, f.doc),
+            Default::Value(v) => {
+                let value = match (Value::from_json(v), &ty) {
+                    (Some(Value::Int(i)), ParamType::Float) => Value::Float(i as f64),
+                    (Some(value), _) => value,
+                    (None, _) => panic!("param `{}` has a null default", f.name),
+                };
+                ParamSpec::with_default(f.name, ty, value, f.doc)
+            }
+        };
+        spec.range = Range {
+            min: f.bounds.min,
+            max: f.bounds.max,
+        };
+        spec
+    }
+
     /// A required param.
     pub fn required(name: &'static str, ty: ParamType, doc: &'static str) -> Self {
         ParamSpec {
@@ -293,6 +322,19 @@ impl ParamSpec {
                 max: None,
             },
         }
+    }
+}
+
+fn param_type(kind: dag_protocol::params::Kind) -> ParamType {
+    use dag_protocol::params::Kind;
+    match kind {
+        Kind::Str => ParamType::Str,
+        Kind::Int => ParamType::Int,
+        Kind::Float => ParamType::Float,
+        Kind::Bool => ParamType::Bool,
+        Kind::Path => ParamType::Path,
+        Kind::Enum(values) => ParamType::Enum(values),
+        Kind::List(k) => ParamType::List(Box::new(param_type(*k))),
     }
 }
 

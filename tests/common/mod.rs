@@ -47,7 +47,7 @@ pub fn text(o: &Output) -> String {
 }
 
 /// Starts `dag run g.toml -q` in `dir` with the test hold on (see
-/// `dag_nodes::worker::test_hold`) and returns once its model node has saved exactly
+/// `dag_protocol::test_hold`) and returns once its model node has saved exactly
 /// `saves` items: the worker then waits, alive, to be killed.
 pub fn start_held_after_saves(dir: &Path, saves: usize) -> std::process::Child {
     let marker = dir.join("held-after-saves");

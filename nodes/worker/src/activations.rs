@@ -19,10 +19,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use dag_engine::NodeError;
-use dag_nodes::table::{self, Row};
-use dag_nodes::worker::{Job, Report};
+use dag_protocol::NodeError;
+use dag_protocol::{Job, Report};
 use dag_runtime::{Message, Model};
+use dag_table::{self as table, Row};
 use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
 

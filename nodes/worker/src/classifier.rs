@@ -11,11 +11,11 @@
 
 use std::path::Path;
 
-use dag_engine::NodeError;
-use dag_nodes::table::{self, Row};
-use dag_nodes::worker::{Job, Report};
+use dag_protocol::NodeError;
+use dag_protocol::{Job, Report};
 use dag_runtime::Model;
 use dag_runtime::train::{Example, Mode, Objective, Trainer};
+use dag_table::{self as table, Row};
 use serde_json::{Value, json};
 
 use crate::Reporter;

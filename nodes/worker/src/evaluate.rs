@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use dag_engine::NodeError;
 use dag_metrics::{BootstrapConfig, bootstrap_interval};
-use dag_nodes::worker::{Job, Report};
+use dag_protocol::NodeError;
+use dag_protocol::{Job, Report};
 use dag_runtime::{
     ChatTemplate, GenerateRequest as RtGenerate, Message, Model, Prompt, SamplingParams,
 };

@@ -11,11 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-use dag_engine::NodeError;
-use dag_nodes::table::{self, Row};
-use dag_nodes::worker::{Job, Report};
+use dag_protocol::NodeError;
+use dag_protocol::{Job, Report};
 use dag_runtime::train::{self, Example, Mode, StepMetrics, TrainConfig, Trainer};
 use dag_runtime::{LoraConfig, Message, Model};
+use dag_table::{self as table, Row};
 use serde_json::{Value, json};
 
 use crate::Reporter;
@@ -508,7 +508,7 @@ mod tests {
     fn the_specs_lora_targets_are_the_runtimes() {
         // dag-nodes checks target_modules at load without linking libtorch, from a copy.
         assert_eq!(
-            dag_nodes::finetune::TARGET_MODULES,
+            dag_protocol::models::TARGET_MODULES,
             dag_runtime::lora::TARGET_MODULES
         );
     }

@@ -2,10 +2,11 @@
 
 use std::path::Path;
 
-use dag_engine::NodeError;
-use dag_nodes::table::{self, Row};
-use dag_nodes::worker::{Job, Report};
+use dag_protocol::NodeError;
+use dag_protocol::generate::{GenerateParams, OnLength};
+use dag_protocol::{Job, Report};
 use dag_runtime::{GenerateRequest, LoadOptions, Message, Model, Prompt, SamplingParams};
+use dag_table::{self as table, Row};
 use serde_json::{Value, json};
 
 use crate::Reporter;
@@ -71,40 +72,24 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let rows = table::read_dataset(&dataset.path)
         .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
     let model = load_model(&job.inputs["model"][0].path)?;
-    let template = job
-        .params
-        .get("prompt")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let system = job.params.get("system_prompt").and_then(Value::as_str);
-    let chat = job
-        .params
-        .get("chat")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
-    if chat && !model.has_chat_template() {
+    let p: GenerateParams = job.params()?;
+    let template = p.prompt.as_str();
+    let system = p.system_prompt.as_deref();
+    if p.chat && !model.has_chat_template() {
         return Err(NodeError::msg("The model has no chat template")
             .hint("set `chat = false` to prompt with raw text"));
     }
+    // The engine has checked every range when the graph loaded.
     let params = SamplingParams {
-        max_new_tokens: job.int("max_new_tokens", 256).max(1) as usize,
-        temperature: job.float("temperature", 0.0),
-        top_p: job.float("top_p", 1.0),
-        top_k: job.int("top_k", 0).max(0) as usize,
-        n: job.int("n", 1).max(1) as usize,
-        seed: job.int("seed", 0) as u64,
-        stop: job
-            .params
-            .get("stop")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        max_new_tokens: p.max_new_tokens as usize,
+        temperature: p.temperature,
+        top_p: p.top_p,
+        top_k: p.top_k as usize,
+        n: p.n as usize,
+        seed: p.seed as u64,
+        stop: p.stop.clone(),
         ignore_eos: false,
-        batch_size: job.int("batch_size", 16).max(1) as usize,
+        batch_size: p.batch_size as usize,
     };
     // Earlier attempts' rows, keyed by row index.
     let mut done: std::collections::BTreeMap<usize, Value> = std::collections::BTreeMap::new();
@@ -123,7 +108,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         let mut requests = Vec::with_capacity(rows_idx.len());
         for &i in rows_idx {
             let user = fill(template, &rows[i])?;
-            let prompt = if chat {
+            let prompt = if p.chat {
                 let mut m = vec![];
                 if let Some(s) = system {
                     m.push(Message::new("system", s));
@@ -193,7 +178,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             &cut[..cut.len().min(10)],
             if cut.len() > 10 { ", ..." } else { "" }
         );
-        if job.params.get("on_length").and_then(Value::as_str) == Some("error") {
+        if p.on_length == OnLength::Error {
             return Err(NodeError::msg(msg).hint("raise `max_new_tokens`, or set `on_length = \"warn\"` to keep truncated completions"));
         }
         rep.send(Report::Info(format!("warning: {msg}")));

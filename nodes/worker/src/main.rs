@@ -1,4 +1,4 @@
-//! `dag-worker JOB.json`: runs one model node for `dag` (see `dag_nodes::worker` for
+//! `dag-worker JOB.json`: runs one model node for `dag` (see `dag_protocol` for
 //! the protocol). It is the only binary linked against libtorch.
 
 mod activations;
@@ -12,8 +12,8 @@ mod prompted;
 use std::io::Write;
 use std::process::ExitCode;
 
-use dag_engine::NodeError;
-use dag_nodes::worker::{Job, Report};
+use dag_protocol::NodeError;
+use dag_protocol::{Job, Report};
 
 /// Writes protocol lines to stdout; everything human goes to stderr.
 pub struct Reporter;
@@ -36,17 +36,18 @@ impl Reporter {
     }
 }
 
-/// See [`dag_nodes::worker::test_hold`]: after the N-th save, wait here to be killed.
+/// See [`dag_protocol::test_hold`]: after the N-th save, wait here to be killed.
 fn hold_if_asked() {
     static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-    if dag_nodes::worker::test_hold::after_saves() == Some(n) {
+    if dag_protocol::test_hold::after_saves() == Some(n) {
         loop {
             std::thread::park();
         }
     }
 }
 
+/// Runs the job's node; every name in `dag_protocol::models::WORKER_NODES` has an arm.
 fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     match job.node.as_str() {
         "generate" => generate::run(job, rep),
@@ -105,6 +106,33 @@ fn main() -> ExitCode {
                 hint: e.hint,
             });
             ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every worker node the specs declare has an implementation here: a job naming it is
+    /// dispatched (and fails on its empty inputs), never refused as an unknown type.
+    #[test]
+    fn every_worker_node_is_dispatched() {
+        for name in dag_protocol::models::WORKER_NODES {
+            let job = Job {
+                node: name.to_string(),
+                instance: "t".into(),
+                params: Default::default(),
+                inputs: Default::default(),
+                outputs: Default::default(),
+                scratch: std::env::temp_dir(),
+                resumed: vec![],
+                work_dir: std::env::temp_dir(),
+            };
+            let outcome = std::panic::catch_unwind(|| run(&job, &Reporter));
+            if let Ok(Err(e)) = outcome {
+                assert!(!e.message.contains("has no node type"), "{name}: {e}");
+            }
         }
     }
 }

@@ -12,12 +12,12 @@
 
 use std::path::Path;
 
-use dag_engine::NodeError;
 use dag_metrics::{
     Aggregation, BootstrapConfig, ClassWeight, LinearProbe, LogisticConfig, Rows, Shrinkage,
 };
-use dag_nodes::table;
-use dag_nodes::worker::{Job, Report};
+use dag_protocol::NodeError;
+use dag_protocol::{Job, Report};
+use dag_table as table;
 use serde_json::{Map, Value, json};
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
 
@@ -956,7 +956,7 @@ fn fit(
         other => Err(
             NodeError::msg(format!("Unknown probe family `{other}`")).hint(format!(
                 "use one of {}",
-                dag_nodes::probes::PROBES.join(", ")
+                dag_protocol::models::PROBES.join(", ")
             )),
         ),
     }

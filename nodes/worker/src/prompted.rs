@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use dag_engine::NodeError;
-use dag_nodes::table;
-use dag_nodes::worker::{Job, Report};
+use dag_protocol::NodeError;
+use dag_protocol::{Job, Report};
 use dag_runtime::{Message, ScoreRequest};
+use dag_table as table;
 use serde_json::{Value, json};
 
 use crate::Reporter;

@@ -11,7 +11,7 @@ use dag_runtime::{DeviceSpec, LoadOptions, LoraConfig, Message, Model};
 fn smollm2() -> PathBuf {
     let path = std::env::var_os("DAG_SMOLLM2_GGUF")
         .map(PathBuf::from)
-        .unwrap_or_else(dag_nodes::models::embedded_smollm2);
+        .unwrap_or_else(dag_protocol::models::embedded_smollm2);
     assert!(
         path.exists(),
         "the SmolLM2 GGUF is missing at `{}`: run `scripts/setup.sh`",
@@ -23,7 +23,7 @@ fn smollm2() -> PathBuf {
 fn examples(model: &Model, n: usize) -> Vec<Example> {
     let csv = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/speciesismbench/speciesism_benchmark_final.csv");
-    let rows = dag_nodes::table::read_rows(&csv, dag_nodes::table::Format::Csv, false)
+    let rows = dag_table::read_rows(&csv, dag_table::Format::Csv, false)
         .unwrap()
         .rows;
     rows.iter()

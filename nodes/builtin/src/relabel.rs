@@ -12,7 +12,7 @@ use dag_engine::{
 use rand::SeedableRng;
 use serde_json::json;
 
-use crate::table::{self, Row};
+use dag_table::{self as table, Row};
 
 /// The `relabel` node type.
 pub struct Relabel(NodeSpec);

@@ -131,18 +131,7 @@ pub fn finetune() -> CheckedWorker {
     CheckedWorker::new(node, check_lora)
 }
 
-/// The projections LoRA may wrap, as the runtime names them (`q` is short for `q_proj`).
-/// A copy of `dag_runtime::lora::TARGET_MODULES`, which this crate cannot link (libtorch);
-/// a dag-worker test keeps the two equal.
-pub const TARGET_MODULES: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
+pub use dag_protocol::models::TARGET_MODULES;
 
 /// With `method = "lora"`: `target_modules` names at least one projection, each one the
 /// runtime knows (it would refuse them only once the model has loaded).

@@ -2,7 +2,7 @@
 //!
 //! Each node type is one module: its [`dag_engine::NodeSpec`] (ports, params, doc) and
 //! its `run`. [`registry`] lists the types a graph may use. Reading and writing tables
-//! (JSONL, JSON, CSV, Parquet, gzip) lives in [`table`], shared by every node that
+//! (JSONL, JSON, CSV, Parquet, gzip) lives in `dag-table`, shared by every node that
 //! takes rows.
 #![deny(missing_docs)]
 
@@ -15,7 +15,6 @@ mod noop;
 pub mod probes;
 mod relabel;
 pub mod report;
-pub mod table;
 pub mod worker;
 
 pub use balance::Balance;
@@ -34,14 +33,26 @@ pub fn registry() -> dag_engine::Registry {
     r.register(ModelRef::new());
     r.register(Noop::new());
     r.register(Relabel::new());
+    r.register(CompareEvals::new());
+    r.register(ProbeReport::new());
+    register_model_nodes(&mut r);
+    r
+}
+
+/// The model nodes alone: those that run in `dag-worker`, which dispatches exactly these
+/// (`dag_protocol::models::WORKER_NODES`; tests on both sides hold each to that list).
+pub fn model_nodes() -> dag_engine::Registry {
+    let mut r = dag_engine::Registry::new();
+    register_model_nodes(&mut r);
+    r
+}
+
+fn register_model_nodes(r: &mut dag_engine::Registry) {
     r.register(models::generate());
     r.register(evaluate::evaluate());
-    r.register(CompareEvals::new());
     r.register(finetune::finetune());
     r.register(probes::extract_activations());
     r.register(probes::train_probe());
     r.register(probes::classify_prompted());
     r.register(probes::finetune_classifier());
-    r.register(ProbeReport::new());
-    r
 }

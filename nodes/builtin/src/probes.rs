@@ -168,14 +168,7 @@ pub fn extract_activations() -> CheckedWorker {
     CheckedWorker::new(node, check_rendering)
 }
 
-/// The probe families `train-probe` knows.
-pub const PROBES: &[&str] = &[
-    "mean-logistic",
-    "diff-of-means",
-    "lda",
-    "per-token",
-    "attention",
-];
+pub use dag_protocol::models::PROBES;
 
 /// `train-probe`'s rules between params: `cv` is 0 (off) or at least 2 folds, with
 /// candidates in `Cs`; `seeds` names at least one seed.

@@ -515,7 +515,7 @@ fn every_default_passes_its_node_checks() {
 
 #[test]
 fn the_real_graphs_still_load_with_and_without_the_dev_profile() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../graphs");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -537,4 +537,45 @@ fn the_real_graphs_still_load_with_and_without_the_dev_profile() {
         n += 1;
     }
     assert!(n >= 3, "found {n} graphs in {}", dir.display());
+}
+
+/// Every model node is declared to the worker (`dag_protocol::models::WORKER_NODES`, which
+/// the worker's own test holds to its dispatch), and every declared one is registered.
+#[test]
+fn the_registered_model_nodes_are_the_workers_nodes() {
+    let in_worker = dag_nodes::model_nodes().names();
+    let all = dag_nodes::registry().names();
+    assert!(in_worker.iter().all(|n| all.contains(n)));
+    let mut declared = dag_protocol::models::WORKER_NODES.to_vec();
+    declared.sort();
+    assert_eq!(in_worker, declared);
+}
+
+/// A params struct's spec: every default deserialises into the struct (with the required
+/// params given), and a misspelt param is an error, never a default.
+#[test]
+fn generate_defaults_deserialise_into_its_params_and_a_misspelt_param_is_refused() {
+    use dag_protocol::generate::{GenerateParams, OnLength};
+    let registry = dag_nodes::registry();
+    let spec = registry.get("generate").unwrap().spec();
+    let mut job = serde_json::Map::new();
+    for p in &spec.params {
+        match (&p.default, p.required) {
+            (Some(v), _) => {
+                job.insert(p.name.into(), v.to_json());
+            }
+            (None, true) => {
+                job.insert(p.name.into(), "Q: {q}".into());
+            }
+            (None, false) => {}
+        }
+    }
+    let params: GenerateParams = serde_json::from_value(job.clone().into()).unwrap();
+    assert_eq!(
+        (params.max_new_tokens, params.on_length),
+        (256, OnLength::Warn)
+    );
+    job.insert("max_new_token".into(), 5.into());
+    let err = serde_json::from_value::<GenerateParams>(job.into()).unwrap_err();
+    assert!(err.to_string().contains("max_new_token"), "{err}");
 }
