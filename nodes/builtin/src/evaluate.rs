@@ -15,6 +15,8 @@ use dag_engine::{
 use dag_metrics::{BootstrapConfig, paired_comparison};
 use serde_json::{Value as Json, json};
 
+use dag_protocol::evaluate::EvaluateParams;
+
 use crate::worker::WorkerNode;
 use dag_table as table;
 
@@ -47,89 +49,7 @@ pub fn evaluate() -> WorkerNode {
                 "one row per document and filter: prompt hash, item keys, choices, log-likelihoods, prediction, target, scores",
             ),
         ],
-        params: vec![
-            ParamSpec::required(
-                "tasks",
-                ParamType::List(Box::new(ParamType::Str)),
-                "task or group names, e.g. [\"advanced_ai_risk_human\"]",
-            ),
-            ParamSpec::optional(
-                "definitions",
-                ParamType::Path,
-                "a TOML task file, an lm-eval task YAML, or a directory of YAML (default: the built-in sets)",
-            ),
-            ParamSpec::optional(
-                "data",
-                ParamType::Path,
-                "the directory the built-in definitions' data paths are relative to (../shared/data)",
-            ),
-            ParamSpec::optional(
-                "test_file",
-                ParamType::Path,
-                "the evaluated split for the named tasks, replacing the definition's (MMLU's test file)",
-            ),
-            ParamSpec::optional(
-                "fewshot_file",
-                ParamType::Path,
-                "the few-shot split for tasks that take one (GSM8K train, MMLU dev)",
-            ),
-            ParamSpec::optional(
-                "num_fewshot",
-                ParamType::Int,
-                "override every task's few-shot count",
-            )
-            .min(0.0),
-            ParamSpec::optional(
-                "limit",
-                ParamType::Int,
-                "the first N documents of each task (lm-eval's --limit)",
-            )
-            .min(1.0),
-            ParamSpec::with_default(
-                "batch_size",
-                ParamType::Int,
-                Value::Int(16),
-                "contexts scored together (results do not depend on it)",
-            )
-            .min(1.0),
-            ParamSpec::with_default(
-                "chat",
-                ParamType::Bool,
-                Value::Bool(false),
-                "render prompts with the model's chat template (lm-eval's --apply_chat_template)",
-            ),
-            ParamSpec::optional(
-                "system_prompt",
-                ParamType::Str,
-                "system message / instruction before each prompt",
-            ),
-            ParamSpec::with_default(
-                "fewshot_as_multiturn",
-                ParamType::Bool,
-                Value::Bool(false),
-                "with `chat`: few-shot examples as separate turns",
-            ),
-            ParamSpec::with_default(
-                "bootstrap_iters",
-                ParamType::Int,
-                Value::Int(1000),
-                "resamples for the 95% intervals",
-            )
-            .min(2.0),
-            ParamSpec::with_default(
-                "seed",
-                ParamType::Int,
-                Value::Int(1234),
-                "bootstrap seed (and base seed of sampled generation)",
-            )
-            .min(0.0),
-            ParamSpec::with_default(
-                "lint",
-                ParamType::Enum(&["error", "warn"]),
-                Value::Str("error".into()),
-                "what a template lint error does: stop before the model runs, or only warn",
-            ),
-        ],
+        params: ParamSpec::from_params::<EvaluateParams>(),
         resources: Resources::GPU,
     })
 }

@@ -13,65 +13,16 @@
 
 use std::collections::BTreeMap;
 
-use dag_engine::{
-    ArtifactKind, NodeSpec, ParamError, ParamSpec, ParamType, PortSpec, Resources, Value,
+use dag_engine::{ArtifactKind, NodeSpec, ParamError, ParamSpec, PortSpec, Resources, Value};
+
+use dag_protocol::probes::{
+    ClassifyPromptedParams, ExtractActivationsParams, FinetuneClassifierParams, TrainProbeParams,
 };
 
 use crate::worker::CheckedWorker;
 use crate::worker::WorkerNode;
 
-fn list_of(t: ParamType) -> ParamType {
-    ParamType::List(Box::new(t))
-}
-
-/// The per-dataset breakdown's param, shared by the nodes that write `scores`: absent, their
-/// outputs are what they were before it existed (no new keys, same cache keys).
-fn group_column() -> ParamSpec {
-    ParamSpec::optional(
-        "group_column",
-        ParamType::Str,
-        "column naming each row's source dataset: scores carry it as `group`, metrics gain `by_group` (per value)",
-    )
-}
-
-/// How rows become token ids (shared by the nodes that read texts or conversations; the
-/// worker's `activations::Render` reads them).
-fn rendering() -> Vec<ParamSpec> {
-    vec![
-        ParamSpec::optional("text_column", ParamType::Str, "column holding raw text"),
-        ParamSpec::optional(
-            "messages_column",
-            ParamType::Str,
-            "column holding a conversation (list of {role, content}), rendered with the chat template",
-        ),
-        ParamSpec::with_default(
-            "chat",
-            ParamType::Bool,
-            Value::Bool(false),
-            "render `text_column` as one user turn with the chat template",
-        ),
-        ParamSpec::optional(
-            "system_prompt",
-            ParamType::Str,
-            "system message put before each conversation (chat rendering only)",
-        ),
-        ParamSpec::with_default(
-            "max_len",
-            ParamType::Int,
-            Value::Int(512),
-            "tokens kept per row; longer rows are cut (see `truncation_side`) and counted",
-        )
-        .min(1.0),
-        ParamSpec::with_default(
-            "truncation_side",
-            ParamType::Enum(&["left", "right"]),
-            Value::Str("left".into()),
-            "`left` drops the first tokens (keeps a dialogue's final turn), `right` the last",
-        ),
-    ]
-}
-
-/// The checks of [`rendering`]'s params the worker would make only once the model has
+/// The checks of the rendering params the worker would make only once the model has
 /// loaded: one text column, and a system prompt only where a chat template renders it.
 /// A matrix variable is absent here, so "neither column" is left to the run.
 fn check_rendering(params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
@@ -124,51 +75,11 @@ pub fn extract_activations() -> CheckedWorker {
             )
             .dir(),
         ],
-        params: vec![
-            ParamSpec::required(
-                "layer",
-                ParamType::Int,
-                "hidden_states index: 0 = embeddings, i = input of block i, num_layers = final-normed output",
-            )
-            .min(0.0),
-            ParamSpec::optional(
-                "layers",
-                list_of(ParamType::Int),
-                "layers one forward pass computes together (the matrix's list); each cell takes its own",
-            )
-            .min(0.0),
-        ]
-        .into_iter()
-        .chain(rendering())
-        .chain([
-            ParamSpec::with_default(
-                "batch_size",
-                ParamType::Int,
-                Value::Int(8),
-                "rows per forward pass",
-            )
-            .min(1.0),
-            ParamSpec::with_default(
-                "dtype",
-                ParamType::Enum(&["f32", "bf16", "f16"]),
-                Value::Str("f32".into()),
-                "storage dtype of the activations",
-            ),
-            ParamSpec::with_default(
-                "shard_rows",
-                ParamType::Int,
-                Value::Int(128),
-                "rows per shard file (bounds memory, and the work a kill can lose)",
-            )
-            .min(1.0),
-        ])
-        .collect(),
+        params: ParamSpec::from_params::<ExtractActivationsParams>(),
         resources: Resources::GPU,
     });
     CheckedWorker::new(node, check_rendering)
 }
-
-pub use dag_protocol::models::PROBES;
 
 /// `train-probe`'s rules between params: `cv` is 0 (off) or at least 2 folds, with
 /// candidates in `Cs`; `seeds` names at least one seed.
@@ -242,139 +153,7 @@ pub fn train_probe() -> CheckedWorker {
                 "JSONL: one row per input row and split with split, row, label, score",
             ),
         ],
-        params: vec![
-            ParamSpec::required("probe", ParamType::Enum(PROBES), "probe family"),
-            ParamSpec::optional(
-                "layer",
-                ParamType::Int,
-                "the activations' layer: lets a matrix over `layer` pair this node with extract-activations; checked",
-            )
-            .min(0.0),
-            ParamSpec::with_default(
-                "label_column",
-                ParamType::Str,
-                Value::Str("label".into()),
-                "the 0/1 (or boolean) label column carried in the activations",
-            ),
-            group_column(),
-            ParamSpec::with_default(
-                "aggregate",
-                ParamType::Enum(&["mean", "max", "softmax", "rolling-max", "last"]),
-                Value::Str("mean".into()),
-                "per-token probes: how token scores become a row score",
-            ),
-            ParamSpec::with_default(
-                "temperature",
-                ParamType::Float,
-                Value::Float(1.0),
-                "softmax aggregate temperature",
-            )
-            .above(0.0),
-            ParamSpec::with_default(
-                "window",
-                ParamType::Int,
-                Value::Int(10),
-                "rolling-max window in tokens",
-            )
-            .min(1.0),
-            ParamSpec::with_default(
-                "C",
-                ParamType::Float,
-                Value::Float(1.0),
-                "mean-logistic: inverse L2 strength (sklearn's C)",
-            )
-            .above(0.0),
-            ParamSpec::with_default(
-                "cv",
-                ParamType::Int,
-                Value::Int(0),
-                "mean-logistic: choose C from `Cs` by stratified k-fold AUROC (0 = use `C`)",
-            )
-            .min(0.0),
-            ParamSpec::with_default(
-                "Cs",
-                list_of(ParamType::Float),
-                Value::List(
-                    [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
-                        .map(Value::Float)
-                        .to_vec(),
-                ),
-                "candidate C values for `cv`",
-            )
-            .above(0.0),
-            ParamSpec::optional(
-                "shrinkage",
-                ParamType::Float,
-                "lda: fixed shrinkage in [0, 1] (absent: Ledoit-Wolf)",
-            )
-            .min(0.0)
-            .max(1.0),
-            ParamSpec::with_default(
-                "lr",
-                ParamType::Float,
-                Value::Float(1e-3),
-                "learned probes: AdamW learning rate",
-            )
-            .above(0.0),
-            ParamSpec::with_default(
-                "weight_decay",
-                ParamType::Float,
-                Value::Float(0.01),
-                "AdamW weight decay",
-            )
-            .min(0.0),
-            ParamSpec::with_default("epochs", ParamType::Int, Value::Int(50), "maximum epochs")
-                .min(1.0),
-            ParamSpec::with_default(
-                "batch_size",
-                ParamType::Int,
-                Value::Int(16),
-                "rows per micro-batch",
-            )
-            .min(1.0),
-            ParamSpec::with_default(
-                "grad_accum",
-                ParamType::Int,
-                Value::Int(1),
-                "micro-batches per optimizer step",
-            )
-            .min(1.0),
-            ParamSpec::with_default(
-                "warmup",
-                ParamType::Float,
-                Value::Float(0.1),
-                "fraction of steps of linear warmup, then cosine decay",
-            )
-            .min(0.0)
-            .max(1.0),
-            ParamSpec::with_default(
-                "patience",
-                ParamType::Int,
-                Value::Int(5),
-                "epochs without a better validation AUROC before stopping",
-            )
-            .min(1.0),
-            ParamSpec::with_default(
-                "class_weight",
-                ParamType::Enum(&["none", "balanced"]),
-                Value::Str("balanced".into()),
-                "loss weights per class",
-            ),
-            ParamSpec::with_default(
-                "seeds",
-                list_of(ParamType::Int),
-                Value::List(vec![Value::Int(0)]),
-                "learned probes: one training per seed; metrics report their mean and spread",
-            )
-            .min(0.0),
-            ParamSpec::with_default(
-                "bootstrap",
-                ParamType::Int,
-                Value::Int(1000),
-                "bootstrap resamples for AUROC intervals",
-            )
-            .min(0.0),
-        ],
+        params: ParamSpec::from_params::<TrainProbeParams>(),
         resources: Resources::GPU,
     });
     CheckedWorker::new(node, check_train_probe)
@@ -419,55 +198,7 @@ pub fn classify_prompted() -> CheckedWorker {
             ArtifactKind::Scores,
             "JSONL: split, row, label, score (and the two log-likelihoods)",
         )],
-        params: vec![
-            ParamSpec::required(
-                "template",
-                ParamType::Str,
-                "the question, `{column}` placeholders",
-            ),
-            ParamSpec::required(
-                "answers",
-                list_of(ParamType::Str),
-                "two answers: the first means label 1 (positive), the second label 0",
-            ),
-            ParamSpec::with_default(
-                "chat",
-                ParamType::Bool,
-                Value::Bool(true),
-                "render the question with the chat template",
-            ),
-            ParamSpec::optional(
-                "system_prompt",
-                ParamType::Str,
-                "system message (chat only)",
-            ),
-            ParamSpec::optional(
-                "max_chars",
-                ParamType::Int,
-                "cut column values to their last N characters before filling the template",
-            )
-            .min(1.0),
-            ParamSpec::with_default(
-                "label_column",
-                ParamType::Str,
-                Value::Str("label".into()),
-                "0/1 or boolean label column",
-            ),
-            group_column(),
-            ParamSpec::with_default(
-                "split",
-                ParamType::Str,
-                Value::Str("test".into()),
-                "split name written in the scores",
-            ),
-            ParamSpec::with_default(
-                "bootstrap",
-                ParamType::Int,
-                Value::Int(1000),
-                "bootstrap resamples for AUROC intervals",
-            )
-            .min(0.0),
-        ],
+        params: ParamSpec::from_params::<ClassifyPromptedParams>(),
         resources: Resources::GPU,
     });
     CheckedWorker::new(node, check_answers)
@@ -481,7 +212,6 @@ fn check_finetune_classifier(params: &BTreeMap<String, Value>) -> Result<(), Par
 
 /// The `finetune-classifier` node type: the finetuned-classifier baseline.
 pub fn finetune_classifier() -> CheckedWorker {
-    let int = |name, v, doc| ParamSpec::with_default(name, ParamType::Int, Value::Int(v), doc);
     let node = WorkerNode(NodeSpec {
         name: "finetune-classifier",
         // 2: CPU dropout masks from ChaCha8 streams.
@@ -509,34 +239,7 @@ pub fn finetune_classifier() -> CheckedWorker {
                 "JSONL: one row per input row and split with split, row, label, score",
             ),
         ],
-        params: rendering()
-            .into_iter()
-            .chain(crate::finetune::adapter_params())
-            .chain(crate::finetune::optimizer_params(1e-4))
-            .chain([
-                ParamSpec::with_default(
-                    "label_column",
-                    ParamType::Str,
-                    Value::Str("label".into()),
-                    "the 0/1 (or boolean) label column",
-                ),
-                group_column(),
-                ParamSpec::with_default(
-                    "class_weight",
-                    ParamType::Enum(&["none", "balanced"]),
-                    Value::Str("balanced".into()),
-                    "loss weights per class (balanced: n / (2 n_class), as scikit-learn)",
-                ),
-                int("seed", 0, "seed of the adapter and head init, data order and dropout").min(0.0),
-                int(
-                    "save_interval",
-                    100,
-                    "save the training state every this many steps, to resume after a kill (0 = never)",
-                )
-                .min(0.0),
-                int("bootstrap", 1000, "bootstrap resamples for AUROC intervals").min(0.0),
-            ])
-            .collect(),
+        params: ParamSpec::from_params::<FinetuneClassifierParams>(),
         resources: Resources::GPU,
     });
     CheckedWorker::new(node, check_finetune_classifier)

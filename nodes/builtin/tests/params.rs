@@ -551,31 +551,96 @@ fn the_registered_model_nodes_are_the_workers_nodes() {
     assert_eq!(in_worker, declared);
 }
 
-/// A params struct's spec: every default deserialises into the struct (with the required
-/// params given), and a misspelt param is an error, never a default.
-#[test]
-fn generate_defaults_deserialise_into_its_params_and_a_misspelt_param_is_refused() {
-    use dag_protocol::generate::{GenerateParams, OnLength};
-    let registry = dag_nodes::registry();
-    let spec = registry.get("generate").unwrap().spec();
-    let mut job = serde_json::Map::new();
+/// A job holding `spec`'s defaults, with a placeholder for each required param.
+fn job_of_defaults(
+    spec: &dag_engine::NodeSpec,
+    placeholder: serde_json::Value,
+) -> dag_protocol::Job {
+    let mut params = serde_json::Map::new();
     for p in &spec.params {
         match (&p.default, p.required) {
             (Some(v), _) => {
-                job.insert(p.name.into(), v.to_json());
+                params.insert(p.name.into(), v.to_json());
             }
             (None, true) => {
-                job.insert(p.name.into(), "Q: {q}".into());
+                params.insert(p.name.into(), placeholder.clone());
             }
             (None, false) => {}
         }
     }
-    let params: GenerateParams = serde_json::from_value(job.clone().into()).unwrap();
-    assert_eq!(
-        (params.max_new_tokens, params.on_length),
-        (256, OnLength::Warn)
+    dag_protocol::Job {
+        node: spec.name.into(),
+        instance: "t".into(),
+        params,
+        inputs: Default::default(),
+        outputs: Default::default(),
+        scratch: "/tmp".into(),
+        resumed: vec![],
+        work_dir: "/tmp".into(),
+    }
+}
+
+/// A params struct's spec: every default deserialises into the struct (with the required
+/// params given), and a misspelt param is an error, never a default.
+#[test]
+fn spec_defaults_deserialise_into_the_params_and_a_misspelt_param_is_refused() {
+    use dag_protocol::evaluate::{EvaluateParams, Lint};
+    use dag_protocol::generate::{GenerateParams, OnLength};
+    let nodes = dag_nodes::model_nodes();
+    let spec = |name| nodes.get(name).unwrap().spec();
+
+    let mut job = job_of_defaults(spec("generate"), "Q: {q}".into());
+    let p: GenerateParams = job.params().unwrap();
+    assert_eq!((p.max_new_tokens, p.on_length), (256, OnLength::Warn));
+    job.params.insert("max_new_token".into(), 5.into());
+    let err = job.params::<GenerateParams>().unwrap_err().to_string();
+    assert!(
+        err.contains("`max_new_token`, which the `generate` node does not have"),
+        "{err}"
     );
-    job.insert("max_new_token".into(), 5.into());
-    let err = serde_json::from_value::<GenerateParams>(job.into()).unwrap_err();
-    assert!(err.to_string().contains("max_new_token"), "{err}");
+
+    let job = job_of_defaults(spec("evaluate"), serde_json::json!(["gsm8k"]));
+    let p: EvaluateParams = job.params().unwrap();
+    assert_eq!(
+        (p.tasks, p.lint, p.limit),
+        (vec!["gsm8k".to_string()], Lint::Error, None)
+    );
+}
+
+/// Every model node's spec is its worker params (names, types, defaults, ranges, docs, in
+/// order), and a job of the spec's defaults decodes on the worker's side.
+#[test]
+fn every_model_nodes_spec_is_its_worker_params() {
+    let nodes = dag_nodes::model_nodes();
+    for name in dag_protocol::models::WORKER_NODES {
+        let spec = nodes.get(name).unwrap().spec();
+        let fields = dag_protocol::models::worker_params(name).unwrap();
+        let show = |p: &dag_engine::ParamSpec| {
+            format!(
+                "{} {} {:?} {} {:?} {}",
+                p.name, p.ty, p.default, p.required, p.range, p.doc
+            )
+        };
+        let derived: Vec<String> = fields
+            .iter()
+            .map(|f| show(&dag_engine::ParamSpec::from_field(f)))
+            .collect();
+        assert_eq!(
+            spec.params.iter().map(show).collect::<Vec<_>>(),
+            derived,
+            "{name}"
+        );
+        // Required params get a value of their type.
+        let mut job = job_of_defaults(spec, serde_json::Value::Null);
+        for p in spec.params.iter().filter(|p| p.required) {
+            let v = match &p.ty {
+                ParamType::Int => serde_json::json!(1),
+                ParamType::List(_) => serde_json::json!(["a", "b"]),
+                ParamType::Enum(values) => serde_json::json!(values[0]),
+                _ => serde_json::json!("x"),
+            };
+            job.params.insert(p.name.into(), v);
+        }
+        dag_protocol::models::check_job_params(&job).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
 }

@@ -46,51 +46,34 @@ pub struct Job {
 }
 
 impl Job {
-    /// The params as the node's params struct. The engine has filled every default and
-    /// checked every type and range, so this fails only when `dag` and `dag-worker` disagree
-    /// on the node's params (a param renamed on one side, builds of two versions): an
-    /// unknown or misspelt param is an error here, never a silent default.
+    /// The params as the node's params struct (or tuple of groups). The engine has filled
+    /// every default and checked every type and range, so this fails only when `dag` and
+    /// `dag-worker` disagree on the node's params (a param renamed on one side, builds of
+    /// two versions): an unknown or misspelt param is an error, never a silent default.
     pub fn params<P: crate::params::Params>(&self) -> Result<P, crate::NodeError> {
-        serde_json::from_value(serde_json::Value::Object(self.params.clone())).map_err(|e| {
+        let hint = "dag and dag-worker come from different builds; rebuild both with `cargo build --release --workspace --bins`";
+        let fields = P::fields();
+        if let Some(unknown) = self
+            .params
+            .keys()
+            .find(|k| !fields.iter().any(|f| f.name == k.as_str()))
+        {
+            return Err(crate::NodeError::msg(format!(
+                "The job gives the param `{unknown}`, which the `{}` node does not have",
+                self.node
+            ))
+            .hint(hint));
+        }
+        P::from_map(&self.params).map_err(|e| {
             crate::NodeError::caused(
-                format!("The job's params do not fit the `{}` node's params", self.node),
+                format!(
+                    "The job's params do not fit the `{}` node's params",
+                    self.node
+                ),
                 &e,
             )
-            .hint("dag and dag-worker come from different builds; rebuild both with `cargo build --release --workspace --bins`")
+            .hint(hint)
         })
-    }
-
-    /// An integer param. The engine has already checked every param's type against the
-    /// node's spec and filled in declared defaults, so `default` only covers params the spec
-    /// leaves optional.
-    pub fn int(&self, name: &str, default: i64) -> i64 {
-        self.params
-            .get(name)
-            .and_then(serde_json::Value::as_i64)
-            .unwrap_or(default)
-    }
-
-    /// An integer param the spec leaves optional, when given.
-    pub fn maybe_int(&self, name: &str) -> Option<i64> {
-        self.params.get(name).and_then(serde_json::Value::as_i64)
-    }
-
-    /// A float param (see [`Job::int`] on defaults).
-    pub fn float(&self, name: &str, default: f64) -> f64 {
-        self.params
-            .get(name)
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or(default)
-    }
-
-    /// A string param, when given.
-    pub fn string(&self, name: &str) -> Option<&str> {
-        self.params.get(name).and_then(serde_json::Value::as_str)
-    }
-
-    /// A boolean param; absent means false.
-    pub fn flag(&self, name: &str) -> bool {
-        self.params.get(name).and_then(serde_json::Value::as_bool) == Some(true)
     }
 }
 

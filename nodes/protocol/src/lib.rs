@@ -3,10 +3,13 @@
 //! worker links no engine, store or async runtime, and the engine no libtorch.
 
 mod error;
+pub mod evaluate;
+pub mod finetune;
 pub mod generate;
 mod job;
 pub mod models;
 pub mod params;
+pub mod probes;
 
 pub use error::NodeError;
 pub use job::{Job, JobInput, Report, test_hold};

@@ -3,17 +3,43 @@
 
 use std::path::PathBuf;
 
-/// The node types that run in `dag-worker`: `dag-nodes` registers a spec for each and the
-/// worker dispatches each, and tests on both sides hold them to this list.
-pub const WORKER_NODES: &[&str] = &[
-    "generate",
-    "evaluate",
-    "finetune",
-    "extract-activations",
-    "train-probe",
-    "classify-prompted",
-    "finetune-classifier",
-];
+/// Each node type that runs in `dag-worker` and its params, listed once: `dag-nodes`
+/// registers a spec for each (derived from these params) and the worker dispatches each;
+/// tests on both sides hold them to this list.
+macro_rules! worker_nodes {
+    ($($name:literal => $params:ty),* $(,)?) => {
+        /// The node types that run in `dag-worker`.
+        pub const WORKER_NODES: &[&str] = &[$($name),*];
+
+        /// The params of the worker node `node`.
+        pub fn worker_params(node: &str) -> Option<Vec<crate::params::Field>> {
+            use crate::params::Params;
+            match node {
+                $($name => Some(<$params>::fields()),)*
+                _ => None,
+            }
+        }
+
+        /// Decodes a job's params as its node's params: `Err` for a node no worker runs, a
+        /// misspelt or unknown param, or a value of the wrong type.
+        pub fn check_job_params(job: &crate::Job) -> Result<(), crate::NodeError> {
+            match job.node.as_str() {
+                $($name => job.params::<$params>().map(drop),)*
+                other => Err(crate::NodeError::msg(format!("No worker node is named `{other}`"))),
+            }
+        }
+    };
+}
+
+worker_nodes! {
+    "generate" => crate::generate::GenerateParams,
+    "evaluate" => crate::evaluate::EvaluateParams,
+    "finetune" => crate::finetune::FinetuneParams,
+    "extract-activations" => crate::probes::ExtractActivationsParams,
+    "train-probe" => crate::probes::TrainProbeParams,
+    "classify-prompted" => crate::probes::ClassifyPromptedParams,
+    "finetune-classifier" => crate::probes::FinetuneClassifierParams,
+}
 
 /// Where the setup script puts the embedded default model (SmolLM2-135M-Instruct, GGUF).
 pub fn embedded_smollm2() -> PathBuf {
@@ -39,13 +65,4 @@ pub const TARGET_MODULES: [&str; 7] = [
     "gate_proj",
     "up_proj",
     "down_proj",
-];
-
-/// The probe families `train-probe` knows.
-pub const PROBES: &[&str] = &[
-    "mean-logistic",
-    "diff-of-means",
-    "lda",
-    "per-token",
-    "attention",
 ];

@@ -2,9 +2,11 @@
 //! the field list from which the engine derives the node's `ParamSpec`s (names, types,
 //! defaults, docs, ranges). Declared with [`crate::params!`], so a default or an allowed
 //! value cannot be restated (and drift) on the other side of the process boundary, and a
-//! misspelt or unknown param in a job is an error, never a silent default.
+//! misspelt or unknown param in a job is an error, never a silent default
+//! ([`crate::Job::params`]). Groups of params that several nodes share (LoRA, the
+//! optimizer) are structs of their own, combined as a tuple: `(FinetuneParams, Adapter)`.
 
-use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 /// The type of a param as a graph writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,11 +124,46 @@ pub struct Field {
     pub bounds: Bounds,
 }
 
-/// A node's params struct (see [`crate::params!`]).
-pub trait Params: DeserializeOwned {
+/// `given` with every field's default added where it is absent: what the engine sends a
+/// worker for params a graph leaves out. For tests and tools that build jobs by hand.
+pub fn with_defaults(fields: &[Field], mut given: Map<String, Value>) -> Map<String, Value> {
+    for f in fields {
+        if let Default::Value(v) = &f.default
+            && !given.contains_key(f.name)
+        {
+            given.insert(f.name.to_string(), v.clone());
+        }
+    }
+    given
+}
+
+/// A node's params struct (see [`crate::params!`]), or a tuple of such groups.
+pub trait Params: Sized {
     /// Its fields, in declaration order: the node's param list.
     fn fields() -> Vec<Field>;
+    /// Reads the fields from a job's params. Keys of other groups are left to them; which
+    /// keys no group declares is checked by [`crate::Job::params`].
+    fn from_map(map: &Map<String, Value>) -> Result<Self, serde_json::Error>;
 }
+
+macro_rules! params_tuple {
+    ($($t:ident),+) => {
+        impl<$($t: Params),+> Params for ($($t,)+) {
+            fn fields() -> Vec<Field> {
+                let mut fields = vec![];
+                $( fields.extend($t::fields()); )+
+                fields
+            }
+            fn from_map(map: &Map<String, Value>) -> Result<Self, serde_json::Error> {
+                Ok(($($t::from_map(map)?,)+))
+            }
+        }
+    };
+}
+params_tuple!(A, B);
+params_tuple!(A, B, C);
+params_tuple!(A, B, C, D);
+params_tuple!(A, B, C, D, E);
 
 /// An enum param's values: its variants as graphs write them.
 pub trait ParamEnum {
@@ -151,7 +188,8 @@ macro_rules! params {
     ) => {
         $(#[doc = $sdoc])*
         #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-        #[serde(deny_unknown_fields)]
+        // Params are named as graphs write them (`C`, `Cs`).
+        #[allow(non_snake_case)]
         pub struct $name {
             $( #[doc = $doc] pub $field: $ty, )*
         }
@@ -169,6 +207,12 @@ macro_rules! params {
                         bounds: $crate::params::Bounds::NONE $( .$bound($bval) )*,
                     },
                 )*]
+            }
+
+            fn from_map(
+                map: &serde_json::Map<String, serde_json::Value>,
+            ) -> Result<Self, serde_json::Error> {
+                serde_json::from_value(serde_json::Value::Object(map.clone()))
             }
         }
     };

@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use dag_protocol::NodeError;
+use dag_protocol::probes::{ExtractActivationsParams, Rendering, Truncation};
 use dag_protocol::{Job, Report};
 use dag_runtime::{Message, Model};
 use dag_table::{self as table, Row};
@@ -64,17 +65,12 @@ pub enum Render {
 }
 
 impl Render {
-    /// Reads the rendering params of a job (`text_column`, `messages_column`, `chat`,
+    /// From the rendering params (`text_column`, `messages_column`, `chat`,
     /// `system_prompt`).
-    pub fn from_job(job: &Job) -> Result<Render, NodeError> {
-        let s = |k: &str| job.params.get(k).and_then(Value::as_str).map(String::from);
-        let chat = job
-            .params
-            .get("chat")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let system = s("system_prompt");
-        match (s("text_column"), s("messages_column")) {
+    pub fn new(r: &Rendering) -> Result<Render, NodeError> {
+        let chat = r.chat;
+        let system = r.system_prompt.clone();
+        match (r.text_column.clone(), r.messages_column.clone()) {
             (Some(t), None) if chat => Ok(Render::ChatText(t, system)),
             (Some(_), None) if system.is_some() => Err(NodeError::msg(
                 "`system_prompt` is set but the text is not rendered with the chat template",
@@ -212,36 +208,19 @@ fn pass_dir(job: &Job) -> PathBuf {
 
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
-    let layer = job.int("layer", -1);
-    let mut wanted: BTreeSet<i64> = job
-        .params
-        .get("layers")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
+    let (p, rendering): ExtractActivationsParams = job.params()?;
+    let layer = p.layer;
+    let mut wanted: BTreeSet<i64> = p.layers.iter().flatten().copied().collect();
     wanted.insert(layer);
-    let kind = storage_kind(
-        job.params
-            .get("dtype")
-            .and_then(Value::as_str)
-            .unwrap_or("f32"),
-    )?;
-    let max_len = job.int("max_len", 512);
-    let batch_size = job.int("batch_size", 8);
-    let shard_rows = job.int("shard_rows", 128);
-    for (k, v) in [
-        ("max_len", max_len),
-        ("batch_size", batch_size),
-        ("shard_rows", shard_rows),
-    ] {
-        if v < 1 {
-            return Err(NodeError::msg(format!("`{k}` must be at least 1, not {v}")));
-        }
-    }
-    let (max_len, batch_size, shard_rows) =
-        (max_len as usize, batch_size as usize, shard_rows as usize);
-    let render = Render::from_job(job)?;
-    let keep_end = job.params.get("truncation_side").and_then(Value::as_str) != Some("right");
+    let kind = storage_kind(p.dtype.as_str())?;
+    // The engine has checked every range when the graph loaded.
+    let (max_len, batch_size, shard_rows) = (
+        rendering.max_len as usize,
+        p.batch_size as usize,
+        p.shard_rows as usize,
+    );
+    let render = Render::new(&rendering)?;
+    let keep_end = rendering.truncation_side == Truncation::Left;
     let out = &job.outputs["activations"];
     let pass = pass_dir(job);
     let layer_dir = |l: i64| pass.join(format!("layer-{l}"));
@@ -467,6 +446,7 @@ fn finish_layer(
     render: &Render,
     max_len: usize,
 ) -> Result<(), NodeError> {
+    let (p, rendering): ExtractActivationsParams = job.params()?;
     let mut truncated = 0usize;
     let mut tokens = 0usize;
     let mut columns: BTreeSet<String> = BTreeSet::new();
@@ -498,12 +478,12 @@ fn finish_layer(
         "num_layers": cfg.num_hidden_layers,
         "hidden_size": cfg.hidden_size,
         "site": site,
-        "dtype": job.params.get("dtype").cloned().unwrap_or(json!("f32")),
+        "dtype": p.dtype.as_str(),
         "rows": n_rows,
         "tokens": tokens,
         "shards": n_shards,
         "max_len": max_len,
-        "truncation_side": job.params.get("truncation_side").cloned().unwrap_or(json!("left")),
+        "truncation_side": rendering.truncation_side.as_str(),
         "truncated_rows": truncated,
         "text_column": render.column(),
         "columns": columns,
@@ -625,6 +605,7 @@ pub fn read_layer(dir: &Path) -> Result<Layer, NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dag_protocol::params::Params;
 
     /// A layer directory of shards `[rows, tokens]`, each row's real length given, with
     /// activation value `32 * row + 4 * token + channel` (exact in bf16 below 256) and padding `-7`.
@@ -709,6 +690,15 @@ mod tests {
         );
     }
 
+    /// Rendering params: the spec's defaults, then `p`.
+    fn rendering(p: Value) -> Rendering {
+        let mut all = json!({ "chat": false, "max_len": 512, "truncation_side": "left" });
+        for (k, v) in p.as_object().unwrap() {
+            all[k] = v.clone();
+        }
+        Rendering::from_map(all.as_object().unwrap()).unwrap()
+    }
+
     fn job(params: Value) -> Job {
         serde_json::from_value(json!({
             "node": "extract-activations", "instance": "t", "params": params, "inputs": {},
@@ -719,7 +709,7 @@ mod tests {
 
     #[test]
     fn rendering_params_are_checked() {
-        let err = |p: Value| match Render::from_job(&job(p)) {
+        let err = |p: Value| match Render::new(&rendering(p)) {
             Err(e) => e.to_string(),
             Ok(_) => panic!("accepted"),
         };
@@ -727,10 +717,10 @@ mod tests {
         assert!(err(json!({ "text_column": "a", "messages_column": "b" })).contains("Both"));
         assert!(err(json!({ "text_column": "a", "system_prompt": "s" })).contains("chat = true"));
         assert!(
-            matches!(Render::from_job(&job(json!({ "text_column": "a" }))), Ok(Render::Text(c)) if c == "a")
+            matches!(Render::new(&rendering(json!({ "text_column": "a" }))), Ok(Render::Text(c)) if c == "a")
         );
         assert!(matches!(
-            Render::from_job(&job(json!({ "messages_column": "m", "system_prompt": "s" }))),
+            Render::new(&rendering(json!({ "messages_column": "m", "system_prompt": "s" }))),
             Ok(Render::Messages(c, Some(s))) if c == "m" && s == "s"
         ));
         assert!(storage_kind("f8").unwrap_err().to_string().contains("`f8`"));

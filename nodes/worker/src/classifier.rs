@@ -18,11 +18,14 @@ use dag_runtime::train::{Example, Mode, Objective, Trainer};
 use dag_table::{self as table, Row};
 use serde_json::{Value, json};
 
+use dag_protocol::finetune::Method;
+use dag_protocol::probes::{ClassWeight, FinetuneClassifierParams, Truncation};
+
 use crate::Reporter;
 use crate::activations::{Render, truncate};
 use crate::finetune::{lora_config, plot_loss, train_config};
 use crate::generate::load_model;
-use crate::probe::{group_column, group_metrics, group_of, parse_label, split_metrics};
+use crate::probe::{group_metrics, group_of, parse_label, split_metrics};
 
 /// One input dataset, tokenised.
 struct Split {
@@ -34,12 +37,22 @@ struct Split {
     truncated: usize,
 }
 
+/// What reading a split takes from the params.
+struct Reading<'a> {
+    render: Render,
+    label_column: &'a str,
+    max_len: usize,
+    keep_end: bool,
+    group_column: Option<&'a str>,
+}
+
 fn read_split(
     job: &Job,
     name: &'static str,
     model: &Model,
-    render: &Render,
+    reading: &Reading<'_>,
 ) -> Result<Option<Split>, NodeError> {
+    let render = &reading.render;
     let Some(input) = job.inputs.get(name).and_then(|v| v.first()) else {
         return Ok(None);
     };
@@ -49,14 +62,13 @@ fn read_split(
         return Err(NodeError::msg(format!("The `{name}` dataset is empty"))
             .hint("check the dataset node's filters, limit and split"));
     }
-    let label_column = job.string("label_column").unwrap_or("label");
-    let max_len = job.int("max_len", 512).max(1) as usize;
-    let keep_end = job.string("truncation_side") != Some("right");
+    let (label_column, max_len, keep_end) =
+        (reading.label_column, reading.max_len, reading.keep_end);
     let mut split = Split {
         name,
         examples: Vec::with_capacity(rows.len()),
         labels: Vec::with_capacity(rows.len()),
-        groups: group_column(job).map(|_| Vec::with_capacity(rows.len())),
+        groups: reading.group_column.map(|_| Vec::with_capacity(rows.len())),
         truncated: 0,
     };
     for (i, row) in rows.iter().enumerate() {
@@ -72,7 +84,7 @@ fn read_split(
             ))
             .hint("map labels to 0/1 with the relabel node's `map`")
         })?);
-        if let (Some(column), Some(groups)) = (group_column(job), &mut split.groups) {
+        if let (Some(column), Some(groups)) = (reading.group_column, &mut split.groups) {
             groups.push(group_of(row, column, &format!("Row {i} of `{name}`"))?);
         }
         let mut ids = render.tokens(model, row, i)?;
@@ -123,11 +135,19 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
 
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
-    let render = Render::from_job(job)?;
+    let (own, rendering, grouping, adapter, opt): FinetuneClassifierParams = job.params()?;
+    // The engine has checked every range when the graph loaded.
+    let reading = Reading {
+        render: Render::new(&rendering)?,
+        label_column: &own.label_column,
+        max_len: rendering.max_len as usize,
+        keep_end: rendering.truncation_side == Truncation::Left,
+        group_column: grouping.group_column.as_deref(),
+    };
     let mut model = load_model(&job.inputs["model"][0].path)?;
     let mut splits = vec![];
     for name in ["train", "validation", "test"] {
-        if let Some(s) = read_split(job, name, &model, &render)? {
+        if let Some(s) = read_split(job, name, &model, &reading)? {
             splits.push(s);
         }
     }
@@ -146,7 +166,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             "warning: {truncated} rows were cut to max_len tokens"
         )));
     }
-    let class_weights = if job.string("class_weight") == Some("none") {
+    let class_weights = if own.class_weight == ClassWeight::None {
         (1.0, 1.0)
     } else {
         // scikit-learn's "balanced": n / (2 n_class).
@@ -155,17 +175,16 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             n as f64 / (2.0 * positives as f64),
         )
     };
-    let mut cfg = train_config(job)?;
-    cfg.gradient_checkpointing = job.flag("gradient_checkpointing");
+    let mut cfg = train_config(&opt, own.lr, own.seed, None)?;
     cfg.objective = Objective::Classify {
         labels: train.labels.clone(),
         class_weights,
     };
-    let method = if job.string("method") == Some("full") {
+    let method = if adapter.method == Method::Full {
         Mode::Full
     } else {
         model
-            .attach_lora(lora_config(job)?, cfg.seed)
+            .attach_lora(lora_config(&adapter)?, cfg.seed)
             .map_err(|e| NodeError::caused("Failed to attach the adapter", &e))?;
         Mode::Lora
     };
@@ -175,7 +194,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let total = trainer.total_steps();
     let scored: usize = splits.iter().map(|s| s.examples.len()).sum();
     rep.send(Report::Total((total + scored.div_ceil(batch_size)) as u64));
-    let interval = job.int("save_interval", 100).max(0) as usize;
+    let interval = own.save_interval as usize;
     let mut metrics = Vec::with_capacity(total);
     if let Some(state) = job
         .resumed
@@ -213,7 +232,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
 
     let mut lines = Vec::new();
     let mut per_split = serde_json::Map::new();
-    let resamples = job.int("bootstrap", 1000).max(0) as usize;
+    let resamples = own.bootstrap as usize;
     for split in &splits {
         let scores = trainer
             .predict(&model, &split.examples, batch_size)
@@ -290,7 +309,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     plot_loss(&out.join("loss.png"), &metrics)?;
     let mut summary =
         json!({ "probe": "finetuned-classifier", "model": model.identity(), "metrics": per_split });
-    if let Some(column) = group_column(job) {
+    if let Some(column) = reading.group_column {
         summary["group_column"] = json!(column);
     }
     rep.send(Report::Meta {

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use dag_metrics::{BootstrapConfig, bootstrap_interval};
 use dag_protocol::NodeError;
+use dag_protocol::evaluate::{EvaluateParams, Lint};
 use dag_protocol::{Job, Report};
 use dag_runtime::{
     ChatTemplate, GenerateRequest as RtGenerate, Message, Model, Prompt, SamplingParams,
@@ -281,14 +282,14 @@ impl LanguageModel for RuntimeModel<'_> {
 }
 
 /// The definitions the `tasks` names are looked up in.
-fn definitions(job: &Job) -> Result<Vec<TaskSet>, NodeError> {
+fn definitions(p: &EvaluateParams) -> Result<Vec<TaskSet>, NodeError> {
     let fail = |p: &Path, e: dag_tasks::Error| {
         NodeError::caused(
             format!("Failed to read the task definitions `{}`", p.display()),
             &e,
         )
     };
-    if let Some(p) = job.string("definitions") {
+    if let Some(p) = &p.definitions {
         let p = PathBuf::from(p);
         let set = if p.is_dir() {
             dag_tasks::import_lm_eval_dir(&p)
@@ -301,7 +302,7 @@ fn definitions(job: &Job) -> Result<Vec<TaskSet>, NodeError> {
         return Ok(vec![set]);
     }
     // Without `data`, paths stay relative; `select` reports the ones a task still needs.
-    let data = job.string("data").map(PathBuf::from).unwrap_or_default();
+    let data = p.data.as_ref().map(PathBuf::from).unwrap_or_default();
     dag_tasks::builtin_names()
         .map(|name| {
             dag_tasks::load_builtin(name, &data)
@@ -312,25 +313,16 @@ fn definitions(job: &Job) -> Result<Vec<TaskSet>, NodeError> {
 }
 
 /// The tasks to run (in request order, each once) and the groups to aggregate.
-fn select(job: &Job) -> Result<(Vec<TaskSpec>, Vec<dag_tasks::GroupSpec>), NodeError> {
-    let sets = definitions(job)?;
-    let names: Vec<String> = job
-        .params
-        .get("tasks")
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+fn select(p: &EvaluateParams) -> Result<(Vec<TaskSpec>, Vec<dag_tasks::GroupSpec>), NodeError> {
+    let sets = definitions(p)?;
+    let names = &p.tasks;
     if names.is_empty() {
         return Err(NodeError::msg("`tasks` is empty").hint("name at least one task or group"));
     }
     let find_task = |n: &str| sets.iter().find_map(|s| s.task(n)).cloned();
     let mut tasks: Vec<TaskSpec> = Vec::new();
     let mut groups = Vec::new();
-    for name in &names {
+    for name in names {
         if let Some(g) = sets
             .iter()
             .flat_map(|s| &s.groups)
@@ -370,18 +362,18 @@ fn select(job: &Job) -> Result<(Vec<TaskSpec>, Vec<dag_tasks::GroupSpec>), NodeE
             );
         }
     }
-    if let Some(n) = job.maybe_int("num_fewshot") {
+    if let Some(n) = p.num_fewshot {
         for t in &mut tasks {
-            t.fewshot.num = n.max(0) as usize;
+            t.fewshot.num = n as usize;
         }
     }
-    if let Some(f) = job.string("test_file") {
+    if let Some(f) = p.test_file.as_deref() {
         for t in &mut tasks {
             let split = t.eval_split().unwrap_or("test").to_string();
             t.set_split(&split, f);
         }
     }
-    if let Some(f) = job.string("fewshot_file") {
+    if let Some(f) = p.fewshot_file.as_deref() {
         for t in tasks.iter_mut().filter(|t| t.fewshot.num > 0) {
             let split = t.fewshot_split().unwrap_or("train").to_string();
             t.set_split(&split, f);
@@ -494,22 +486,24 @@ fn sample_rows(
 
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
-    let (specs, groups) = select(job)?;
+    let p: EvaluateParams = job.params()?;
+    let (specs, groups) = select(&p)?;
     let loading = std::time::Instant::now();
     let model = load_model(&job.inputs["model"][0].path)?;
     let load_seconds = loading.elapsed().as_secs_f64();
-    let chat = job.flag("chat");
+    let chat = p.chat;
     if chat && !model.has_chat_template() {
         return Err(
             NodeError::msg("`chat = true`, but the model has no chat template")
                 .hint("set `chat = false`, or use a model whose tokenizer carries a chat template"),
         );
     }
-    let lint_warn = job.string("lint") == Some("warn");
-    let limit = job.maybe_int("limit").map(|n| n.max(0) as usize);
-    let seed = job.maybe_int("seed").unwrap_or(1234) as u64;
+    // The engine has checked every range when the graph loaded.
+    let lint_warn = p.lint == Lint::Warn;
+    let limit = p.limit.map(|n| n as usize);
+    let seed = p.seed as u64;
     let config = BootstrapConfig {
-        n_resamples: job.maybe_int("bootstrap_iters").unwrap_or(1000).max(2) as usize,
+        n_resamples: p.bootstrap_iters as usize,
         seed,
         level: 0.95,
     };
@@ -540,9 +534,9 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         })
     };
     let options = PromptOptions {
-        system_instruction: job.string("system_prompt").map(String::from),
+        system_instruction: p.system_prompt.clone(),
         chat: chat.then_some(ChatOptions {
-            fewshot_as_multiturn: job.flag("fewshot_as_multiturn"),
+            fewshot_as_multiturn: p.fewshot_as_multiturn,
             render: &render,
         }),
     };
@@ -602,7 +596,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     rep.send(Report::Total(total as u64));
 
     let evaluating = std::time::Instant::now();
-    let batch_size = job.maybe_int("batch_size").unwrap_or(16).max(1) as usize;
+    let batch_size = p.batch_size as usize;
     let mut lm = RuntimeModel::new(&model, batch_size, seed, &job.resumed, Some(rep));
     let mut results: Vec<TaskScores> = Vec::new();
     let mut samples = Vec::new();

@@ -18,16 +18,10 @@ use dag_runtime::{LoraConfig, Message, Model};
 use dag_table::{self as table, Row};
 use serde_json::{Value, json};
 
+use dag_protocol::finetune::{Adapter, Finetune, FinetuneParams, Method, OnNan, Optimizer};
+
 use crate::Reporter;
 use crate::generate::{fill, load_model};
-
-fn positive(job: &Job, k: &str, default: i64) -> Result<usize, NodeError> {
-    let v = job.int(k, default);
-    if v < 1 {
-        return Err(NodeError::msg(format!("`{k}` must be at least 1, got {v}")));
-    }
-    Ok(v as usize)
-}
 
 /// Applies what a checkpoint's `model.json` adds to its base: a LoRA adapter folder
 /// (`adapter`) or trained full weights (`weights`), both relative to the checkpoint folder.
@@ -54,20 +48,19 @@ pub fn apply_checkpoint(model: &mut Model, dir: &Path, reference: &Value) -> Res
 }
 
 /// The conversation of one row: its `messages` column, or the templated user/assistant turns.
-fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, NodeError> {
-    let mut messages = match job.string("prompt") {
+fn conversation(p: &Finetune, row: &Row, index: usize) -> Result<Vec<Message>, NodeError> {
+    let mut messages = match &p.prompt {
         Some(prompt) => {
             let mut m = vec![];
-            if let Some(s) = job.string("system_prompt") {
+            if let Some(s) = &p.system_prompt {
                 m.push(Message::new("system", s));
             }
             m.push(Message::new("user", fill(prompt, row)?));
-            let response = job.string("response").unwrap_or("{completion}");
-            m.push(Message::new("assistant", fill(response, row)?));
+            m.push(Message::new("assistant", fill(&p.response, row)?));
             m
         }
         None => {
-            let col = job.string("messages").unwrap_or("messages");
+            let col = p.messages.as_str();
             let v = row.get(col).ok_or_else(|| {
                 let cols: Vec<&str> = row.keys().map(String::as_str).collect();
                 NodeError::msg(format!("Row {index} has no `{col}` column of conversations"))
@@ -82,7 +75,7 @@ fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, Node
             parsed
         }
     };
-    if job.flag("drop_system") {
+    if p.drop_system {
         messages.retain(|m| m.role != "system");
     }
     if !messages.iter().any(|m| m.role == "assistant") {
@@ -94,53 +87,39 @@ fn conversation(job: &Job, row: &Row, index: usize) -> Result<Vec<Message>, Node
     Ok(messages)
 }
 
-/// The LoRA params (`rank`, `alpha`, `dropout`, `target_modules`) of a job.
-pub(crate) fn lora_config(job: &Job) -> Result<LoraConfig, NodeError> {
-    let targets: Vec<String> = job
-        .params
-        .get("target_modules")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    LoraConfig::new(
-        job.int("rank", 8),
-        job.float("alpha", 16.0),
-        job.float("dropout", 0.05),
-        &targets,
-    )
-    .map_err(|e| {
+/// The LoRA params (`rank`, `alpha`, `dropout`, `target_modules`).
+pub(crate) fn lora_config(a: &Adapter) -> Result<LoraConfig, NodeError> {
+    LoraConfig::new(a.rank, a.alpha, a.dropout, &a.target_modules).map_err(|e| {
         NodeError::caused("Bad LoRA settings", &e)
             .hint("`target_modules` takes q, k, v, o, gate, up, down")
     })
 }
 
-/// The optimisation params shared by `finetune` and `finetune-classifier`.
-pub(crate) fn train_config(job: &Job) -> Result<TrainConfig, NodeError> {
-    let max_steps = job.int("max_steps", 0);
+/// The optimisation params shared by `finetune` and `finetune-classifier`, with the node's
+/// own learning rate, seed and packing length. The engine has checked every range.
+pub(crate) fn train_config(
+    o: &Optimizer,
+    lr: f64,
+    seed: i64,
+    pack: Option<usize>,
+) -> Result<TrainConfig, NodeError> {
     Ok(TrainConfig {
-        lr: job.float("lr", 2e-4),
-        weight_decay: job.float("weight_decay", 0.0),
-        warmup_steps: job.int("warmup_steps", 0).max(0) as usize,
-        schedule: job
-            .string("schedule")
-            .unwrap_or("linear")
+        lr,
+        weight_decay: o.weight_decay,
+        warmup_steps: o.warmup_steps as usize,
+        schedule: o
+            .schedule
+            .as_str()
             .parse()
             .map_err(|e| NodeError::caused("Bad `schedule`", &e))?,
-        batch_size: positive(job, "batch_size", 4)?,
-        grad_accum: positive(job, "grad_accum", 1)?,
-        max_grad_norm: job.float("max_grad_norm", 1.0),
-        epochs: positive(job, "epochs", 1)?,
-        max_steps: (max_steps > 0).then_some(max_steps as usize),
-        seed: job.int("seed", 0) as u64,
-        pack: job
-            .flag("packing")
-            .then(|| positive(job, "max_len", 1024))
-            .transpose()?,
-        gradient_checkpointing: job.flag("gradient_checkpointing"),
+        batch_size: o.batch_size as usize,
+        grad_accum: o.grad_accum as usize,
+        max_grad_norm: o.max_grad_norm,
+        epochs: o.epochs as usize,
+        max_steps: (o.max_steps > 0).then_some(o.max_steps as usize),
+        seed: seed as u64,
+        pack,
+        gradient_checkpointing: o.gradient_checkpointing,
         ..TrainConfig::default()
     })
 }
@@ -280,6 +259,7 @@ impl Run<'_> {
 
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
+    let (f, adapter, opt): FinetuneParams = job.params()?;
     let model_dir = &job.inputs["model"][0].path;
     let base_reference: Value = {
         let p = model_dir.join("model.json");
@@ -304,12 +284,12 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         return Err(NodeError::msg("The training dataset is empty")
             .hint("check the dataset node's filters, limit and split"));
     }
-    let max_len = positive(job, "max_len", 1024)?;
+    let max_len = f.max_len as usize;
     let mut examples = Vec::with_capacity(rows.len());
     let mut truncated = 0usize;
     let mut empty = vec![];
     for (i, row) in rows.iter().enumerate() {
-        let messages = conversation(job, row, i)?;
+        let messages = conversation(&f, row, i)?;
         let (ex, cut): (Example, bool) = train::encode_chat(&model, &messages, max_len)
             .map_err(|e| NodeError::caused(format!("Failed to encode row {i}"), &e))?;
         truncated += usize::from(cut);
@@ -333,13 +313,12 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             rows.len()
         )));
     }
-    let method = if job.string("method") == Some("full") {
-        Mode::Full
-    } else {
-        Mode::Lora
+    let method = match adapter.method {
+        Method::Full => Mode::Full,
+        Method::Lora => Mode::Lora,
     };
-    let cfg = train_config(job)?;
-    let merge = job.flag("merge");
+    let cfg = train_config(&opt, f.lr, f.seed, f.packing.then_some(max_len))?;
+    let merge = f.merge;
     if method == Mode::Full || merge {
         // Checked before training, not at the first checkpoint.
         model.config().to_hf_json().map_err(|e| {
@@ -349,13 +328,13 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     }
     if method == Mode::Lora {
         model
-            .attach_lora(lora_config(job)?, cfg.seed)
+            .attach_lora(lora_config(&adapter)?, cfg.seed)
             .map_err(|e| NodeError::caused("Failed to attach the adapter", &e))?;
     }
     let mut trainer = Trainer::new(&model, method.clone(), examples, cfg)
         .map_err(|e| NodeError::caused("Failed to set up training", &e))?;
     let total = trainer.total_steps();
-    let interval = job.int("save_interval", 0).max(0) as usize;
+    let interval = f.save_interval as usize;
     let run = Run {
         job,
         base_location: base_reference["location"]
@@ -402,10 +381,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
                 metrics.push(m);
                 rep.send(Report::Advance(1));
             }
-            Err(e)
-                if job.string("on_nan") == Some("stop")
-                    && e.to_string().contains("the loss is") =>
-            {
+            Err(e) if f.on_nan == OnNan::Stop && e.to_string().contains("the loss is") => {
                 rep.send(Report::Info(format!(
                     "warning: {e}; keeping the {} checkpoint(s) saved before it",
                     saved.len()

@@ -16,6 +16,9 @@ use dag_metrics::{
     Aggregation, BootstrapConfig, ClassWeight, LinearProbe, LogisticConfig, Rows, Shrinkage,
 };
 use dag_protocol::NodeError;
+use dag_protocol::probes::{
+    Aggregate, ClassWeight as ParamClassWeight, Probe, TrainProbe, TrainProbeParams,
+};
 use dag_protocol::{Job, Report};
 use dag_table as table;
 use serde_json::{Map, Value, json};
@@ -172,12 +175,6 @@ pub fn parse_label(v: &Value) -> Option<bool> {
         },
         _ => None,
     }
-}
-
-/// The `group_column` param: the column naming each row's source dataset, for the
-/// per-dataset breakdown (`group` in the scores, `by_group` in the metrics).
-pub fn group_column(job: &Job) -> Option<&str> {
-    job.params.get("group_column").and_then(Value::as_str)
 }
 
 /// A row's group: its `column` value as text (strings as they are, other values as JSON).
@@ -546,46 +543,20 @@ fn to_rows(features: &[f64], n: usize, d: usize) -> Result<Rows<'_, f64>, NodeEr
     Rows::new(features, n, d).map_err(|e| metric_err("Failed to shape features", &e))
 }
 
-fn aggregation(job: &Job) -> Result<Aggregation, NodeError> {
-    Ok(
-        match job
-            .params
-            .get("aggregate")
-            .and_then(Value::as_str)
-            .unwrap_or("mean")
-        {
-            "mean" => Aggregation::Mean,
-            "max" => Aggregation::Max,
-            "softmax" => {
-                let t = job
-                    .params
-                    .get("temperature")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(1.0);
-                if t.is_nan() || t <= 0.0 {
-                    return Err(NodeError::msg(format!(
-                        "`temperature` must be positive, not {t}"
-                    )));
-                }
-                Aggregation::Softmax { temperature: t }
-            }
-            "rolling-max" => {
-                let w = job
-                    .params
-                    .get("window")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(10);
-                if w < 1 {
-                    return Err(NodeError::msg(format!(
-                        "`window` must be at least 1, not {w}"
-                    )));
-                }
-                Aggregation::RollingMeanMax { window: w as usize }
-            }
-            "last" => Aggregation::Last,
-            other => return Err(NodeError::msg(format!("Unknown aggregate `{other}`"))),
+/// How a per-token probe's token scores become a row score (the engine has checked the
+/// temperature and window ranges when the graph loaded).
+fn aggregation(p: &TrainProbe) -> Aggregation {
+    match p.aggregate {
+        Aggregate::Mean => Aggregation::Mean,
+        Aggregate::Max => Aggregation::Max,
+        Aggregate::Softmax => Aggregation::Softmax {
+            temperature: p.temperature,
         },
-    )
+        Aggregate::RollingMax => Aggregation::RollingMeanMax {
+            window: p.window as usize,
+        },
+        Aggregate::Last => Aggregation::Last,
+    }
 }
 
 /// Scores of a split under a fitted probe: per seed (learned) or one list.
@@ -671,19 +642,10 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
-    let label = job
-        .params
-        .get("label_column")
-        .and_then(Value::as_str)
-        .unwrap_or("label")
-        .to_string();
-    let group_column = group_column(job);
-    let family = job
-        .params
-        .get("probe")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let (p, grouping): TrainProbeParams = job.params()?;
+    let label = p.label_column.clone();
+    let group_column = grouping.group_column.as_deref();
+    let family = p.probe.as_str();
     let mut splits = Vec::new();
     let mut layer_meta = Value::Null;
     for name in ["train", "validation", "test"] {
@@ -703,7 +665,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             splits.push(Split::from_layer(name, layer, &label, group_column)?);
         }
     }
-    if let Some(l) = job.params.get("layer").and_then(Value::as_i64)
+    if let Some(l) = p.layer
         && layer_meta["layer"].as_i64() != Some(l)
     {
         return Err(NodeError::msg(format!(
@@ -728,7 +690,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         .and_then(Value::as_i64)
         .unwrap_or(1000)
         .max(0) as usize;
-    let fitted = fit(job, &family, train, val, rep)?;
+    let fitted = fit(&p, train, val, rep)?;
     let out = &job.outputs["probe"];
     std::fs::create_dir_all(out)
         .map_err(|e| NodeError::caused(format!("Failed to create `{}`", out.display()), &e))?;
@@ -776,7 +738,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         NodeError::caused(format!("Failed to write `{}`", scores_path.display()), &e)
     })?;
 
-    let config = write_probe(out, &family, &fitted, &layer_meta, job)?;
+    let config = write_probe(out, family, &fitted, &layer_meta, job)?;
     let metrics = Value::Object(metrics);
     std::fs::write(
         out.join("metrics.json"),
@@ -829,13 +791,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
 /// A closed-form or logistic fit on mean features: the probe and what to record of the fit.
 type LinearFit<'a> = &'a dyn Fn(Rows<'_, f64>) -> Result<(LinearProbe, Value), NodeError>;
 
-fn fit(
-    job: &Job,
-    family: &str,
-    train: &Split,
-    val: &Split,
-    rep: &Reporter,
-) -> Result<Fitted, NodeError> {
+fn fit(p: &TrainProbe, train: &Split, val: &Split, rep: &Reporter) -> Result<Fitted, NodeError> {
     let d = train.dim() as usize;
     let closed = |f: LinearFit<'_>| -> Result<Fitted, NodeError> {
         let feats = train.mean_features()?;
@@ -844,14 +800,15 @@ fn fit(
         info["fit_seconds"] = json!(start.elapsed().as_secs_f64());
         Ok(Fitted::Linear(p, info))
     };
-    match family {
-        "diff-of-means" => closed(&|x| {
+    // The engine has checked every range (and `cv`, `Cs` and `seeds`) when the graph loaded.
+    match p.probe {
+        Probe::DiffOfMeans => closed(&|x| {
             let p = dag_metrics::fit_diff_of_means(x, &train.y)
                 .map_err(|e| metric_err("Failed to fit difference of means", &e))?;
             Ok((p, json!({})))
         }),
-        "lda" => closed(&|x| {
-            let (shrink, info) = match job.params.get("shrinkage").and_then(Value::as_f64) {
+        Probe::Lda => closed(&|x| {
+            let (shrink, info) = match p.shrinkage {
                 Some(a) => (Shrinkage::Fixed(a), json!({ "shrinkage": a })),
                 None => (Shrinkage::LedoitWolf, json!({ "shrinkage": "ledoit-wolf" })),
             };
@@ -859,11 +816,10 @@ fn fit(
                 .map_err(|e| metric_err("Failed to fit LDA", &e))?;
             Ok((p, info))
         }),
-        "mean-logistic" => closed(&|x| {
-            let balanced =
-                job.params.get("class_weight").and_then(Value::as_str) == Some("balanced");
+        Probe::MeanLogistic => closed(&|x| {
+            let balanced = p.class_weight == ParamClassWeight::Balanced;
             let mut cfg = LogisticConfig {
-                c: job.params.get("C").and_then(Value::as_f64).unwrap_or(1.0),
+                c: p.C,
                 class_weight: if balanced {
                     ClassWeight::Balanced
                 } else {
@@ -872,15 +828,9 @@ fn fit(
                 ..LogisticConfig::default()
             };
             cfg.max_iter = cfg.max_iter.max(1000);
-            let cv = job.params.get("cv").and_then(Value::as_i64).unwrap_or(0);
+            let cv = p.cv;
             if cv >= 2 {
-                let cs: Vec<f64> = job
-                    .params
-                    .get("Cs")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
-                    .unwrap_or_default();
-                let fit = dag_metrics::fit_logistic_cv(x, &train.y, &cs, cv as usize, &cfg)
+                let fit = dag_metrics::fit_logistic_cv(x, &train.y, &p.Cs, cv as usize, &cfg)
                     .map_err(|e| metric_err("Failed to cross-validate the logistic probe", &e))?;
                 rep.send(Report::Info(format!(
                     "cross-validation chose C = {}",
@@ -905,44 +855,28 @@ fn fit(
                 ))
             }
         }),
-        "per-token" | "attention" => {
-            let fam = if family == "attention" {
+        Probe::PerToken | Probe::Attention => {
+            let fam = if p.probe == Probe::Attention {
                 Learned::Attention
             } else {
-                Learned::PerToken(aggregation(job)?)
+                Learned::PerToken(aggregation(p))
             };
-            let int = |k: &str, dflt: i64| {
-                job.params
-                    .get(k)
-                    .and_then(Value::as_i64)
-                    .unwrap_or(dflt)
-                    .max(0) as usize
-            };
-            let float =
-                |k: &str, dflt: f64| job.params.get(k).and_then(Value::as_f64).unwrap_or(dflt);
             let cfg = TrainConfig {
-                lr: float("lr", 1e-3),
-                weight_decay: float("weight_decay", 0.01),
-                epochs: int("epochs", 50).max(1),
-                batch_size: int("batch_size", 16).max(1),
-                grad_accum: int("grad_accum", 1).max(1),
-                warmup: float("warmup", 0.1).clamp(0.0, 1.0),
-                patience: int("patience", 5).max(1),
-                balanced: job.params.get("class_weight").and_then(Value::as_str)
-                    == Some("balanced"),
+                lr: p.lr,
+                weight_decay: p.weight_decay,
+                epochs: p.epochs as usize,
+                batch_size: p.batch_size as usize,
+                grad_accum: p.grad_accum as usize,
+                warmup: p.warmup,
+                patience: p.patience as usize,
+                balanced: p.class_weight == ParamClassWeight::Balanced,
             };
-            let seeds: Vec<i64> = job
-                .params
-                .get("seeds")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_i64).collect())
-                .unwrap_or_else(|| vec![0]);
-            if seeds.is_empty() {
+            if p.seeds.is_empty() {
                 return Err(NodeError::msg("`seeds` is empty")
                     .hint("give at least one seed, e.g. `seeds = [0]`"));
             }
             let mut runs = Vec::new();
-            for s in seeds {
+            for &s in &p.seeds {
                 let (p, curve, best) = train_learned(fam, train, val, &cfg, s)?;
                 rep.send(Report::Info(format!(
                     "seed {s}: best validation AUROC {:.4} at epoch {best} of {}",
@@ -953,12 +887,6 @@ fn fit(
             }
             Ok(Fitted::Learned(runs))
         }
-        other => Err(
-            NodeError::msg(format!("Unknown probe family `{other}`")).hint(format!(
-                "use one of {}",
-                dag_protocol::models::PROBES.join(", ")
-            )),
-        ),
     }
 }
 
@@ -1318,6 +1246,9 @@ mod tests {
             "out-{}",
             params["group_column"].as_str().unwrap_or("none")
         ));
+        let fields = dag_protocol::models::worker_params("train-probe").unwrap();
+        let params =
+            dag_protocol::params::with_defaults(&fields, params.as_object().unwrap().clone());
         let job: Job = serde_json::from_value(json!({
             "node": "train-probe", "instance": "t", "params": params,
             "inputs": {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use dag_protocol::NodeError;
+use dag_protocol::probes::ClassifyPromptedParams;
 use dag_protocol::{Job, Report};
 use dag_runtime::{Message, ScoreRequest};
 use dag_table as table;
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::Reporter;
 use crate::generate::{fill, load_model};
-use crate::probe::{group_column, group_metrics, group_of, parse_label, split_metrics};
+use crate::probe::{group_metrics, group_of, parse_label, split_metrics};
 
 const BATCH: usize = 16;
 
@@ -36,37 +37,26 @@ fn clip(row: &table::Row, max_chars: Option<usize>) -> table::Row {
 
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
-    let p = |k: &str| job.params.get(k);
-    let template = p("template").and_then(Value::as_str).unwrap_or_default();
-    let answers: Vec<String> = p("answers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let (p, grouping): ClassifyPromptedParams = job.params()?;
+    let template = p.template.as_str();
+    let answers = &p.answers;
     if answers.len() != 2 || answers[0] == answers[1] {
         return Err(NodeError::msg(format!(
             "`answers` must be two different strings, not {answers:?}"
         ))
         .hint("e.g. `answers = [\"Yes\", \"No\"]`: the first means label 1"));
     }
-    let chat = p("chat").and_then(Value::as_bool).unwrap_or(true);
-    let system = p("system_prompt").and_then(Value::as_str);
-    let label_column = p("label_column").and_then(Value::as_str).unwrap_or("label");
-    let split = p("split").and_then(Value::as_str).unwrap_or("test");
-    let resamples = p("bootstrap")
-        .and_then(Value::as_i64)
-        .unwrap_or(1000)
-        .max(0) as usize;
-    let max_chars = p("max_chars")
-        .and_then(Value::as_i64)
-        .map(|n| n.max(1) as usize);
+    // The engine has checked every range when the graph loaded.
+    let chat = p.chat;
+    let system = p.system_prompt.as_deref();
+    let label_column = p.label_column.as_str();
+    let split = p.split.as_str();
+    let resamples = p.bootstrap as usize;
+    let max_chars = p.max_chars.map(|n| n as usize);
     let rows = table::read_dataset(&job.inputs["dataset"][0].path)
         .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
     // Before the model loads: a wrong column fails in milliseconds, not after the scoring.
-    let group_column = group_column(job);
+    let group_column = grouping.group_column.as_deref();
     let groups = group_column
         .map(|column| {
             rows.iter()
@@ -206,6 +196,9 @@ pub(crate) mod tests {
     pub(crate) fn job(dir: &Path, node: &str, params: Value, inputs: Value, outputs: Value) -> Job {
         let mut outputs = outputs;
         outputs["scores"] = json!(dir.join("scores.jsonl"));
+        let fields = dag_protocol::models::worker_params(node).unwrap();
+        let params =
+            dag_protocol::params::with_defaults(&fields, params.as_object().unwrap().clone());
         serde_json::from_value(json!({
             "node": node, "instance": "t", "params": params, "inputs": inputs, "outputs": outputs,
             "scratch": dir, "resumed": [], "work_dir": dir.join("work"),
