@@ -8,7 +8,6 @@ use dag_engine::{
     ArtifactKind, Node, NodeError, NodeSpec, ParamError, ParamSpec, ParamType, PortSpec, Resources,
     RunContext, Value,
 };
-use serde_json::json;
 
 use dag_protocol::generate::GenerateParams;
 
@@ -164,18 +163,24 @@ impl Node for ModelRef {
             }
         };
         let dir = ctx.output_path("model");
-        let reference = json!({
-            "location": location,
-            "content": content,
-            "device": ctx.str("device"),
-            "dtype": ctx.str("dtype"),
-        });
+        let reference = dag_protocol::models::ModelRef {
+            location,
+            content,
+            device: ctx.str("device").map(str::to_string),
+            dtype: ctx.str("dtype").map(str::to_string),
+            adapter: None,
+            weights: None,
+            step: None,
+        };
         std::fs::write(
             dir.join("model.json"),
             serde_json::to_vec_pretty(&reference).expect("serialises"),
         )
         .map_err(|e| NodeError::caused("Failed to write model.json", &e))?;
-        ctx.set_meta("model", reference);
+        ctx.set_meta(
+            "model",
+            serde_json::to_value(&reference).expect("serialises"),
+        );
         Ok(())
     }
 }

@@ -66,3 +66,69 @@ pub const TARGET_MODULES: [&str; 7] = [
     "up_proj",
     "down_proj",
 ];
+
+/// `model.json`: the model a `model` node names, or a finetune checkpoint of it, as every
+/// model node reads it. Fields serialise in this order, so a checkpoint's reference is its
+/// base's with what the checkpoint adds after it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelRef {
+    /// A GGUF file, a Hugging Face model folder, or `hf://org/name@revision`.
+    pub location: String,
+    /// The weights' content fingerprint (none for a hub reference, resolved when loaded).
+    #[serde(default)]
+    pub content: Option<String>,
+    /// `auto`, `cpu`, `cuda` or `cuda:N` (absent: `auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// `auto`, `f32`, `bf16` or `f16` (absent: `auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
+    /// A checkpoint's LoRA adapter folder, relative to the checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    /// A full-finetune checkpoint's weights file, relative to the checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
+    /// The optimizer step a checkpoint was saved at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
+}
+
+impl ModelRef {
+    /// Reads `dir/model.json`.
+    pub fn read(dir: &std::path::Path) -> Result<ModelRef, crate::NodeError> {
+        let path = dir.join("model.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            crate::NodeError::caused(format!("Failed to read `{}`", path.display()), &e)
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            crate::NodeError::caused(format!("Failed to parse `{}`", path.display()), &e)
+        })
+    }
+
+    /// Whether this is a finetune checkpoint rather than a base model.
+    pub fn is_checkpoint(&self) -> bool {
+        self.adapter.is_some() || self.weights.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model node's reference and a checkpoint's read and write back byte for byte as
+    /// the untyped JSON before them did: stored artifacts keep their digests.
+    #[test]
+    fn model_refs_keep_their_bytes() {
+        for text in [
+            r#"{"location":"/m.gguf","content":"ab","device":"auto","dtype":"auto"}"#,
+            r#"{"location":"hf://org/m@main","content":null,"device":"cpu","dtype":"f32"}"#,
+            r#"{"location":"/m.gguf","content":"ab","device":"auto","dtype":"auto","adapter":"adapter","step":30}"#,
+        ] {
+            let r: ModelRef = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_string(&r).unwrap(), text);
+        }
+        let base: ModelRef = serde_json::from_str(r#"{"location":"/m"}"#).unwrap();
+        assert!(!base.is_checkpoint() && base.device.is_none());
+    }
+}

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
 
 use crate::Reporter;
-use crate::generate::load_model;
+use crate::model::load_model;
 
 /// Version of the stored layout (in meta.json).
 pub const FORMAT: u32 = 1;

@@ -16,16 +16,17 @@ use dag_protocol::{Job, Report};
 use dag_runtime::Model;
 use dag_runtime::train::{Example, Mode, Objective, Trainer};
 use dag_table::{self as table, Row};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use dag_protocol::finetune::Method;
+use dag_protocol::models::ModelRef;
 use dag_protocol::probes::{ClassWeight, FinetuneClassifierParams, Truncation};
 
 use crate::Reporter;
 use crate::activations::{Render, truncate};
 use crate::finetune::{lora_config, plot_loss, train_config};
-use crate::generate::load_model;
-use crate::probe::{group_metrics, group_of, parse_label, split_metrics};
+use crate::model::load_model;
+use crate::scores::{group_metrics, group_of, parse_label, split_metrics};
 
 /// One input dataset, tokenised.
 struct Split {
@@ -260,11 +261,8 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     std::fs::create_dir_all(out)
         .map_err(|e| NodeError::caused(format!("Failed to create `{}`", out.display()), &e))?;
     // The base as its model node recorded it (PEFT's adapter config names it).
-    let reference: Value = std::fs::read(job.inputs["model"][0].path.join("model.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let base = json!({ "location": reference["location"], "identity": model.identity() });
+    let reference = ModelRef::read(&job.inputs["model"][0].path)?;
+    let base = json!({ "location": reference.location, "identity": model.identity() });
     if let Some(lora) = model.lora() {
         lora.save(
             &out.join("adapter"),
@@ -326,7 +324,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prompted::tests::{job, rows, scores, tiny_model};
+    use crate::testing::{job, rows, scores, tiny_model};
 
     #[test]
     fn group_column_adds_groups_to_scores_and_metrics() {
@@ -349,7 +347,7 @@ mod tests {
             let i = l["row"].as_u64().unwrap() as usize;
             assert_eq!(l["group"], ["web", "chat"][i % 4 / 2], "{l}");
         }
-        let metrics: Value =
+        let metrics: serde_json::Value =
             serde_json::from_slice(&std::fs::read(d.join("classifier/metrics.json")).unwrap())
                 .unwrap();
         for split in ["train", "test"] {

@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value as Json, json};
 
 use crate::Reporter;
-use crate::generate::load_model;
+use crate::model::load_model;
 
 /// How many contexts' answers are saved together (a kill loses at most this many).
 const SAVE_EVERY: usize = 64;

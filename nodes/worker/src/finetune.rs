@@ -19,33 +19,11 @@ use dag_table::{self as table, Row};
 use serde_json::{Value, json};
 
 use dag_protocol::finetune::{Adapter, Finetune, FinetuneParams, Method, OnNan, Optimizer};
+use dag_protocol::models::ModelRef;
 
 use crate::Reporter;
-use crate::generate::{fill, load_model};
-
-/// Applies what a checkpoint's `model.json` adds to its base: a LoRA adapter folder
-/// (`adapter`) or trained full weights (`weights`), both relative to the checkpoint folder.
-pub fn apply_checkpoint(model: &mut Model, dir: &Path, reference: &Value) -> Result<(), NodeError> {
-    if let Some(a) = reference.get("adapter").and_then(Value::as_str) {
-        let path = dir.join(a);
-        model.load_adapter(&path).map_err(|e| {
-            NodeError::caused(
-                format!("Failed to load the adapter `{}`", path.display()),
-                &e,
-            )
-        })?;
-    }
-    if let Some(w) = reference.get("weights").and_then(Value::as_str) {
-        let path = dir.join(w);
-        model.load_weights(&path).map_err(|e| {
-            NodeError::caused(
-                format!("Failed to load the weights `{}`", path.display()),
-                &e,
-            )
-        })?;
-    }
-    Ok(())
-}
+use crate::model::load_model;
+use crate::prompt::fill;
 
 /// The conversation of one row: its `messages` column, or the templated user/assistant turns.
 fn conversation(p: &Finetune, row: &Row, index: usize) -> Result<Vec<Message>, NodeError> {
@@ -189,8 +167,7 @@ fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>, NodeError> {
 /// What a checkpoint needs to describe itself.
 struct Run<'a> {
     job: &'a Job,
-    base_reference: Value,
-    base_location: String,
+    base_reference: ModelRef,
     method: Mode,
     merge: bool,
 }
@@ -222,12 +199,13 @@ impl Run<'_> {
         let model_dir = tmp.join("model");
         std::fs::create_dir_all(&model_dir).map_err(|e| fail("folder", &e))?;
         let mut reference = self.base_reference.clone();
+        reference.step = Some(step as u64);
         match self.method {
             Mode::Lora => {
                 let lora = model.lora().expect("LoRA runs attach an adapter");
-                lora.save(&model_dir.join("adapter"), &self.base_location)
+                lora.save(&model_dir.join("adapter"), &self.base_reference.location)
                     .map_err(|e| fail("adapter", &e))?;
-                reference["adapter"] = json!("adapter");
+                reference.adapter = Some("adapter".into());
                 if self.merge {
                     model
                         .save_hf_dir(&model_dir.join("merged"))
@@ -240,10 +218,9 @@ impl Run<'_> {
                 model
                     .save_hf_dir(&model_dir.join("hf"))
                     .map_err(|e| fail("model folder", &e))?;
-                reference["weights"] = json!("hf/model.safetensors");
+                reference.weights = Some("hf/model.safetensors".into());
             }
         }
-        reference["step"] = json!(step);
         std::fs::write(
             model_dir.join("model.json"),
             serde_json::to_vec_pretty(&reference).expect("json"),
@@ -261,14 +238,8 @@ impl Run<'_> {
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let (f, adapter, opt): FinetuneParams = job.params()?;
     let model_dir = &job.inputs["model"][0].path;
-    let base_reference: Value = {
-        let p = model_dir.join("model.json");
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| NodeError::caused(format!("Failed to read `{}`", p.display()), &e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", p.display()), &e))?
-    };
-    if base_reference.get("adapter").is_some() || base_reference.get("weights").is_some() {
+    let base_reference = ModelRef::read(model_dir)?;
+    if base_reference.is_checkpoint() {
         return Err(NodeError::msg("The input model is a finetune checkpoint; finetuning a checkpoint again is not supported")
             .hint("train from the base `model` node with more steps, or resume this run"));
     }
@@ -337,10 +308,6 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let interval = f.save_interval as usize;
     let run = Run {
         job,
-        base_location: base_reference["location"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
         base_reference: base_reference.clone(),
         method: method.clone(),
         merge,
@@ -462,8 +429,8 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     Ok(())
 }
 
-fn model_identity_of_base(reference: &Value) -> Value {
-    json!({ "location": reference["location"], "content": reference["content"] })
+fn model_identity_of_base(reference: &ModelRef) -> Value {
+    json!({ "location": reference.location, "content": reference.content })
 }
 
 /// Loss per optimizer step, as a PNG (dag-metrics draws every plot the project writes).

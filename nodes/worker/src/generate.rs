@@ -1,70 +1,15 @@
 //! `generate`: prompts built from dataset rows, batched generation, resumable per row.
 
-use std::path::Path;
-
 use dag_protocol::NodeError;
 use dag_protocol::generate::{GenerateParams, OnLength};
 use dag_protocol::{Job, Report};
-use dag_runtime::{GenerateRequest, LoadOptions, Message, Model, Prompt, SamplingParams};
-use dag_table::{self as table, Row};
+use dag_runtime::{GenerateRequest, Message, Prompt, SamplingParams};
+use dag_table as table;
 use serde_json::{Value, json};
 
 use crate::Reporter;
-
-/// Fills `{column}` placeholders from a row; `{{` and `}}` are literal braces.
-pub fn fill(template: &str, row: &Row) -> Result<String, NodeError> {
-    let mut out = String::with_capacity(template.len());
-    let mut chars = template.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-                out.push('{');
-            }
-            '}' if chars.peek() == Some(&'}') => {
-                chars.next();
-                out.push('}');
-            }
-            '{' => {
-                let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
-                let v = row.get(&name).ok_or_else(|| {
-                    let cols: Vec<&str> = row.keys().map(String::as_str).collect();
-                    NodeError::msg(format!("The prompt template names column `{{{name}}}`, which the dataset does not have"))
-                        .hint(format!("columns are: {}; write `{{{{` for a literal brace", cols.join(", ")))
-                })?;
-                out.push_str(&table::as_text(v));
-            }
-            c => out.push(c),
-        }
-    }
-    Ok(out)
-}
-
-/// Loads the model a `model.json` reference (or a checkpoint folder) describes.
-pub fn load_model(dir: &Path) -> Result<Model, NodeError> {
-    let refpath = dir.join("model.json");
-    let text = std::fs::read_to_string(&refpath)
-        .map_err(|e| NodeError::caused(format!("Failed to read `{}`", refpath.display()), &e))?;
-    let r: Value = serde_json::from_str(&text)
-        .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", refpath.display()), &e))?;
-    let location = r["location"].as_str().unwrap_or_default();
-    let device = r["device"]
-        .as_str()
-        .unwrap_or("auto")
-        .parse()
-        .map_err(|e| NodeError::caused("Bad `device`", &e))?;
-    let dtype = match r["dtype"].as_str().unwrap_or("auto") {
-        "auto" => None,
-        d => Some(
-            d.parse()
-                .map_err(|e| NodeError::caused("Bad `dtype`", &e))?,
-        ),
-    };
-    let mut model = Model::from_reference(location, LoadOptions { device, dtype })
-        .map_err(|e| NodeError::caused(format!("Failed to load the model `{location}`"), &e))?;
-    crate::finetune::apply_checkpoint(&mut model, dir, &r)?;
-    Ok(model)
-}
+use crate::model::load_model;
+use crate::prompt::fill;
 
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
@@ -191,28 +136,4 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         value: json!({ "rows": out.len(), "source_rows": rows.len(), "truncated": cut.len(), "model": model.identity() }),
     });
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates_fill_columns_and_keep_escaped_braces() {
-        let row: Row = serde_json::from_str(r#"{"statement": "Fur is warm.", "n": 3}"#).unwrap();
-        assert_eq!(
-            fill(
-                "\"{statement}\"\nIs this statement morally acceptable or morally wrong?",
-                &row
-            )
-            .unwrap(),
-            "\"Fur is warm.\"\nIs this statement morally acceptable or morally wrong?"
-        );
-        assert_eq!(fill("{{literal}} {n}", &row).unwrap(), "{literal} 3");
-        let err = fill("{statment}", &row).unwrap_err().to_string();
-        assert!(
-            err.contains("`{statment}`") && err.contains("statement, n"),
-            "{err}"
-        );
-    }
 }

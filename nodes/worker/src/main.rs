@@ -6,8 +6,13 @@ mod classifier;
 mod evaluate;
 mod finetune;
 mod generate;
+mod model;
 mod probe;
+mod prompt;
 mod prompted;
+mod scores;
+#[cfg(test)]
+mod testing;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -13,8 +13,9 @@ use dag_table as table;
 use serde_json::{Value, json};
 
 use crate::Reporter;
-use crate::generate::{fill, load_model};
-use crate::probe::{group_metrics, group_of, parse_label, split_metrics};
+use crate::model::load_model;
+use crate::prompt::fill;
+use crate::scores::{group_metrics, group_of, parse_label, split_metrics};
 
 const BATCH: usize = 16;
 
@@ -158,61 +159,9 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::path::{Path, PathBuf};
-
+mod tests {
     use super::*;
-
-    /// The tiny random Llama of the runtime's tests, as a `model` node's artifact.
-    pub(crate) fn tiny_model(dir: &Path) -> PathBuf {
-        let tiny =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/tests/fixtures/tiny-llama");
-        let out = dir.join("model");
-        std::fs::create_dir_all(&out).unwrap();
-        let reference = json!({ "location": tiny });
-        std::fs::write(out.join("model.json"), reference.to_string()).unwrap();
-        out
-    }
-
-    /// Eight rows with `text`, a 0/1 `label` and a `source` (`web` for rows 0, 1, 4, 5,
-    /// `chat` for the others), as a dataset artifact named `name` under `dir`.
-    pub(crate) fn rows(dir: &Path, name: &str) -> Value {
-        let rows: Vec<table::Row> = (0..8)
-            .map(|i| {
-                let (text, source) = (
-                    format!("row {i} says {}", ["no", "yes"][i % 2]),
-                    ["web", "chat"][i % 4 / 2],
-                );
-                let r = json!({ "text": text, "label": i % 2, "source": source });
-                r.as_object().unwrap().clone()
-            })
-            .collect();
-        let path = dir.join(format!("{name}.jsonl"));
-        table::write_jsonl(&path, &rows).unwrap();
-        json!([{ "path": path, "digest": "0", "kind": "dataset", "meta": null, "label": name }])
-    }
-
-    /// A job of `node` under `dir` with `scores` written to `dir/scores.jsonl`.
-    pub(crate) fn job(dir: &Path, node: &str, params: Value, inputs: Value, outputs: Value) -> Job {
-        let mut outputs = outputs;
-        outputs["scores"] = json!(dir.join("scores.jsonl"));
-        let fields = dag_protocol::models::worker_params(node).unwrap();
-        let params =
-            dag_protocol::params::with_defaults(&fields, params.as_object().unwrap().clone());
-        serde_json::from_value(json!({
-            "node": node, "instance": "t", "params": params, "inputs": inputs, "outputs": outputs,
-            "scratch": dir, "resumed": [], "work_dir": dir.join("work"),
-        }))
-        .unwrap()
-    }
-
-    pub(crate) fn scores(dir: &Path) -> Vec<Value> {
-        std::fs::read_to_string(dir.join("scores.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
+    use crate::testing::{job, rows, scores, tiny_model};
 
     #[test]
     fn group_column_puts_each_rows_source_in_its_score_line() {
