@@ -1,0 +1,18 @@
+//! `dag export`: an artifact copied out of the store.
+
+use super::*;
+
+/// `dag export TARGET DEST`.
+pub(super) fn export(explicit: Option<&Path>, a: &crate::cli::ExportArgs) -> Result<Exit> {
+    let store = open_reader(explicit, a.graph.as_deref())?;
+    let d = resolve(&store, &a.target, a.graph.as_deref())?;
+    if a.dest.exists() {
+        bail!(
+            "`{}` already exists\n\nhint: choose a new path; export never overwrites",
+            a.dest.display()
+        );
+    }
+    store.export(&d, &a.dest)?;
+    outln!("exported {} to {}", d.short(), a.dest.display());
+    Ok(Exit::Success)
+}

@@ -1,0 +1,131 @@
+//! `dag run`: runs a graph with progress, Ctrl-C/SIGTERM handling and a run log.
+
+use super::*;
+
+pub(super) fn init_log(store: &Store, run_id: &str) -> Option<std::path::PathBuf> {
+    let dir = store.root().join("logs");
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join(format!("{run_id}.log"));
+    let file = std::fs::File::create(&path).ok()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DAG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .ok()?;
+    Some(path)
+}
+
+pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<Exit> {
+    let t0 = std::time::Instant::now();
+    let graph = Arc::new(load(&a.graph)?);
+    let t_load = t0.elapsed();
+    let store = Arc::new(open(explicit, Some(&a.graph.graph))?);
+    let t_open = t0.elapsed() - t_load;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let terminated = Arc::new(AtomicBool::new(false));
+    let mut limits = dag_engine::Limits::default();
+    if let Some(j) = a.jobs {
+        limits.cpu = j;
+    }
+    limits.gpu = a.gpus;
+    limits.api = a.api_connections;
+    let opts = RunOptions {
+        mode: RunMode::Execute,
+        limits,
+        fail_fast: a.fail_fast,
+        targets: a.graph.only.clone(),
+        cancel: cancel.clone(),
+        progress: !a.quiet && !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let runner = Runner::new(store.clone(), graph.clone(), opts);
+    let log_path = init_log(&store, runner.run_id());
+    tracing::info!(
+        nodes = graph.nodes.len(),
+        load_ms = t_load.as_millis() as u64,
+        open_store_ms = t_open.as_millis() as u64,
+        "graph loaded, store opened"
+    );
+    let rt = runtime()?;
+    let quiet = a.quiet || json;
+    let summary = rt.block_on(async {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.store(true, Ordering::Relaxed);
+                errln!("\nstopping: waiting for running nodes to stop (finished results are kept); press Ctrl-C again to abort now");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        // SIGTERM (Slurm at the time limit, systemd, `kill`) stops the run like Ctrl-C, so
+        // it is recorded as cancelled rather than left `running`.
+        let (c, t) = (cancel.clone(), terminated.clone());
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::spawn(async move {
+                if term.recv().await.is_some() {
+                    t.store(true, Ordering::Relaxed);
+                    c.store(true, Ordering::Relaxed);
+                    errln!("\nstopping on SIGTERM: waiting for running nodes to stop (finished results are kept)");
+                }
+            });
+        }
+        let on_event = |e: &Event| {
+            if quiet {
+                return;
+            }
+            match e {
+                Event::Started(n) => errln!("  running  {n}"),
+                Event::Finished(n) => errln!("     done  {n}"),
+                Event::Failed(n, msg) => errln!("   FAILED  {n}: {}", msg.lines().next().unwrap_or("")),
+                Event::Cached(_) | Event::Skipped(_) => {}
+            }
+        };
+        runner.run(&on_event).await
+    })?;
+    tracing::info!(total_ms = t0.elapsed().as_millis() as u64, "run finished");
+    let count = |f: &dyn Fn(&NodeRunStatus) -> bool| {
+        summary.records.iter().filter(|r| f(&r.status)).count()
+    };
+    let ran = count(&|s| matches!(s, NodeRunStatus::Ran));
+    let cached = count(&|s| matches!(s, NodeRunStatus::Cached));
+    let failed: Vec<_> = summary
+        .records
+        .iter()
+        .filter(|r| matches!(r.status, NodeRunStatus::Failed(_)))
+        .collect();
+    let skipped = count(&|s| matches!(s, NodeRunStatus::Skipped(_)));
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "run": summary.run_id,
+                "status": format!("{:?}", summary.status).to_lowercase(),
+                "nodes": summary.lines,
+            }))?
+        );
+    } else {
+        for f in &failed {
+            if let NodeRunStatus::Failed(msg) = &f.status {
+                errln!("\nerror: node `{}` failed: {msg}", f.instance);
+            }
+        }
+        errln!(
+            "\nrun {}: {ran} ran, {cached} cached, {} failed, {skipped} skipped{}",
+            summary.run_id,
+            failed.len(),
+            log_path
+                .map(|p| format!(" (log: {})", p.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(match summary.status {
+        RunStatus::Succeeded => Exit::Success,
+        RunStatus::Cancelled if terminated.load(Ordering::Relaxed) => Exit::Terminated,
+        RunStatus::Cancelled => Exit::Cancelled,
+        _ => Exit::NodeFailed,
+    })
+}
