@@ -17,6 +17,7 @@
 
 mod explain;
 mod graph;
+mod instance;
 mod key;
 mod lineage;
 mod node;
@@ -27,6 +28,7 @@ mod value;
 pub use dag_protocol::NodeError;
 pub use explain::{NodeState, StatusLine, explain_change};
 pub use graph::{Graph, GraphError, LoadOptions, NodeDecl};
+pub use instance::{InstanceId, Source};
 pub use key::{Preimage, node_key};
 pub use lineage::{LineageNode, downstream, upstream, upstream_in};
 pub use node::{InputArtifact, Node, ParamError, Registry, RunContext, store_failure};

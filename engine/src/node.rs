@@ -68,8 +68,11 @@ pub struct InputArtifact {
     pub path: PathBuf,
     /// Metadata written by the producer.
     pub meta: serde_json::Value,
-    /// Where it came from (`finetune.checkpoints[step-30]`), for labels in reports.
+    /// Where it came from (`finetune.checkpoints[step-30]`), for labels in reports: the
+    /// printed [`InputArtifact::source`].
     pub label: String,
+    /// Where it came from, as parts: the producing instance, its port, the list element.
+    pub source: crate::Source,
 }
 
 /// What a running node can see and do.

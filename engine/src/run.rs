@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::NodeError;
 use crate::explain::{NodeState, StatusLine, explain_change};
+use crate::instance::{InstanceId, Source};
 use crate::key::Preimage;
 use crate::node::{InputArtifact, RunContext, store_failure};
 use crate::spec::ParamType;
@@ -118,6 +119,7 @@ pub struct RunSummary {
 #[derive(Debug, Clone)]
 struct InstOutcome {
     name: String,
+    id: InstanceId,
     assignment: BTreeMap<String, Value>,
     outputs: Option<Vec<(&'static str, Digest, ArtifactKind)>>,
     /// Instances that are not settled: they will run, or failed.
@@ -173,28 +175,6 @@ fn run_id() -> String {
         now.subsec_millis(),
         std::process::id()
     )
-}
-
-fn instance_name(
-    decl: &str,
-    assignment: &BTreeMap<String, Value>,
-    element: Option<&str>,
-) -> String {
-    let mut parts: Vec<String> = assignment
-        .iter()
-        .map(|(k, v)| match v {
-            Value::Str(s) => format!("{k}={s}"),
-            other => format!("{k}={other}"),
-        })
-        .collect();
-    if let Some(e) = element {
-        parts.push(e.to_string());
-    }
-    if parts.is_empty() {
-        decl.to_string()
-    } else {
-        format!("{decl}[{}]", parts.join(","))
-    }
 }
 
 fn cartesian(matrix: &[(String, Vec<Value>)]) -> Vec<BTreeMap<String, Value>> {
@@ -411,13 +391,13 @@ impl Runner {
                 }
             }
             for element in elements {
-                let name = instance_name(
+                let id = InstanceId::new(
                     &decl.name,
                     &assignment,
                     element.as_ref().map(|(n, _)| n.as_str()),
                 );
                 let inst = self
-                    .settle_instance(d, name, &assignment, element, done, &blocked, on_event)
+                    .settle_instance(d, id, &assignment, element, done, &blocked, on_event)
                     .await;
                 out.instances.push(inst);
             }
@@ -429,7 +409,7 @@ impl Runner {
     async fn settle_instance(
         &self,
         decl_index: usize,
-        name: String,
+        id: InstanceId,
         assignment: &BTreeMap<String, Value>,
         element: Option<(String, Digest)>,
         done: &BTreeMap<usize, Arc<DeclOutcome>>,
@@ -438,6 +418,7 @@ impl Runner {
     ) -> InstOutcome {
         let decl = &self.graph.nodes[decl_index];
         let spec = decl.node.spec();
+        let name = id.to_string();
         let mut params = decl.params.clone();
         params.extend(assignment.iter().map(|(k, v)| (k.clone(), v.clone())));
         let params_json = {
@@ -449,6 +430,7 @@ impl Runner {
         };
         let mut outcome = InstOutcome {
             name: name.clone(),
+            id,
             assignment: assignment.clone(),
             outputs: None,
             blocked_by: vec![],
@@ -464,7 +446,7 @@ impl Runner {
             outputs: vec![],
         };
         // Resolve inputs from settled upstream instances.
-        let mut inputs: BTreeMap<String, Vec<(Digest, ArtifactKind, String)>> = BTreeMap::new();
+        let mut inputs: BTreeMap<String, Vec<(Digest, ArtifactKind, Source)>> = BTreeMap::new();
         let mut waiting: Vec<String> = each_blocked.to_vec();
         let mut failed_up: Vec<String> = vec![];
         for inp in &decl.inputs {
@@ -479,7 +461,11 @@ impl Runner {
                         entry.push((
                             *d,
                             k,
-                            format!("{}.{}[{ename}]", self.graph.nodes[src.node].name, src.port),
+                            Source {
+                                producer: InstanceId::single(&self.graph.nodes[src.node].name),
+                                port: src.port.to_string(),
+                                element: Some(ename.clone()),
+                            },
                         ));
                     }
                     continue;
@@ -491,7 +477,15 @@ impl Runner {
                                 .iter()
                                 .find(|(p, _, _)| *p == src.port)
                                 .expect("declared output");
-                            entry.push((*dg, *kind, format!("{}.{}", up.name, src.port)));
+                            entry.push((
+                                *dg,
+                                *kind,
+                                Source {
+                                    producer: up.id.clone(),
+                                    port: src.port.to_string(),
+                                    element: None,
+                                },
+                            ));
                         }
                         None if up.failed => failed_up.push(up.name.clone()),
                         None => waiting.push(up.name.clone()),
@@ -657,7 +651,7 @@ impl Runner {
                 let mut all_inputs = vec![];
                 for (port, items) in inputs {
                     let v = resolved.entry(port).or_default();
-                    for (d, kind, label) in items {
+                    for (d, kind, source) in items {
                         let path = store.path(&d).map_err(store_failure)?;
                         let meta = store
                             .artifact(&d)
@@ -670,7 +664,8 @@ impl Runner {
                             kind,
                             path,
                             meta,
-                            label,
+                            label: source.to_string(),
+                            source,
                         });
                     }
                 }

@@ -171,27 +171,18 @@ struct Cell {
     by_group: BTreeMap<String, (ProbeMetrics, Option<Interval>)>,
 }
 
-/// `probe[layer=6,probe=lda].scores` -> (`probe`, [(layer, 6), (probe, lda)]); `prompted.scores`
-/// -> (`prompted`, []). A bracket that is not a list of assignments stays in the node name.
-fn parse_label(label: &str) -> (String, Vec<(String, String)>) {
-    if let Some((node, rest)) = label.split_once('[')
-        && let Some(end) = rest.rfind(']')
-        && let Some(pairs) = rest[..end]
-            .split(',')
-            .map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect::<Option<Vec<_>>>()
-    {
-        return (node.to_string(), pairs);
+/// The node an input is reported under and its matrix assignment: `probe[layer=6,probe=lda]`
+/// -> (`probe`, [(layer, 6), (probe, lda)]). An instance of a dynamic map, or one element of
+/// a list, is not a matrix cell: it is reported under its whole name, with no assignment.
+fn node_and_assignment(input: &InputArtifact) -> (String, Vec<(String, String)>) {
+    let s = &input.source;
+    if s.element.is_some() {
+        (s.to_string(), vec![])
+    } else if s.producer.element.is_some() {
+        (s.producer.to_string(), vec![])
+    } else {
+        (s.producer.node.clone(), s.producer.assignment.clone())
     }
-    // The port follows the last `.`, unless that `.` is inside a bracket (`lr=0.1`).
-    let node = match label.rsplit_once('.') {
-        Some((n, port)) if !port.contains(']') => n,
-        _ => label,
-    };
-    (node.to_string(), vec![])
 }
 
 /// Reads a scores file by split, checking every line; errors name the input and the line.
@@ -294,7 +285,7 @@ fn read_inputs(inputs: &[InputArtifact], splits: &[String]) -> Result<Vec<Scored
             ))
             .hint("set `splits` to the splits the inputs were scored on, or connect scores of those splits"));
         }
-        let (node, assignment) = parse_label(&input.label);
+        let (node, assignment) = node_and_assignment(input);
         out.push(Scored {
             label: input.label.clone(),
             digest: input.digest.to_hex(),
@@ -820,6 +811,7 @@ fn markdown(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dag_engine::{InstanceId, Source};
     use dag_metrics::{
         accuracy, brier_score, expected_calibration_error, probe_metrics, roc_auc,
         stratified_bootstrap, tpr_at_fpr, tpr_at_fpr_closest_point,
@@ -835,6 +827,40 @@ mod tests {
             path,
             meta: Json::Null,
             label: label.to_string(),
+            source: source(label),
+        }
+    }
+
+    /// The source a test's label names: `node[k=v,...].port`, `node[element].port`,
+    /// `node.port` or `node.port[element]`, as the engine prints them.
+    fn source(label: &str) -> Source {
+        let (head, tail) = label.rsplit_once('.').unwrap();
+        let (rest, element) = match tail.split_once('[') {
+            Some((port, e)) => (
+                format!("{head}.{port}"),
+                Some(e.trim_end_matches(']').to_string()),
+            ),
+            None => (label.to_string(), None),
+        };
+        let (instance, port) = rest.rsplit_once('.').unwrap();
+        let producer = match instance.split_once('[') {
+            None => InstanceId::single(instance),
+            Some((node, inner)) => {
+                let inner = inner.strip_suffix(']').unwrap();
+                let mut id = InstanceId::single(node);
+                for part in inner.split(',') {
+                    match part.split_once('=') {
+                        Some((k, v)) => id.assignment.push((k.into(), v.into())),
+                        None => id.element = Some(part.into()),
+                    }
+                }
+                id
+            }
+        };
+        Source {
+            producer,
+            port: port.into(),
+            element,
         }
     }
 
@@ -925,31 +951,27 @@ mod tests {
     }
 
     #[test]
-    fn labels_parse_into_node_and_matrix_assignment() {
+    fn inputs_report_under_their_node_and_matrix_assignment() {
+        let d = tempfile::tempdir().unwrap();
+        let of = |label: &str| node_and_assignment(&input(d.path(), label, ""));
         assert_eq!(
-            parse_label("probe[layer=6,probe=lda].scores"),
+            of("probe[layer=6,probe=lda].scores"),
             (
                 "probe".to_string(),
                 vec![("layer".into(), "6".into()), ("probe".into(), "lda".into())]
             )
         );
+        assert_eq!(of("prompted.scores"), ("prompted".to_string(), vec![]));
         assert_eq!(
-            parse_label("prompted.scores"),
-            ("prompted".to_string(), vec![])
-        );
-        assert_eq!(
-            parse_label("sweep[lr=0.001].scores").1,
+            of("sweep[lr=0.001].scores").1,
             vec![("lr".into(), "0.001".into())]
         );
         // A dynamic-map instance's element is not an assignment: it stays in the name.
         assert_eq!(
-            parse_label("eval[step-30].scores"),
+            of("eval[step-30].scores"),
             ("eval[step-30]".to_string(), vec![])
         );
-        assert_eq!(
-            parse_label("ft.checkpoints[step-30]").0,
-            "ft.checkpoints[step-30]"
-        );
+        assert_eq!(of("ft.checkpoints[step-30]").0, "ft.checkpoints[step-30]");
     }
 
     #[test]
