@@ -39,8 +39,9 @@ pub use error::{MetricError, Result};
 pub use plot::{DISTINCT_COLOURS, line_plot_png, reliability_plot_png, roc_plot_png};
 pub use probes::{
     Aggregation, ClassWeight, Element, LedoitWolf, LinearProbe, LogisticConfig, LogisticCvFit,
-    LogisticFit, Rows, Shrinkage, TokenGrid, aggregate, fit_diff_of_means, fit_lda, fit_logistic,
-    fit_logistic_cv, ledoit_wolf, masked_mean_features, sigmoid, stratified_kfold,
+    LogisticFit, Rows, Shrinkage, TokenGrid, aggregate, balanced_class_weights, fit_diff_of_means,
+    fit_lda, fit_logistic, fit_logistic_cv, ledoit_wolf, masked_mean_features, sigmoid,
+    stratified_kfold,
 };
 pub use pyrandom::PyRandom;
 pub use stats::{

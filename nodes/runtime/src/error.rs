@@ -161,6 +161,14 @@ pub enum Error {
     /// A generation or scoring request is invalid.
     #[error("Failed to run request: {0}")]
     Request(String),
+    /// A training step's loss is NaN or infinite: the step's update was not applied.
+    #[error("the loss is {loss} at step {step}; training stopped before that step's update")]
+    NonFiniteLoss {
+        /// The optimizer step (1-based) whose loss it is.
+        step: usize,
+        /// The loss.
+        loss: f64,
+    },
 }
 
 /// Shorthand for results of this crate.

@@ -561,10 +561,7 @@ impl Trainer {
         let loss = loss_sum / norm;
         if !loss.is_finite() {
             self.zero_grad();
-            return Err(Error::Request(format!(
-                "the loss is {loss} at step {}; training stopped before that step's update",
-                s + 1
-            )));
+            return Err(Error::NonFiniteLoss { step: s + 1, loss });
         }
         let grad_norm = {
             let _g = tch::no_grad_guard();

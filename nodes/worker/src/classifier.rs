@@ -170,11 +170,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let class_weights = if own.class_weight == ClassWeight::None {
         (1.0, 1.0)
     } else {
-        // scikit-learn's "balanced": n / (2 n_class).
-        (
-            n as f64 / (2.0 * (n - positives) as f64),
-            n as f64 / (2.0 * positives as f64),
-        )
+        dag_metrics::balanced_class_weights(n - positives, positives)
     };
     let mut cfg = train_config(&opt, own.lr, own.seed, None)?;
     cfg.objective = Objective::Classify {

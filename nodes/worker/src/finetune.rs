@@ -348,7 +348,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
                 metrics.push(m);
                 rep.send(Report::Advance(1));
             }
-            Err(e) if f.on_nan == OnNan::Stop && e.to_string().contains("the loss is") => {
+            Err(e @ dag_runtime::Error::NonFiniteLoss { .. }) if f.on_nan == OnNan::Stop => {
                 rep.send(Report::Info(format!(
                     "warning: {e}; keeping the {} checkpoint(s) saved before it",
                     saved.len()

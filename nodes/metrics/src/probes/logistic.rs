@@ -156,11 +156,17 @@ fn class_weights(y: &[bool], rows: &[usize], mode: ClassWeight) -> (f64, f64) {
     match mode {
         ClassWeight::None => (1.0, 1.0),
         ClassWeight::Balanced => {
-            let n = rows.len() as f64;
-            let n_pos = rows.iter().filter(|&&i| y[i]).count() as f64;
-            (n / (2.0 * (n - n_pos)), n / (2.0 * n_pos))
+            let n_pos = rows.iter().filter(|&&i| y[i]).count();
+            balanced_class_weights(rows.len() - n_pos, n_pos)
         }
     }
+}
+
+/// scikit-learn's `class_weight="balanced"` for two classes: `n / (2 n_class)` each, as
+/// `(negative, positive)`. Every node that weights its loss by class uses this one.
+pub fn balanced_class_weights(negatives: usize, positives: usize) -> (f64, f64) {
+    let n = (negatives + positives) as f64;
+    (n / (2.0 * negatives as f64), n / (2.0 * positives as f64))
 }
 
 fn validate(config: &LogisticConfig) -> Result<()> {

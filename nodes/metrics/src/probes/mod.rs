@@ -9,8 +9,8 @@ mod matrix;
 pub use aggregate::{Aggregation, TokenGrid, aggregate, masked_mean_features};
 pub use closed_form::{LedoitWolf, Shrinkage, fit_diff_of_means, fit_lda, ledoit_wolf};
 pub use logistic::{
-    ClassWeight, LogisticConfig, LogisticCvFit, LogisticFit, fit_logistic, fit_logistic_cv,
-    stratified_kfold,
+    ClassWeight, LogisticConfig, LogisticCvFit, LogisticFit, balanced_class_weights, fit_logistic,
+    fit_logistic_cv, stratified_kfold,
 };
 pub use matrix::{Element, Rows};
 

@@ -272,8 +272,8 @@ pub fn train_learned(
         return Err(NodeError::msg("The training split has one class only")
             .hint("check the label column and the split"));
     }
-    let (wp, wn) = if cfg.balanced {
-        (n as f64 / (2.0 * pos), n as f64 / (2.0 * neg))
+    let (wn, wp) = if cfg.balanced {
+        dag_metrics::balanced_class_weights(neg as usize, pos as usize)
     } else {
         (1.0, 1.0)
     };
