@@ -22,8 +22,8 @@ use crate::NodeError;
 use crate::explain::{NodeState, StatusLine, explain_change};
 use crate::instance::{InstanceId, Source};
 use crate::key::Preimage;
-use crate::node::{InputArtifact, RunContext, store_failure};
-use crate::spec::ParamType;
+use crate::node::{InputArtifact, Node, RunContext, store_failure};
+use crate::spec::{NodeSpec, ParamType};
 use crate::{ArtifactKind, Graph, Resources, Value};
 
 /// Execute, or only say what would happen.
@@ -175,6 +175,100 @@ fn run_id() -> String {
         now.subsec_millis(),
         std::process::id()
     )
+}
+
+/// An instance's inputs, resolved against the settled upstream instances.
+struct Upstream {
+    inputs: BTreeMap<String, Vec<(Digest, ArtifactKind, Source)>>,
+    /// Upstream instances that have not settled yet.
+    waiting: Vec<String>,
+    /// Upstream instances that failed.
+    failed_up: Vec<String>,
+}
+
+/// One instance to execute, on a blocking thread: run the node into a scratch directory,
+/// ingest its outputs and commit them with the cache entry, in that order, so nothing
+/// partial is ever committed.
+struct Execution {
+    store: Arc<Store>,
+    node: Arc<dyn Node>,
+    instance: String,
+    params: BTreeMap<String, Value>,
+    inputs: BTreeMap<String, Vec<(Digest, ArtifactKind, Source)>>,
+    key: Digest,
+    preimage_json: String,
+    run_id: String,
+    scope: String,
+    cancel: Arc<AtomicBool>,
+    bar: indicatif::ProgressBar,
+    started: Instant,
+}
+
+impl Execution {
+    fn run(self) -> Result<Vec<(String, Digest)>, NodeError> {
+        let store = &self.store;
+        let out_dir = store.scratch_dir(&self.instance).map_err(store_failure)?;
+        let mut resolved: BTreeMap<String, Vec<InputArtifact>> = BTreeMap::new();
+        let mut all_inputs = vec![];
+        for (port, items) in self.inputs {
+            let v = resolved.entry(port).or_default();
+            for (d, kind, source) in items {
+                let path = store.path(&d).map_err(store_failure)?;
+                let meta = store
+                    .artifact(&d)
+                    .map_err(store_failure)?
+                    .map(|a| a.meta())
+                    .unwrap_or_default();
+                all_inputs.push(d);
+                v.push(InputArtifact {
+                    digest: d,
+                    kind,
+                    path,
+                    meta,
+                    label: source.to_string(),
+                    source,
+                });
+            }
+        }
+        let spec = self.node.spec();
+        let mut ctx = RunContext {
+            instance: self.instance.clone(),
+            params: self.params,
+            inputs: resolved,
+            out_dir: out_dir.clone(),
+            meta: BTreeMap::new(),
+            store,
+            key: self.key,
+            cancel: self.cancel,
+            progress: self.bar.clone(),
+            next_batch: 0,
+            spec,
+        };
+        let ran = self.node.run(&mut ctx);
+        self.bar.finish_and_clear();
+        let meta = std::mem::take(&mut ctx.meta);
+        drop(ctx);
+        if let Err(e) = ran {
+            let _ = std::fs::remove_dir_all(&out_dir);
+            return Err(e);
+        }
+        let (outputs, pending) = ingest(store, spec, &out_dir, &meta)?;
+        let entry = CacheEntry {
+            key: self.key,
+            outputs: outputs.clone(),
+            preimage_json: self.preimage_json,
+            inputs: all_inputs,
+            seconds: self.started.elapsed().as_secs_f64(),
+            run_id: self.run_id,
+            label: self.instance,
+        };
+        store
+            .commit_node(&entry, &pending, Some(&self.scope))
+            .map_err(store_failure)?;
+        store.progress_clear(&self.key).map_err(store_failure)?;
+        let _ = std::fs::remove_dir_all(&out_dir);
+        Ok(outputs)
+    }
 }
 
 fn cartesian(matrix: &[(String, Vec<Value>)]) -> Vec<BTreeMap<String, Value>> {
@@ -445,54 +539,11 @@ impl Runner {
             params_json,
             outputs: vec![],
         };
-        // Resolve inputs from settled upstream instances.
-        let mut inputs: BTreeMap<String, Vec<(Digest, ArtifactKind, Source)>> = BTreeMap::new();
-        let mut waiting: Vec<String> = each_blocked.to_vec();
-        let mut failed_up: Vec<String> = vec![];
-        for inp in &decl.inputs {
-            let entry = inputs.entry(inp.port.to_string()).or_default();
-            for src in &inp.sources {
-                if src.each {
-                    if let Some((ename, d)) = &element {
-                        let k = spec
-                            .input(inp.port)
-                            .map(|p| p.kind)
-                            .unwrap_or(ArtifactKind::Model);
-                        entry.push((
-                            *d,
-                            k,
-                            Source {
-                                producer: InstanceId::single(&self.graph.nodes[src.node].name),
-                                port: src.port.to_string(),
-                                element: Some(ename.clone()),
-                            },
-                        ));
-                    }
-                    continue;
-                }
-                for up in matching(&done[&src.node], assignment) {
-                    match &up.outputs {
-                        Some(outs) => {
-                            let (_, dg, kind) = outs
-                                .iter()
-                                .find(|(p, _, _)| *p == src.port)
-                                .expect("declared output");
-                            entry.push((
-                                *dg,
-                                *kind,
-                                Source {
-                                    producer: up.id.clone(),
-                                    port: src.port.to_string(),
-                                    element: None,
-                                },
-                            ));
-                        }
-                        None if up.failed => failed_up.push(up.name.clone()),
-                        None => waiting.push(up.name.clone()),
-                    }
-                }
-            }
-        }
+        let Upstream {
+            inputs,
+            mut waiting,
+            mut failed_up,
+        } = self.resolve_inputs(decl_index, assignment, &element, done, each_blocked);
         let finish = |outcome: InstOutcome,
                       line_state: NodeState,
                       key: Option<Digest>,
@@ -541,28 +592,10 @@ impl Runner {
             outcome.failed = true;
             return finish(outcome, NodeState::Cancelled, None, record);
         }
-        // Key: type, version, canonical params (paths by content), input digests.
-        let mut path_digests = BTreeMap::new();
-        for (k, v) in &params {
-            if spec.param(k).is_some_and(|p| p.ty == ParamType::Path)
-                && let Value::Str(p) = v
-            {
-                match self.store.hash_external(std::path::Path::new(p)) {
-                    Ok(d) => {
-                        path_digests.insert(k.clone(), d);
-                    }
-                    Err(e) => {
-                        let msg = format!("Failed to read input file `{p}` (param `{k}`): {e}");
-                        return self.fail(outcome, record, None, msg, on_event, &finish);
-                    }
-                }
-            }
-        }
-        let input_digests: BTreeMap<String, Vec<Digest>> = inputs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.iter().map(|x| x.0).collect()))
-            .collect();
-        let pre = Preimage::new(spec, &params, &path_digests, &input_digests);
+        let pre = match self.preimage(spec, &params, &inputs) {
+            Ok(pre) => pre,
+            Err(msg) => return self.fail(outcome, record, None, msg, on_event, &finish),
+        };
         let key = pre.key();
         record.key = Some(key);
         let scope = self.scope(&name);
@@ -629,9 +662,6 @@ impl Runner {
         }
         on_event(&Event::Started(name.clone()));
         let t0 = Instant::now();
-        let store = self.store.clone();
-        let node = decl.node.clone();
-        let cancel = self.opts.cancel.clone();
         let bar = self.multi.add(indicatif::ProgressBar::no_length());
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -640,75 +670,21 @@ impl Runner {
             .expect("static template"),
         );
         bar.set_prefix(name.clone());
-        let inst = name.clone();
-        let preimage_json = pre.0.to_string();
-        let run_id = self.run_id.clone();
-        let label = name.clone();
-        let result =
-            tokio::task::spawn_blocking(move || -> Result<Vec<(String, Digest)>, NodeError> {
-                let out_dir = store.scratch_dir(&inst).map_err(store_failure)?;
-                let mut resolved: BTreeMap<String, Vec<InputArtifact>> = BTreeMap::new();
-                let mut all_inputs = vec![];
-                for (port, items) in inputs {
-                    let v = resolved.entry(port).or_default();
-                    for (d, kind, source) in items {
-                        let path = store.path(&d).map_err(store_failure)?;
-                        let meta = store
-                            .artifact(&d)
-                            .map_err(store_failure)?
-                            .map(|a| a.meta())
-                            .unwrap_or_default();
-                        all_inputs.push(d);
-                        v.push(InputArtifact {
-                            digest: d,
-                            kind,
-                            path,
-                            meta,
-                            label: source.to_string(),
-                            source,
-                        });
-                    }
-                }
-                let spec = node.spec();
-                let mut ctx = RunContext {
-                    instance: inst.clone(),
-                    params,
-                    inputs: resolved,
-                    out_dir: out_dir.clone(),
-                    meta: BTreeMap::new(),
-                    store: &store,
-                    key,
-                    cancel,
-                    progress: bar.clone(),
-                    next_batch: 0,
-                    spec,
-                };
-                let ran = node.run(&mut ctx);
-                bar.finish_and_clear();
-                let meta = std::mem::take(&mut ctx.meta);
-                drop(ctx);
-                if let Err(e) = ran {
-                    let _ = std::fs::remove_dir_all(&out_dir);
-                    return Err(e);
-                }
-                let (outputs, pending) = ingest(&store, spec, &out_dir, &meta)?;
-                let entry = CacheEntry {
-                    key,
-                    outputs: outputs.clone(),
-                    preimage_json,
-                    inputs: all_inputs,
-                    seconds: t0.elapsed().as_secs_f64(),
-                    run_id,
-                    label,
-                };
-                store
-                    .commit_node(&entry, &pending, Some(&scope))
-                    .map_err(store_failure)?;
-                store.progress_clear(&key).map_err(store_failure)?;
-                let _ = std::fs::remove_dir_all(&out_dir);
-                Ok(outputs)
-            })
-            .await;
+        let execution = Execution {
+            store: self.store.clone(),
+            node: decl.node.clone(),
+            instance: name.clone(),
+            params,
+            inputs,
+            key,
+            preimage_json: pre.0.to_string(),
+            run_id: self.run_id.clone(),
+            scope,
+            cancel: self.opts.cancel.clone(),
+            bar,
+            started: t0,
+        };
+        let result = tokio::task::spawn_blocking(move || execution.run()).await;
         drop(permits);
         record.seconds = t0.elapsed().as_secs_f64();
         match result {
@@ -733,6 +709,99 @@ impl Runner {
                 &finish,
             ),
         }
+    }
+
+    /// The upstream artifacts each input port gets, and the upstream instances that are
+    /// not settled yet (waiting) or failed, from the settled instances in `done`.
+    fn resolve_inputs(
+        &self,
+        decl_index: usize,
+        assignment: &BTreeMap<String, Value>,
+        element: &Option<(String, Digest)>,
+        done: &BTreeMap<usize, Arc<DeclOutcome>>,
+        each_blocked: &[String],
+    ) -> Upstream {
+        let decl = &self.graph.nodes[decl_index];
+        let spec = decl.node.spec();
+        let mut inputs: BTreeMap<String, Vec<(Digest, ArtifactKind, Source)>> = BTreeMap::new();
+        let mut waiting: Vec<String> = each_blocked.to_vec();
+        let mut failed_up: Vec<String> = vec![];
+        for inp in &decl.inputs {
+            let entry = inputs.entry(inp.port.to_string()).or_default();
+            for src in &inp.sources {
+                if src.each {
+                    if let Some((ename, d)) = element {
+                        let k = spec
+                            .input(inp.port)
+                            .map(|p| p.kind)
+                            .unwrap_or(ArtifactKind::Model);
+                        entry.push((
+                            *d,
+                            k,
+                            Source {
+                                producer: InstanceId::single(&self.graph.nodes[src.node].name),
+                                port: src.port.to_string(),
+                                element: Some(ename.clone()),
+                            },
+                        ));
+                    }
+                    continue;
+                }
+                for up in matching(&done[&src.node], assignment) {
+                    match &up.outputs {
+                        Some(outs) => {
+                            let (_, dg, kind) = outs
+                                .iter()
+                                .find(|(p, _, _)| *p == src.port)
+                                .expect("declared output");
+                            entry.push((
+                                *dg,
+                                *kind,
+                                Source {
+                                    producer: up.id.clone(),
+                                    port: src.port.to_string(),
+                                    element: None,
+                                },
+                            ));
+                        }
+                        None if up.failed => failed_up.push(up.name.clone()),
+                        None => waiting.push(up.name.clone()),
+                    }
+                }
+            }
+        }
+        Upstream {
+            inputs,
+            waiting,
+            failed_up,
+        }
+    }
+
+    /// The instance's cache-key pre-image: type, version, canonical params (paths by
+    /// content), input digests. `Err` names an input file that cannot be read.
+    fn preimage(
+        &self,
+        spec: &NodeSpec,
+        params: &BTreeMap<String, Value>,
+        inputs: &BTreeMap<String, Vec<(Digest, ArtifactKind, Source)>>,
+    ) -> Result<Preimage, String> {
+        let mut path_digests = BTreeMap::new();
+        for (k, v) in params {
+            if spec.param(k).is_some_and(|p| p.ty == ParamType::Path)
+                && let Value::Str(p) = v
+            {
+                let d = self
+                    .store
+                    .hash_external(std::path::Path::new(p))
+                    .map_err(|e| format!("Failed to read input file `{p}` (param `{k}`): {e}"))?;
+                path_digests.insert(k.clone(), d);
+            }
+        }
+        let input_digests: BTreeMap<String, Vec<Digest>> = inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().map(|x| x.0).collect()))
+            .collect();
+        Ok(Preimage::new(spec, params, &path_digests, &input_digests))
     }
 
     fn fail(
