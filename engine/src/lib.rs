@@ -23,6 +23,7 @@ mod lineage;
 mod node;
 mod run;
 mod spec;
+mod target;
 mod value;
 
 pub use dag_protocol::NodeError;
@@ -34,6 +35,7 @@ pub use lineage::{LineageNode, downstream, upstream, upstream_in};
 pub use node::{InputArtifact, Node, ParamError, Registry, RunContext, store_failure};
 pub use run::{Event, Limits, RunMode, RunOptions, RunSummary, Runner, head_scope};
 pub use spec::{ArtifactKind, NodeSpec, ParamSpec, ParamType, PortSpec, Range, Resources};
+pub use target::{Target, TargetError};
 pub use value::Value;
 
 /// The engine's version, recorded in every run.

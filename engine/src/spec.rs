@@ -43,6 +43,27 @@ impl ArtifactKind {
         }
     }
 
+    /// Every kind.
+    pub const ALL: [ArtifactKind; 9] = [
+        ArtifactKind::Dataset,
+        ArtifactKind::Model,
+        ArtifactKind::Checkpoints,
+        ArtifactKind::Generations,
+        ArtifactKind::Activations,
+        ArtifactKind::Probe,
+        ArtifactKind::Scores,
+        ArtifactKind::Metrics,
+        ArtifactKind::Report,
+    ];
+
+    /// Whether its content is rows (JSONL, one object per line), shown as a table.
+    pub fn is_rows(self) -> bool {
+        matches!(
+            self,
+            ArtifactKind::Dataset | ArtifactKind::Generations | ArtifactKind::Scores
+        )
+    }
+
     /// For a list kind, the kind of its elements (what `node.port[*]` maps over).
     pub fn element(self) -> Option<ArtifactKind> {
         match self {
@@ -56,6 +77,18 @@ impl ArtifactKind {
     /// on them); everything else must match exactly.
     pub fn feeds(self, input: ArtifactKind) -> bool {
         self == input || (self == ArtifactKind::Generations && input == ArtifactKind::Dataset)
+    }
+}
+
+impl std::str::FromStr for ArtifactKind {
+    type Err = String;
+
+    /// The kind a store record names (`ArtifactRecord::kind`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        ArtifactKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("`{s}` is not an artifact kind"))
     }
 }
 
@@ -397,5 +430,18 @@ impl NodeSpec {
     /// The param named `name`.
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {
         self.params.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_parses_back_from_its_stored_name() {
+        for k in ArtifactKind::ALL {
+            assert_eq!(k.name().parse::<ArtifactKind>(), Ok(k));
+        }
+        assert!("rows".parse::<ArtifactKind>().is_err());
     }
 }

@@ -66,7 +66,8 @@ pub(super) fn show(store: &Store, target: &Resolved, rows: usize, json: bool) ->
                 .take(rows + 1)
                 .collect();
             // Row artifacts are JSONL; everything else is shown as JSON or text.
-            if rec.kind == "dataset" || rec.kind == "generations" || rec.kind == "scores" {
+            let kind = rec.kind.parse::<dag_engine::ArtifactKind>().ok();
+            if kind.is_some_and(dag_engine::ArtifactKind::is_rows) {
                 let cols: Vec<String> = parsed
                     .first()
                     .map(|r| r.keys().cloned().collect())
@@ -93,7 +94,9 @@ pub(super) fn show(store: &Store, target: &Resolved, rows: usize, json: bool) ->
                 }
             } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
                 match v.get("table").and_then(|t| t.as_array()) {
-                    Some(t) if rec.kind == "metrics" => out!("{}", metrics_table(t)),
+                    Some(t) if kind == Some(dag_engine::ArtifactKind::Metrics) => {
+                        out!("{}", metrics_table(t))
+                    }
                     _ => outln!("{}", serde_json::to_string_pretty(&v)?),
                 }
             } else {
