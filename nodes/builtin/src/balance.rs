@@ -7,7 +7,7 @@ use dag_engine::{
     ArtifactKind, Node, NodeError, NodeSpec, ParamSpec, ParamType, PortSpec, Resources, RunContext,
     Value,
 };
-use rand::{RngExt, SeedableRng};
+use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use dag_table::{self as table, Row};

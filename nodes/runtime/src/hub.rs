@@ -453,7 +453,14 @@ impl Hub {
 fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(Error::io(path))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut f, &mut hasher).map_err(Error::io(path))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(Error::io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
     Ok(hasher
         .finalize()
         .iter()
