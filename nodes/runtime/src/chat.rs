@@ -55,8 +55,14 @@ impl ChatTemplate {
     /// Compiles `source`.
     pub fn new(source: &str, special: SpecialTokens) -> Result<ChatTemplate> {
         let mut env = Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
+        // transformers renders chat templates with trim_blocks and lstrip_blocks on.
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()
+                .expect("the default delimiters are valid"),
+        );
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",
@@ -74,12 +80,12 @@ impl ChatTemplate {
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let tmpl = self.env.get_template("chat").map_err(template_error)?;
         tmpl.render(context! {
-            messages => messages,
+            messages => minijinja::value::Serde(messages),
             add_generation_prompt => add_generation_prompt,
-            bos_token => self.special.bos,
-            eos_token => self.special.eos,
-            pad_token => self.special.pad,
-            unk_token => self.special.unk,
+            bos_token => self.special.bos.clone(),
+            eos_token => self.special.eos.clone(),
+            pad_token => self.special.pad.clone(),
+            unk_token => self.special.unk.clone(),
         })
         .map_err(template_error)
     }
