@@ -130,12 +130,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         val.n(),
         train.dim()
     )));
-    let resamples = job
-        .params
-        .get("bootstrap")
-        .and_then(Value::as_i64)
-        .unwrap_or(1000)
-        .max(0) as usize;
+    let resamples = p.bootstrap as usize;
     let fitted = fit(&p, train, val, rep)?;
     let out = &job.outputs["probe"];
     std::fs::create_dir_all(out)
