@@ -23,9 +23,9 @@ use dag_protocol::models::ModelRef;
 use dag_protocol::probes::{ClassWeight, FinetuneClassifierParams, Truncation};
 
 use crate::Reporter;
-use crate::activations::{Render, truncate};
 use crate::finetune::{lora_config, plot_loss, train_config};
 use crate::model::load_model;
+use crate::prompt::{Render, truncate};
 use crate::scores::{group_metrics, group_of, parse_label, split_metrics};
 
 /// One input dataset, tokenised.
