@@ -33,7 +33,7 @@ pub use instance::{InstanceId, Source};
 pub use key::{Preimage, node_key};
 pub use lineage::{LineageNode, downstream, upstream, upstream_in};
 pub use node::{InputArtifact, Node, ParamError, Registry, RunContext, store_failure};
-pub use run::{Event, Limits, RunMode, RunOptions, RunSummary, Runner, head_scope};
+pub use run::{Event, Limits, RunMode, RunOptions, RunSummary, Runner};
 pub use spec::{ArtifactKind, NodeSpec, ParamSpec, ParamType, PortSpec, Range, Resources};
 pub use target::{Target, TargetError};
 pub use value::Value;

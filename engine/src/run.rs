@@ -291,7 +291,7 @@ fn cartesian(matrix: &[(String, Vec<Value>)]) -> Vec<BTreeMap<String, Value>> {
 /// The store's head pointer name for an instance of the graph at `graph` (an absolute path,
 /// as run records hold it): the key that instance last completed with, set as each instance
 /// commits, so a run in progress can be read before its record lists its nodes.
-pub fn head_scope(graph: &str, instance: &str) -> String {
+pub(crate) fn head_scope(graph: &str, instance: &str) -> String {
     format!("{graph}::{instance}")
 }
 

@@ -76,7 +76,7 @@ pub(super) fn lineage(
     json: bool,
 ) -> Result<Exit> {
     let store = open_reader(explicit, a.graph.as_deref())?;
-    let t = resolve_target(&store, &a.target, a.graph.as_deref())?;
+    let t = dag_engine::Target::resolve(&store, &a.target, a.graph.as_deref())?;
     let tree = if a.down {
         dag_engine::downstream(&store, &t.digest)?
     } else {

@@ -2,7 +2,12 @@
 
 use super::*;
 
-pub(super) fn show(store: &Store, target: &Resolved, rows: usize, json: bool) -> Result<()> {
+pub(super) fn show(
+    store: &Store,
+    target: &dag_engine::Target,
+    rows: usize,
+    json: bool,
+) -> Result<()> {
     let d = &target.digest;
     let rec = store
         .artifact(d)?
@@ -158,7 +163,7 @@ pub(super) fn show_command(
     json: bool,
 ) -> Result<Exit> {
     let store = open_reader(explicit, a.graph.as_deref())?;
-    let t = resolve_target(&store, &a.target, a.graph.as_deref())?;
+    let t = dag_engine::Target::resolve(&store, &a.target, a.graph.as_deref())?;
     show(&store, &t, a.rows, json)?;
     Ok(Exit::Success)
 }

@@ -131,9 +131,8 @@ impl Journal {
     /// removed, so a crash at any point leaves a journal that replays to the same index.
     pub(crate) fn compact(&self, records: impl Iterator<Item = Record>) -> Result<(), Error> {
         let mut segment = self.segment.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = segment.take() {
-            drop(w.into_inner().map_err(|e| e.into_error()));
-        }
+        // The next append starts a segment after the base; this one is superseded by it.
+        segment.take();
         let old = segments(&self.dir)?;
         let seq = old.last().map_or(0, |s| s.seq) + 1;
         let path = self.dir.join(format!("{seq:010}.base"));

@@ -299,51 +299,48 @@ impl Store {
         journal: Option<Journal>,
         holding: Holding,
     ) -> Result<Store, Error> {
-        let t = |n: &str| db.open_tree(n).map(Tree::Own);
+        let trees = |n: &'static str| Ok(Tree::Own(db.open_tree(n)?));
+        Self::assemble(root, trees, Some(db.clone()), journal, holding)
+    }
+
+    fn served(root: &Path, client: Client) -> Store {
+        let client = Arc::new(client);
+        let trees = |name: &'static str| {
+            Ok(Tree::Served {
+                client: client.clone(),
+                name,
+            })
+        };
+        Self::assemble(root, trees, None, None, Holding::Served)
+            .expect("serving a tree cannot fail")
+    }
+
+    /// A store over the trees `tree` gives for each name.
+    fn assemble(
+        root: &Path,
+        tree: impl Fn(&'static str) -> Result<Tree, Error>,
+        db: Option<sled::Db>,
+        journal: Option<Journal>,
+        holding: Holding,
+    ) -> Result<Store, Error> {
         Ok(Store {
-            artifacts: t(trees::ARTIFACTS)?,
-            cache: t(trees::CACHE)?,
-            outputs: t(trees::OUTPUTS)?,
-            output_meta: t(trees::OUTPUT_META)?,
-            consumers: t(trees::CONSUMERS)?,
-            runs: t(trees::RUNS)?,
-            heads: t(trees::HEADS)?,
-            pins: t(trees::PINS)?,
-            stat: t(trees::STAT)?,
-            progress: t(trees::PROGRESS)?,
-            verified: t(trees::VERIFIED)?,
-            db: Some(db),
+            artifacts: tree(trees::ARTIFACTS)?,
+            cache: tree(trees::CACHE)?,
+            outputs: tree(trees::OUTPUTS)?,
+            output_meta: tree(trees::OUTPUT_META)?,
+            consumers: tree(trees::CONSUMERS)?,
+            runs: tree(trees::RUNS)?,
+            heads: tree(trees::HEADS)?,
+            pins: tree(trees::PINS)?,
+            stat: tree(trees::STAT)?,
+            progress: tree(trees::PROGRESS)?,
+            verified: tree(trees::VERIFIED)?,
+            db,
             journal,
             root: root.to_path_buf(),
             tmp_counter: AtomicU64::new(0),
             holding,
         })
-    }
-
-    fn served(root: &Path, client: Client) -> Store {
-        let client = Arc::new(client);
-        let t = |name: &'static str| Tree::Served {
-            client: client.clone(),
-            name,
-        };
-        Store {
-            artifacts: t(trees::ARTIFACTS),
-            cache: t(trees::CACHE),
-            outputs: t(trees::OUTPUTS),
-            output_meta: t(trees::OUTPUT_META),
-            consumers: t(trees::CONSUMERS),
-            runs: t(trees::RUNS),
-            heads: t(trees::HEADS),
-            pins: t(trees::PINS),
-            stat: t(trees::STAT),
-            progress: t(trees::PROGRESS),
-            verified: t(trees::VERIFIED),
-            db: None,
-            journal: None,
-            root: root.to_path_buf(),
-            tmp_counter: AtomicU64::new(0),
-            holding: Holding::Served,
-        }
     }
 
     /// The index, to write it: only a writer has it.

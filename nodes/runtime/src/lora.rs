@@ -21,16 +21,9 @@ use crate::error::{Error, Result};
 use crate::llama::Transformer;
 use crate::model::Model;
 
-/// The projections an adapter may wrap, as PEFT names them in `target_modules`.
-pub const TARGET_MODULES: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
+/// The projections an adapter may wrap, as PEFT names them in `target_modules`: the list
+/// the specs check graphs against at load, so both sides share it.
+pub use dag_protocol::models::TARGET_MODULES;
 
 /// File names PEFT uses for an adapter folder.
 pub const CONFIG_FILE: &str = "adapter_config.json";

@@ -577,13 +577,13 @@ mod tests {
         );
     }
 
-    /// Rendering params: the spec's defaults, then `p`.
+    /// Rendering params: `p`, then the defaults of the rest.
     fn rendering(p: Value) -> Rendering {
-        let mut all = json!({ "chat": false, "max_len": 512, "truncation_side": "left" });
-        for (k, v) in p.as_object().unwrap() {
-            all[k] = v.clone();
-        }
-        Rendering::from_map(all.as_object().unwrap()).unwrap()
+        let all = dag_protocol::params::with_defaults(
+            &Rendering::fields(),
+            p.as_object().unwrap().clone(),
+        );
+        Rendering::from_map(&all).unwrap()
     }
 
     fn job(params: Value) -> Job {

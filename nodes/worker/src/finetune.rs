@@ -444,15 +444,3 @@ pub(crate) fn plot_loss(path: &Path, metrics: &[StepMetrics]) -> Result<(), Node
     )
     .map_err(|e| NodeError::caused(format!("Failed to plot `{}`", path.display()), &e))
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_specs_lora_targets_are_the_runtimes() {
-        // dag-nodes checks target_modules at load without linking libtorch, from a copy.
-        assert_eq!(
-            dag_protocol::models::TARGET_MODULES,
-            dag_runtime::lora::TARGET_MODULES
-        );
-    }
-}
