@@ -20,6 +20,7 @@ use dag_metrics::{
     per_group_metrics_with_interval, probe_metrics_with_interval, reliability_plot_png,
     reliability_table, roc_curve, roc_plot_png,
 };
+use dag_protocol::ScoreRow;
 use serde_json::{Value as Json, json};
 
 /// The `probe-report` node type.
@@ -199,34 +200,13 @@ fn read_scores(label: &str, path: &Path) -> Result<BTreeMap<String, SplitScores>
         let bad = |what: String| {
             NodeError::msg(format!("Line {} of `{label}` {what}", i + 1)).hint(FORMAT_HINT)
         };
-        let row: Json =
-            serde_json::from_str(line).map_err(|e| bad(format!("is not a JSON object: {e}")))?;
-        let field = |k: &str| row.get(k).map_or("nothing".to_string(), Json::to_string);
-        let split = row
-            .get("split")
-            .and_then(Json::as_str)
-            .ok_or_else(|| bad(format!("has split {}, not a string", field("split"))))?;
-        let y = match row.get("label") {
-            Some(Json::Bool(b)) => *b,
-            Some(v) if v.as_f64() == Some(1.0) => true,
-            Some(v) if v.as_f64() == Some(0.0) => false,
-            _ => return Err(bad(format!("has label {}, not 0 or 1", field("label")))),
-        };
-        let score = row
-            .get("score")
-            .and_then(Json::as_f64)
-            .filter(|s| (0.0..=1.0).contains(s))
-            .ok_or_else(|| {
-                bad(format!(
-                    "has score {}, not a probability in [0, 1]",
-                    field("score")
-                ))
-            })?;
-        let group = match row.get("group") {
-            None => None,
-            Some(Json::String(g)) => Some(g.clone()),
-            Some(_) => return Err(bad(format!("has group {}, not a string", field("group")))),
-        };
+        let ScoreRow {
+            split,
+            label: y,
+            score,
+            group,
+            ..
+        } = ScoreRow::parse(line).map_err(bad)?;
         if *grouped.get_or_insert(group.is_some()) != group.is_some() {
             let (has, lacks) = if group.is_some() {
                 ("has", "earlier lines have none")
@@ -239,7 +219,7 @@ fn read_scores(label: &str, path: &Path) -> Result<BTreeMap<String, SplitScores>
             ))
             .hint("a scores file comes from one node: with `group_column` every line has a `group`, without it none does"));
         }
-        let s = splits.entry(split.to_string()).or_default();
+        let s = splits.entry(split).or_default();
         s.scores.push(score);
         s.labels.push(y);
         if let Some(g) = group {

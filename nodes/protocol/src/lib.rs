@@ -10,6 +10,8 @@ mod job;
 pub mod models;
 pub mod params;
 pub mod probes;
+mod scores;
 
 pub use error::NodeError;
 pub use job::{Job, JobInput, Report, test_hold};
+pub use scores::ScoreRow;

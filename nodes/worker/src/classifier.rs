@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use dag_protocol::NodeError;
-use dag_protocol::{Job, Report};
+use dag_protocol::{Job, Report, ScoreRow};
 use dag_runtime::Model;
 use dag_runtime::train::{Example, Mode, Objective, Trainer};
 use dag_table::{self as table, Row};
@@ -227,7 +227,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         }
     }
 
-    let mut lines = Vec::new();
+    let mut rows = Vec::new();
     let mut per_split = serde_json::Map::new();
     let resamples = own.bootstrap as usize;
     for split in &splits {
@@ -238,12 +238,8 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             split.examples.len().div_ceil(batch_size) as u64
         ));
         for (i, (s, y)) in scores.iter().zip(&split.labels).enumerate() {
-            let mut r = json!({ "split": split.name, "row": i, "label": u8::from(*y), "score": s });
-            if let Some(groups) = &split.groups {
-                r["group"] = json!(groups[i]);
-            }
-            lines.extend(serde_json::to_vec(&r).expect("serialises"));
-            lines.push(b'\n');
+            let group = split.groups.as_ref().map(|g| &g[i]);
+            rows.push(ScoreRow::new(split.name, i as u64, *y, *s).in_group(group));
         }
         let mut m = split_metrics(&scores, &split.labels, resamples)?;
         if let Some(groups) = &split.groups {
@@ -251,7 +247,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         }
         per_split.insert(split.name.to_string(), m);
     }
-    write(&job.outputs["scores"], &lines)?;
+    write(&job.outputs["scores"], &ScoreRow::to_jsonl(&rows))?;
 
     let out = &job.outputs["classifier"];
     std::fs::create_dir_all(out)

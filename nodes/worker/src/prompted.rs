@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use dag_protocol::NodeError;
 use dag_protocol::probes::ClassifyPromptedParams;
-use dag_protocol::{Job, Report};
+use dag_protocol::{Job, Report, ScoreRow};
 use dag_runtime::{Message, ScoreRequest};
 use dag_table as table;
 use serde_json::{Value, json};
@@ -128,20 +128,17 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let scores: Vec<f64> = (0..rows.len())
         .map(|i| done[&i]["score"].as_f64().unwrap_or(f64::NAN))
         .collect();
-    let mut lines = Vec::new();
-    for (i, item) in &done {
-        let mut r = json!({
-            "split": split, "row": i, "label": u8::from(labels[*i]), "score": item["score"],
-            "logprob_a": item["logprob_a"], "logprob_b": item["logprob_b"],
-        });
-        if let Some(groups) = &groups {
-            r["group"] = json!(groups[*i]);
-        }
-        lines.extend(serde_json::to_vec(&r).expect("serialises"));
-        lines.push(b'\n');
-    }
+    let lines: Vec<ScoreRow> = done
+        .iter()
+        .map(|(&i, item)| {
+            ScoreRow::new(split, i as u64, labels[i], scores[i])
+                .with("logprob_a", item["logprob_a"].clone())
+                .with("logprob_b", item["logprob_b"].clone())
+                .in_group(groups.as_ref().map(|g| &g[i]))
+        })
+        .collect();
     let path = &job.outputs["scores"];
-    std::fs::write(path, &lines)
+    std::fs::write(path, ScoreRow::to_jsonl(&lines))
         .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))?;
     let mut metrics = split_metrics(&scores, &labels, resamples)?;
     if let Some(groups) = &groups {

@@ -20,7 +20,7 @@ use dag_protocol::NodeError;
 use dag_protocol::probes::{
     Aggregate, ClassWeight as ParamClassWeight, Probe, TrainProbe, TrainProbeParams,
 };
-use dag_protocol::{Job, Report};
+use dag_protocol::{Job, Report, ScoreRow};
 use serde_json::{Map, Value, json};
 use tch::{Kind, Tensor};
 
@@ -159,23 +159,16 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         }
         metrics.insert(split.name.clone(), m);
         for i in 0..n {
-            let mut r = json!({ "split": split.name, "row": split.rows[i], "label": u8::from(split.y[i]), "score": mean[i] });
+            let mut r = ScoreRow::new(&split.name, split.rows[i] as u64, split.y[i], mean[i]);
             if per_seed.len() > 1 {
-                r["score_by_seed"] = json!(per_seed.iter().map(|s| s[i]).collect::<Vec<_>>());
+                let by_seed: Vec<f64> = per_seed.iter().map(|s| s[i]).collect();
+                r = r.with("score_by_seed", json!(by_seed));
             }
-            if let Some(groups) = &split.groups {
-                r["group"] = json!(groups[i]);
-            }
-            score_rows.push(r);
+            score_rows.push(r.in_group(split.groups.as_ref().map(|g| &g[i])));
         }
     }
-    let mut lines = Vec::new();
-    for r in &score_rows {
-        lines.extend(serde_json::to_vec(r).expect("serialises"));
-        lines.push(b'\n');
-    }
     let scores_path = &job.outputs["scores"];
-    std::fs::write(scores_path, &lines).map_err(|e| {
+    std::fs::write(scores_path, ScoreRow::to_jsonl(&score_rows)).map_err(|e| {
         NodeError::caused(format!("Failed to write `{}`", scores_path.display()), &e)
     })?;
 
