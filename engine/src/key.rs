@@ -26,6 +26,9 @@ impl Preimage {
     ) -> Preimage {
         let mut p = serde_json::Map::new();
         for (k, v) in params {
+            if spec.param(k).is_some_and(|s| !s.keyed) {
+                continue;
+            }
             let is_path = spec.param(k).is_some_and(|s| s.ty == ParamType::Path);
             let j = match (is_path, path_digests.get(k)) {
                 (true, Some(d)) => json!({ "content": d.to_hex() }),

@@ -269,6 +269,50 @@ impl<'a> RunContext<'a> {
         Ok(())
     }
 
+    /// The params as a typed struct (see `dag_protocol::params!`), for a node whose spec is
+    /// derived from one with [`crate::ParamSpec::from_params`].
+    pub fn typed_params<P: dag_protocol::params::Params>(&self) -> Result<P, NodeError> {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
+        P::from_map(&map).map_err(|e| {
+            NodeError::caused(
+                format!("Failed to read the params of `{}`", self.instance),
+                &e,
+            )
+        })
+    }
+
+    /// The saved result of one paid call (a judge's reply), by the call's own key: what the
+    /// call asks and of whom, not this node's key. A node that makes such calls looks each
+    /// up first and saves each as it completes ([`Self::save_call_result`]), so a kill loses
+    /// no call already answered, and a rerun with changed inputs or params sends only the
+    /// calls it has not made before.
+    pub fn call_result<T: DeserializeOwned>(&self, call: &Digest) -> Result<Option<T>, NodeError> {
+        let saved = self.store.progress_load(call).map_err(store_failure)?;
+        match saved.into_iter().find(|(batch, _)| *batch == 0) {
+            Some((_, bytes)) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| NodeError::caused("Failed to decode a saved call result", &e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Durably saves the result of one call (see [`Self::call_result`]).
+    pub fn save_call_result<T: Serialize>(
+        &self,
+        call: &Digest,
+        result: &T,
+    ) -> Result<(), NodeError> {
+        let bytes = serde_json::to_vec(result)
+            .map_err(|e| NodeError::caused("Failed to encode a call result", &e))?;
+        self.store
+            .progress_save(call, 0, &bytes)
+            .map_err(store_failure)
+    }
+
     /// The store root, for nodes that keep caches beside it.
     pub fn store_root(&self) -> &Path {
         self.store.root()

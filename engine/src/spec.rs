@@ -208,6 +208,9 @@ pub struct ParamSpec {
     pub doc: &'static str,
     /// The values a number (or each number of a list) may take, checked at load.
     pub range: Range,
+    /// Whether the param enters the cache key. False for settings of how a node runs
+    /// (concurrency, retries, timeouts, a call budget) that cannot change its outputs.
+    pub keyed: bool,
 }
 
 /// Bounds on a numeric param, checked when the graph loads (with the file and line) and
@@ -259,6 +262,12 @@ impl fmt::Display for Range {
 }
 
 impl ParamSpec {
+    /// A setting of how the node runs, kept out of the cache key (see [`ParamSpec::keyed`]).
+    pub fn run_setting(mut self) -> Self {
+        self.keyed = false;
+        self
+    }
+
     /// Values must be at least `x`.
     pub fn min(mut self, x: f64) -> Self {
         self.range.min = Some((x, false));
@@ -306,6 +315,7 @@ impl ParamSpec {
             min: f.bounds.min,
             max: f.bounds.max,
         };
+        spec.keyed = !f.bounds.run_setting;
         spec
     }
 
@@ -321,6 +331,7 @@ impl ParamSpec {
                 min: None,
                 max: None,
             },
+            keyed: true,
         }
     }
     /// A param with a default.
@@ -340,6 +351,7 @@ impl ParamSpec {
                 min: None,
                 max: None,
             },
+            keyed: true,
         }
     }
     /// A param that may be absent (the node decides what absence means).
@@ -354,6 +366,7 @@ impl ParamSpec {
                 min: None,
                 max: None,
             },
+            keyed: true,
         }
     }
 }
@@ -368,6 +381,7 @@ fn param_type(kind: dag_protocol::params::Kind) -> ParamType {
         Kind::Path => ParamType::Path,
         Kind::Enum(values) => ParamType::Enum(values),
         Kind::List(k) => ParamType::List(Box::new(param_type(*k))),
+        Kind::SecretEnv => ParamType::SecretEnv,
     }
 }
 

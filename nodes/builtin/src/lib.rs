@@ -6,6 +6,7 @@
 //! takes rows.
 #![deny(missing_docs)]
 
+pub mod anima;
 mod balance;
 mod dataset;
 pub mod evaluate;
@@ -17,6 +18,7 @@ mod relabel;
 pub mod report;
 pub mod worker;
 
+pub use anima::Anima;
 pub use balance::Balance;
 pub use dataset::Dataset;
 pub use evaluate::CompareEvals;
@@ -35,6 +37,7 @@ pub fn registry() -> dag_engine::Registry {
     r.register(Relabel::new());
     r.register(CompareEvals::new());
     r.register(ProbeReport::new());
+    r.register(Anima::new());
     register_model_nodes(&mut r);
     r
 }

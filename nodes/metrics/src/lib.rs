@@ -16,6 +16,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod agreement;
 mod bootstrap;
 mod classification;
 mod error;
@@ -25,6 +26,7 @@ mod pyrandom;
 mod stats;
 mod util;
 
+pub use agreement::{aggregate_raters, cohen_kappa, fleiss_kappa};
 pub use bootstrap::{
     BootstrapConfig, Interval, bootstrap_interval, paired_stratified_bootstrap,
     stratified_bootstrap,

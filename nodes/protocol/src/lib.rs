@@ -7,6 +7,7 @@ pub mod evaluate;
 pub mod finetune;
 pub mod generate;
 mod job;
+pub mod judge;
 pub mod models;
 pub mod params;
 pub mod probes;

@@ -25,6 +25,9 @@ pub enum Kind {
     Enum(&'static [&'static str]),
     /// A list of values of one kind.
     List(&'static Kind),
+    /// The name of an environment variable holding a secret (an API key): the name enters
+    /// keys and records, the value is read by the node when it runs.
+    SecretEnv,
 }
 
 /// What a param is when the graph leaves it out.
@@ -79,6 +82,10 @@ pub struct Bounds {
     pub min: Option<(f64, bool)>,
     /// Upper bound, excluded?
     pub max: Option<(f64, bool)>,
+    /// A setting of how the node runs (concurrency, retries, timeouts, a budget), which
+    /// cannot change what it computes: it stays out of the cache key, so raising it reruns
+    /// nothing.
+    pub run_setting: bool,
 }
 
 impl Bounds {
@@ -86,7 +93,13 @@ impl Bounds {
     pub const NONE: Bounds = Bounds {
         min: None,
         max: None,
+        run_setting: false,
     };
+    /// Marks a run setting (see [`Bounds::run_setting`]).
+    pub const fn run_setting(mut self, yes: bool) -> Self {
+        self.run_setting = yes;
+        self
+    }
     /// At least `x`.
     pub const fn min(mut self, x: f64) -> Self {
         self.min = Some((x, false));

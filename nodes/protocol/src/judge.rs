@@ -1,0 +1,36 @@
+//! The params of judge-graded nodes: which judge, how it is asked, and how the calls run.
+
+crate::params! {
+    /// Which judge grades and how the calls to it run. Shared by every judge-graded node.
+    /// The settings of how calls run (concurrency, retries, timeout, budget) stay out of the
+    /// cache key: they cannot change a verdict, and every answered call is kept anyway.
+    pub struct JudgeParams {
+        judge_url: String = Str, REQUIRED,
+            "base URL of an OpenAI-compatible API, up to and including `/v1`";
+        judges: Vec<String> = List(&Str), REQUIRED,
+            "judge model names at that endpoint; with several, each grades every item and scores are averaged";
+        api_key_env: Option<String> = SecretEnv, OPTIONAL,
+            "NAME of the environment variable holding the API key, sent as a bearer token (never stored)";
+        judge_temperature: f64 = Float, 0.0, "sampling temperature of the judge", min = 0.0;
+        judge_max_tokens: i64 = Int, 1024, "tokens per verdict at most", min = 1.0;
+        judge_seed: Option<i64> = Int, OPTIONAL, "seed sent with each request, where the API honours one", min = 0.0;
+        concurrency: i64 = Int, 8, "requests in flight at once", min = 1.0, run_setting = true;
+        max_retries: i64 = Int, 8,
+            "retries of one call after a 429, a 5xx, a timeout or a connection error", min = 0.0, run_setting = true;
+        timeout_s: f64 = Float, 120.0, "seconds one request may take", above = 0.0, run_setting = true;
+        max_calls: Option<i64> = Int, OPTIONAL,
+            "requests this run may send, retries included; calls answered before are free", min = 1.0, run_setting = true;
+    }
+}
+
+crate::params! {
+    /// Params of `anima`, beside [`JudgeParams`].
+    pub struct AnimaParams {
+        answer_column: String = Str, "completion", "the column holding the model's answer";
+        epoch_column: String = Str, "sample", "the column numbering a question's independent answers (epochs)";
+        language: Option<String> = Str, OPTIONAL, "grade only questions in this language (null counts as English)";
+        allow_partial: bool = Bool, false, "accept `GRADE: P` (0.5) as a verdict";
+        grader_template: Option<String> = Str, OPTIONAL,
+            "the grader's prompt with {question}, {answer}, {dimension}, {guiding_question}, {indicators} (default: the model-graded-QA form)";
+    }
+}

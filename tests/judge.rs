@@ -1,0 +1,552 @@
+//! Judge-graded scoring end to end (`anima`) against a real OpenAI-compatible server started
+//! on loopback: llmock, which answers with scripted verdicts and scripted faults (429 with
+//! Retry-After, 500s, delays past the timeout) and keeps a journal of every request it got.
+//! The journal is the proof: no call lost, none answered twice, Retry-After honoured, and a
+//! run killed mid-grading resumes with exactly the calls not yet answered.
+
+mod common;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{dag, text, write_project};
+use serde_json::{Value, json};
+
+const LLMOCK: &str = "llmock==0.2.2";
+
+/// llmock in a venv of its own under the cache (seconds to install, once per machine).
+fn llmock_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cache = std::env::var_os("DAG_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("dag-test-cache"));
+        let venv = cache.join("venv-llmock-0.2.2");
+        let done = venv.join(".installed");
+        if !done.exists() {
+            let _ = std::fs::remove_dir_all(&venv);
+            let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+            let ok = Command::new(&python)
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 runs")
+                .success()
+                && Command::new(venv.join("bin/python"))
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        LLMOCK,
+                    ])
+                    .status()
+                    .expect("pip runs")
+                    .success();
+            assert!(ok, "Failed to install {LLMOCK} into {}", venv.display());
+            std::fs::write(&done, LLMOCK).unwrap();
+        }
+        venv.join("bin/llmock")
+    })
+}
+
+/// A running llmock, stopped when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start() -> Server {
+        let bin = llmock_bin();
+        // A free port: bound and released; llmock binds it right after.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(bin)
+            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--response-style", "echo"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("llmock starts");
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("llmock exited ({status}): {err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Value {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/json",
+                "--data",
+            ])
+            .arg(body.to_string())
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Scripts the server: `behaviors` as llmock takes them.
+    fn script(&self, behaviors: Value) {
+        self.post("/_llmock/reset", &json!({}));
+        self.post("/_llmock/scenario", &json!({ "behaviors": behaviors }));
+    }
+
+    /// Every chat request the server received, in order.
+    fn journal(&self) -> Vec<Value> {
+        let out = Command::new("curl")
+            .args(["-sS"])
+            .arg(format!("http://127.0.0.1:{}/_llmock/requests", self.port))
+            .output()
+            .expect("curl runs");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("a journal");
+        v["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["path"] == "/v1/chat/completions")
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Verdicts by judge: judge-a passes everything, judge-b fails everything, so the two
+/// judges' means differ and every grading's value is known.
+fn verdicts() -> Vec<Value> {
+    vec![
+        json!({"type": "reply", "text": "The answer weighs the animals.\nGRADE: C", "match": {"model": "judge-a"}, "times": 1_000_000}),
+        json!({"type": "reply", "text": "It ignores them.\n**GRADE: I**", "match": {"model": "judge-b"}, "times": 1_000_000}),
+        json!({"type": "reply", "text": "I cannot grade this.", "match": {"model": "judge-c"}, "times": 1_000_000}),
+    ]
+}
+
+/// Three ANIMA questions answered twice each by the tiny model, graded by `judges`:
+/// 5 gradings per epoch per judge.
+fn graph(url: &str, judges: &[&str], extra: &str) -> String {
+    let fixtures = common::root().join("tests/fixtures/anima");
+    let judges: Vec<String> = judges.iter().map(|j| format!("\"{j}\"")).collect();
+    format!(
+        r#"
+[node.questions]
+type = "dataset"
+path = "{q}"
+
+[node.dimensions]
+type = "dataset"
+path = "{d}"
+
+[node.tiny]
+type = "model"
+path = "{m}"
+
+[node.answers]
+type = "generate"
+inputs = {{ dataset = "questions.dataset", model = "tiny.model" }}
+prompt = "{{question}}"
+chat = false
+n = 2
+temperature = 1.0
+max_new_tokens = 6
+on_length = "warn"
+
+[node.grade]
+type = "anima"
+inputs = {{ answers = "answers.generations", dimensions = "dimensions.dataset" }}
+judge_url = "{url}"
+judges = [{judges}]
+{extra}
+"#,
+        q = fixtures.join("questions.jsonl").display(),
+        d = fixtures.join("dimensions.jsonl").display(),
+        m = common::tiny_model().display(),
+        judges = judges.join(", "),
+    )
+}
+
+const CALLS: usize = 20;
+
+/// Runs the graph, which must succeed, and returns the run's log file (what nodes said).
+fn run_ok(dir: &Path) -> String {
+    let o = dag(dir, &["run", "g.toml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir.join(".dag/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    logs.sort();
+    std::fs::read_to_string(logs.last().expect("a run log")).unwrap()
+}
+
+/// The scores `grade` recorded (its metadata is the whole report).
+fn scores(dir: &Path) -> Value {
+    let o = dag(dir, &["--json", "show", "grade.scores"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    v["meta"].clone()
+}
+
+/// Each instance's status in the latest run.
+fn statuses(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let o = dag(dir, &["--json", "log", "-n", "1"]);
+    let runs: Vec<Value> =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let run = runs
+        .iter()
+        .max_by_key(|r| r["id"].as_str().unwrap_or_default().to_string())
+        .unwrap();
+    run["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["instance"].as_str().unwrap().to_string(),
+                n["status"].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn answered(journal: &[Value]) -> usize {
+    journal.iter().filter(|r| r["status"] == 200).count()
+}
+
+#[test]
+fn faults_lose_no_call_answer_none_twice_and_change_nothing() {
+    let server = Server::start();
+    // Without faults: the reference.
+    let clean = tempfile::tempdir().unwrap();
+    write_project(
+        clean.path(),
+        "g.toml",
+        &graph(&server.url(), &["judge-a", "judge-b"], "concurrency = 4"),
+    );
+    server.script(Value::Array(verdicts()));
+    run_ok(clean.path());
+    assert_eq!(answered(&server.journal()), CALLS, "one request per call");
+
+    // With 429s (Retry-After 1.5 s), 500s and a reply slower than the timeout.
+    let faulty = tempfile::tempdir().unwrap();
+    write_project(
+        faulty.path(),
+        "g.toml",
+        &graph(
+            &server.url(),
+            &["judge-a", "judge-b"],
+            "concurrency = 4\ntimeout_s = 1.0\nmax_retries = 4",
+        ),
+    );
+    let mut behaviors = vec![
+        json!({"type": "fail", "status": 429, "retry_after": 1.5, "times": 2}),
+        json!({"type": "fail", "status": 500, "times": 2}),
+        json!({"type": "fail", "status": 503, "times": 1}),
+        json!({"type": "delay", "seconds": 3, "times": 1}),
+    ];
+    behaviors.extend(verdicts());
+    server.script(Value::Array(behaviors));
+    let log = run_ok(faulty.path());
+    let journal = server.journal();
+    assert_eq!(
+        journal.iter().filter(|r| r["status"] == 429).count(),
+        2,
+        "the scripted 429s arrived"
+    );
+    // Every call answered once: the late reply to the timed-out request is the only
+    // answer the client never read, and it is counted by the server, not by dag.
+    let late = journal
+        .iter()
+        .filter(|r| r["status"] == 200 && r["duration"].as_f64().unwrap_or(0.0) >= 2.9)
+        .count();
+    assert_eq!(
+        answered(&journal) - late,
+        CALLS,
+        "no call lost, none answered twice: {log}"
+    );
+    assert_eq!(
+        late, 1,
+        "the slow reply arrived after the client gave up on it"
+    );
+    for why in ["HTTP 429", "HTTP 500", "HTTP 503", "timed out"] {
+        assert!(
+            log.contains(why),
+            "the retry after `{why}` is reported: {log}"
+        );
+    }
+
+    // Retry-After honoured: each 429'd request is sent again no sooner than 1.5 s later.
+    for (i, r) in journal
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["status"] == 429)
+    {
+        let again = journal[i + 1..]
+            .iter()
+            .find(|x| x["fingerprint"] == r["fingerprint"])
+            .expect("the rate-limited call is retried");
+        let waited = again["started_at"].as_f64().unwrap() - r["ended_at"].as_f64().unwrap();
+        assert!(
+            waited >= 1.45,
+            "retried after {waited:.3} s, before Retry-After's 1.5 s"
+        );
+    }
+
+    // The same result as without faults: grades and scores byte for byte.
+    common::assert_same_outputs(clean.path(), faulty.path());
+    let s = scores(clean.path());
+    assert_eq!(s["grades_attempted"], json!(CALLS), "{s:#}");
+}
+
+#[test]
+fn a_run_killed_mid_grading_resumes_with_only_the_missing_calls() {
+    let server = Server::start();
+    server.script(Value::Array(verdicts()));
+    let dir = tempfile::tempdir().unwrap();
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(&server.url(), &["judge-a", "judge-b"], "concurrency = 1"),
+    );
+    let marker = dir.path().join("held");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(["run", "g.toml", "-q"])
+        .current_dir(dir.path())
+        .env("OMP_NUM_THREADS", common::THREADS)
+        .env("DAG_TEST_HOLD_AFTER_SAVES", "7")
+        .env("DAG_TEST_HOLD_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !marker.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("dag exited ({status}) before 7 calls were saved");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = server.journal().len();
+    assert!(
+        (7..=8).contains(&before),
+        "7 saved, at most one in flight: {before}"
+    );
+
+    let log = run_ok(dir.path());
+    let resumed = server.journal().len() - before;
+    assert_eq!(
+        resumed,
+        CALLS - 7,
+        "only the calls not saved are sent again: {log}"
+    );
+    assert!(log.contains("7 of 20 judge calls answered before"), "{log}");
+
+    // And the result is the one an uninterrupted run gives.
+    let clean = tempfile::tempdir().unwrap();
+    write_project(
+        clean.path(),
+        "g.toml",
+        &graph(&server.url(), &["judge-a", "judge-b"], "concurrency = 1"),
+    );
+    run_ok(clean.path());
+    common::assert_same_outputs(clean.path(), dir.path());
+}
+
+#[test]
+fn a_new_judge_sends_only_its_own_calls_and_reruns_nothing_upstream() {
+    let server = Server::start();
+    server.script(Value::Array(verdicts()));
+    let dir = tempfile::tempdir().unwrap();
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(&server.url(), &["judge-a"], ""),
+    );
+    run_ok(dir.path());
+    let first = server.journal().len();
+    assert_eq!(first, CALLS / 2);
+
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(&server.url(), &["judge-a", "judge-c"], ""),
+    );
+    let log = run_ok(dir.path());
+    let journal = server.journal();
+    let new: Vec<&Value> = journal[first..].iter().collect();
+    assert_eq!(new.len(), CALLS / 2, "{log}");
+    assert!(
+        new.iter().all(|r| r["model"] == "judge-c"),
+        "only the new judge is asked"
+    );
+    let st = statuses(dir.path());
+    assert!(
+        st["answers"].contains("Cached"),
+        "generate is not rerun: {st:?}"
+    );
+
+    // judge-c never gives a verdict: every one of its gradings is unscored, counted, and
+    // never a 0; the scores are judge-a's alone.
+    let s = scores(dir.path());
+    assert_eq!(s["grades_unparseable"], json!(CALLS / 2), "{s:#}");
+    assert_eq!(s["overall_mean"], json!(1.0), "{s:#}");
+
+    // Raising concurrency or retries changes how calls run, not what they compute.
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(
+            &server.url(),
+            &["judge-a", "judge-c"],
+            "concurrency = 16\nmax_retries = 1\ntimeout_s = 30.0",
+        ),
+    );
+    let log = run_ok(dir.path());
+    assert_eq!(server.journal().len(), journal.len(), "nothing sent: {log}");
+    assert!(statuses(dir.path())["grade"].contains("Cached"), "{log}");
+}
+
+#[test]
+fn a_spent_budget_keeps_what_was_answered_and_a_bigger_one_finishes() {
+    let server = Server::start();
+    server.script(Value::Array(verdicts()));
+    let dir = tempfile::tempdir().unwrap();
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(
+            &server.url(),
+            &["judge-a", "judge-b"],
+            "concurrency = 1\nmax_calls = 6",
+        ),
+    );
+    let o = dag(dir.path(), &["run", "g.toml"]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("6 of 20 judge calls answered and saved") && t.contains("max_calls"),
+        "{t}"
+    );
+    assert_eq!(server.journal().len(), 6, "the budget is a hard limit");
+
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(
+            &server.url(),
+            &["judge-a", "judge-b"],
+            "concurrency = 1\nmax_calls = 14",
+        ),
+    );
+    run_ok(dir.path());
+    assert_eq!(
+        server.journal().len(),
+        CALLS,
+        "the second run pays for the other 14 only"
+    );
+}
+
+#[test]
+fn the_api_key_reaches_the_server_and_nowhere_else() {
+    let server = Server::start();
+    server.script(Value::Array(verdicts()));
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "sk-dag-test-7c1e9a0b44d2f6";
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(
+            &server.url(),
+            &["judge-a"],
+            "api_key_env = \"DAG_TEST_JUDGE_KEY\"",
+        ),
+    );
+
+    // Unset: a clear error before any call.
+    let o = dag(dir.path(), &["run", "g.toml"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("`DAG_TEST_JUDGE_KEY`"), "{}", text(&o));
+    assert_eq!(server.journal().len(), 0);
+
+    let o = Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(["run", "g.toml"])
+        .env("DAG_LOG", "debug")
+        .current_dir(dir.path())
+        .env("OMP_NUM_THREADS", common::THREADS)
+        .env("DAG_TEST_JUDGE_KEY", secret)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains(secret), "the key is not printed");
+    for args in [
+        &["log"][..],
+        &["lineage", "grade.scores"],
+        &["show", "grade.grades"],
+    ] {
+        let o = dag(dir.path(), args);
+        assert!(
+            !text(&o).contains(secret),
+            "`dag {}` shows the key",
+            args.join(" ")
+        );
+    }
+    let leaks = files_containing(&dir.path().join(".dag"), secret.as_bytes());
+    assert!(leaks.is_empty(), "the key is stored in {leaks:?}");
+    assert_eq!(server.journal().len(), CALLS / 2);
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if let Ok(bytes) = std::fs::read(&p)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            out.push(p);
+        }
+    }
+    out
+}
