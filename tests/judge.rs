@@ -336,6 +336,21 @@ fn faults_lose_no_call_answer_none_twice_and_change_nothing() {
     common::assert_same_outputs(clean.path(), faulty.path());
     let s = scores(clean.path());
     assert_eq!(s["grades_attempted"], json!(CALLS), "{s:#}");
+    // judge-a passes everything and judge-b fails everything: Cohen's kappa 0 (each judge
+    // uses one verdict, so chance agreement is 0 and so is observed agreement), Fleiss'
+    // kappa -1 (every item split evenly, against an expected agreement of 1/2).
+    let agreement = &s["agreement"];
+    assert_eq!(agreement["pairs"][0]["cohen_kappa"], json!(0.0), "{agreement:#}");
+    assert_eq!(agreement["pairs"][0]["items"], json!(CALLS / 2), "{agreement:#}");
+    assert_eq!(agreement["fleiss_kappa"], json!(-1.0), "{agreement:#}");
+    let by_judge: Vec<(&str, f64)> = s["graders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["grader"].as_str().unwrap(), g["overall_mean"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(by_judge, [("judge-a", 1.0), ("judge-b", 0.0)]);
+    assert_eq!(s["overall_mean"], json!(0.5), "the mean over judges: {s:#}");
 }
 
 #[test]

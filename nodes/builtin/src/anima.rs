@@ -8,20 +8,18 @@
 //! and a rerun after any edit sends only the calls it has never made.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use dag_engine::{
     ArtifactKind, Node, NodeError, NodeSpec, ParamError, ParamSpec, PortSpec, Resources,
     RunContext, Value,
 };
 use dag_judge::anima::{self, Dimension, GradeRecord};
-use dag_judge::remote::{Budget, Call, CallError, Endpoint, run_calls};
-use dag_judge::retry::RetryPolicy;
 use dag_judge::verdict::parse_graded_qa;
-use dag_judge::{JudgeId, JudgeReply, JudgeRequest, Message, call_key};
+use dag_judge::{JudgeId, JudgeRequest, Message, call_key};
 use dag_protocol::judge::{AnimaParams, JudgeParams};
-use dag_store::Digest;
 use dag_table::{self as table, Row};
+
+use crate::judging;
 use serde_json::json;
 
 /// The grader's prompt in the model-graded-QA form the ANIMA scorer uses: the task, the
@@ -201,43 +199,35 @@ impl Node for Anima {
             ));
         }
 
-        // Saved replies first: they cost nothing and need no key.
-        let mut replies: HashMap<[u8; 32], JudgeReply> = HashMap::new();
-        for g in &gradings {
-            if let Some(r) = ctx.call_result::<JudgeReply>(&Digest(g.key))? {
-                replies.insert(g.key, r);
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        let calls: Vec<Call> = gradings
-            .iter()
-            .filter(|g| !replies.contains_key(&g.key) && seen.insert(g.key))
-            .map(|g| Call {
+        let replies = judging::replies(
+            ctx,
+            &j,
+            gradings.iter().map(|g| judging::Planned {
                 key: g.key,
-                judge: JudgeId::new(&j.judge_url, &g.judge),
-                request: g.request.clone(),
-            })
-            .collect();
-        let total = replies.len() + calls.len();
-        ctx.set_total(total as u64);
-        ctx.advance(replies.len() as u64);
-        if !replies.is_empty() {
-            ctx.info(format!(
-                "{} of {total} judge calls answered before; sending {}",
-                replies.len(),
-                calls.len()
-            ));
-        }
-        if !calls.is_empty() {
-            send(ctx, &j, calls, &mut replies)?;
-        }
+                judge: &g.judge,
+                request: &g.request,
+            }),
+        )?;
 
         let mut records = Vec::with_capacity(gradings.len());
+        let mut verdicts: BTreeMap<_, BTreeMap<String, char>> = BTreeMap::new();
         let mut rows: Vec<Row> = Vec::with_capacity(gradings.len());
         for g in &gradings {
             let reply = &replies[&g.key];
             let verdict = parse_graded_qa(&reply.text, p.allow_partial);
             let value = verdict.as_ref().ok().map(|v| v.value());
+            if let Ok(v) = &verdict {
+                let item = (
+                    g.question.clone(),
+                    g.epoch,
+                    g.dimension.clone(),
+                    g.expansion,
+                );
+                verdicts
+                    .entry(item)
+                    .or_default()
+                    .insert(g.judge.clone(), v.letter());
+            }
             records.push(GradeRecord {
                 question: g.question.clone(),
                 epoch: g.epoch,
@@ -272,7 +262,9 @@ impl Node for Anima {
 
         let report = anima::score(&records, &dims)
             .map_err(|e| NodeError::caused("Failed to score the grades", &e))?;
-        let report_json = serde_json::to_value(&report).expect("a report serialises");
+        let mut report_json = serde_json::to_value(&report).expect("a report serialises");
+        // Over every (question, epoch, dimension, expansion) graded.
+        report_json["agreement"] = judging::agreement(&j.judges, &verdicts);
         let scores_path = ctx.output_path("scores");
         std::fs::write(
             &scores_path,
@@ -398,122 +390,4 @@ fn plan(
         }
     }
     Ok((out, skipped))
-}
-
-/// Sends the calls, saving each reply as it arrives.
-fn send(
-    ctx: &RunContext<'_>,
-    j: &JudgeParams,
-    calls: Vec<Call>,
-    replies: &mut HashMap<[u8; 32], JudgeReply>,
-) -> Result<(), NodeError> {
-    let api_key = match &j.api_key_env {
-        None => None,
-        Some(name) => Some(std::env::var(name).map_err(|_| {
-            NodeError::msg(format!(
-                "The environment variable `{name}` (`api_key_env`) is not set"
-            ))
-            .hint(format!(
-                "export {name}=... before `dag run`; the key is read at run time and never stored"
-            ))
-        })?),
-    };
-    let endpoint = Endpoint {
-        base_url: j.judge_url.clone(),
-        api_key,
-        concurrency: j.concurrency as usize,
-        timeout: std::time::Duration::from_secs_f64(j.timeout_s),
-        retry: RetryPolicy {
-            max_retries: j.max_retries as u32,
-            ..RetryPolicy::default()
-        },
-    };
-    let budget = Arc::new(Budget::new(j.max_calls.map(|n| n as u64)));
-    let wanted = calls.len();
-    let mut first_failure: Option<CallError> = None;
-    let mut not_sent = 0usize;
-    let mut retries = 0u64;
-    let mut saved = 0u64;
-    run_calls(
-        &endpoint,
-        calls,
-        budget.clone(),
-        ctx.cancel_flag(),
-        |r| {
-            retries += 1;
-            ctx.info(format!(
-                "`{}` retry {} in {:.2} s after {}",
-                r.model,
-                r.retry,
-                r.wait.as_secs_f64(),
-                r.why
-            ));
-        },
-        |call, result, _attempts| -> Result<(), NodeError> {
-            match result {
-                Ok(reply) => {
-                    ctx.save_call_result(&Digest(call.key), &reply)?;
-                    replies.insert(call.key, reply);
-                    ctx.advance(1);
-                    saved += 1;
-                    hold_if_asked(saved);
-                }
-                Err(CallError::NotSent) => not_sent += 1,
-                Err(e) => {
-                    not_sent += 1;
-                    first_failure.get_or_insert(e);
-                }
-            }
-            Ok(())
-        },
-    )
-    .map_err(|e| NodeError::caused("Failed to start the judge client", &e))??;
-    ctx.info(format!(
-        "{} judge requests sent ({retries} retries) for {wanted} calls",
-        budget.used()
-    ));
-    ctx.check_cancelled()?;
-    if let Some(e) = first_failure {
-        let done = wanted - not_sent;
-        let hint = match &e {
-            CallError::BudgetSpent { .. } => {
-                "raise `max_calls` and rerun: answered calls are saved and not sent again"
-                    .to_string()
-            }
-            CallError::Refused {
-                status: 401 | 403, ..
-            } => format!(
-                "check the API key{}; answered calls are saved and not sent again",
-                j.api_key_env
-                    .as_ref()
-                    .map(|n| format!(" in `{n}`"))
-                    .unwrap_or_default()
-            ),
-            CallError::Refused { status: 404, .. } => {
-                "check `judge_url` (up to and including `/v1`) and the model names in `judges`"
-                    .to_string()
-            }
-            _ => "rerun when the API is reachable: answered calls are saved and not sent again"
-                .to_string(),
-        };
-        return Err(NodeError::caused(
-            format!("{done} of {wanted} judge calls answered and saved; the rest were not made"),
-            &e,
-        )
-        .hint(hint));
-    }
-    Ok(())
-}
-
-/// The test hook of `dag_protocol::test_hold`: after exactly N saved calls, say so and wait
-/// to be killed, so a test kills a grading at a known point on a machine of any speed.
-fn hold_if_asked(saved: u64) {
-    if dag_protocol::test_hold::after_saves() == Some(saved) {
-        if let Some(marker) = dag_protocol::test_hold::marker() {
-            let _ = std::fs::write(marker, saved.to_string());
-        }
-        loop {
-            std::thread::park();
-        }
-    }
 }

@@ -11,6 +11,7 @@ mod balance;
 mod dataset;
 pub mod evaluate;
 pub mod finetune;
+mod judging;
 pub mod models;
 mod noop;
 pub mod probes;
