@@ -340,14 +340,27 @@ fn faults_lose_no_call_answer_none_twice_and_change_nothing() {
     // uses one verdict, so chance agreement is 0 and so is observed agreement), Fleiss'
     // kappa -1 (every item split evenly, against an expected agreement of 1/2).
     let agreement = &s["agreement"];
-    assert_eq!(agreement["pairs"][0]["cohen_kappa"], json!(0.0), "{agreement:#}");
-    assert_eq!(agreement["pairs"][0]["items"], json!(CALLS / 2), "{agreement:#}");
+    assert_eq!(
+        agreement["pairs"][0]["cohen_kappa"],
+        json!(0.0),
+        "{agreement:#}"
+    );
+    assert_eq!(
+        agreement["pairs"][0]["items"],
+        json!(CALLS / 2),
+        "{agreement:#}"
+    );
     assert_eq!(agreement["fleiss_kappa"], json!(-1.0), "{agreement:#}");
     let by_judge: Vec<(&str, f64)> = s["graders"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| (g["grader"].as_str().unwrap(), g["overall_mean"].as_f64().unwrap()))
+        .map(|g| {
+            (
+                g["grader"].as_str().unwrap(),
+                g["overall_mean"].as_f64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(by_judge, [("judge-a", 1.0), ("judge-b", 0.0)]);
     assert_eq!(s["overall_mean"], json!(0.5), "the mean over judges: {s:#}");
@@ -564,4 +577,63 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn grade_qa_scores_parsed_verdicts_and_counts_the_rest() {
+    let server = Server::start();
+    // judge-a grades C; judge-d's replies hit the parser's traps, each unscored, never a 0:
+    // two letters, a "downgrade:" in prose, no grade at all.
+    let mut behaviors = verdicts();
+    for text in ["GRADE: CI", "I would downgrade: I think it is fine", "Looks right to me."] {
+        behaviors.push(json!({"type": "reply", "text": text, "match": {"model": "judge-d"}, "times": 2}));
+    }
+    server.script(Value::Array(behaviors));
+    let dir = tempfile::tempdir().unwrap();
+    let graph = format!(
+        r#"
+[node.tasks]
+type = "dataset"
+path = "{q}"
+
+[node.tiny]
+type = "model"
+path = "{m}"
+
+[node.answers]
+type = "generate"
+inputs = {{ dataset = "tasks.dataset", model = "tiny.model" }}
+prompt = "{{prompt}}"
+chat = false
+n = 2
+temperature = 1.0
+max_new_tokens = 4
+on_length = "warn"
+
+[node.qa]
+type = "grade-qa"
+inputs = {{ answers = "answers.generations" }}
+judge_url = "{url}"
+judges = ["judge-a", "judge-d"]
+concurrency = 1
+"#,
+        q = common::root().join("tests/fixtures/qa.jsonl").display(),
+        m = common::tiny_model().display(),
+        url = server.url(),
+    );
+    write_project(dir.path(), "g.toml", &graph);
+    run_ok(dir.path());
+    let o = dag(dir.path(), &["--json", "show", "qa.scores"]);
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let s = &s["meta"];
+    assert_eq!(s["overall"], json!({"accuracy": 1.0, "scored": 6, "unscored": 6}), "{s:#}");
+    assert_eq!(s["judges"]["judge-d"], json!({"accuracy": null, "scored": 0, "unscored": 6}), "{s:#}");
+    assert_eq!(server.journal().len(), 12, "3 rows x 2 answers x 2 judges");
+
+    // A bad template is refused when the graph loads, naming the placeholder.
+    write_project(dir.path(), "g.toml", &format!("{graph}grader_template = \"{{question}} {{answr}}\"\n"));
+    let o = dag(dir.path(), &["run", "g.toml"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("`{answr}`") && text(&o).contains("grader_template"), "{}", text(&o));
+    assert_eq!(server.journal().len(), 12, "nothing sent");
 }

@@ -120,28 +120,8 @@ fn template_of(p: &AnimaParams) -> &str {
     p.grader_template.as_deref().unwrap_or(GRADER_TEMPLATE)
 }
 
-fn letters(allow_partial: bool) -> [(&'static str, &'static str); 2] {
-    if allow_partial {
-        [
-            ("letters", "C, P, or I"),
-            (
-                "choices",
-                "either \"C\" for correct answers, \"P\" for partially correct answers, or \"I\" for incorrect answers",
-            ),
-        ]
-    } else {
-        [
-            ("letters", "C or I"),
-            (
-                "choices",
-                "either \"C\" for correct answers, or \"I\" for incorrect answers",
-            ),
-        ]
-    }
-}
-
 fn fill_template(p: &AnimaParams, values: [(&str, &str); 5]) -> Result<String, String> {
-    let extra = letters(p.allow_partial);
+    let extra = judging::grade_letters(p.allow_partial);
     let all: Vec<(&str, &str)> = values.into_iter().chain(extra).collect();
     dag_judge::template::fill(template_of(p), &all)
 }
@@ -152,27 +132,13 @@ impl Node for Anima {
     }
 
     fn check_params(&self, params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
-        if let Some(Value::List(judges)) = params.get("judges")
-            && judges.is_empty()
-        {
-            return Err(ParamError::new(
-                "judges",
-                "no judge is named",
-                "name at least one model served at `judge_url`, e.g. `judges = [\"gpt-4.1-mini\"]`",
-            ));
-        }
-        if let Some(Value::Str(url)) = params.get("judge_url")
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(ParamError::new(
-                "judge_url",
-                format!("`{url}` is not an http(s) URL"),
-                "write the API's base URL, e.g. `judge_url = \"http://127.0.0.1:8000/v1\"`",
-            ));
-        }
+        judging::check_judge_params(params)?;
         if let Some(Value::Str(t)) = params.get("grader_template") {
             let probe = PLACEHOLDERS.map(|k| (k, "x"));
-            let all: Vec<(&str, &str)> = probe.into_iter().chain(letters(true)).collect();
+            let all: Vec<(&str, &str)> = probe
+                .into_iter()
+                .chain(judging::grade_letters(true))
+                .collect();
             dag_judge::template::fill(t, &all).map_err(|e| {
                 ParamError::new(
                     "grader_template",

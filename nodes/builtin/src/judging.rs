@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use dag_engine::{NodeError, RunContext};
+use dag_engine::{NodeError, ParamError, RunContext, Value as EngineValue};
 use dag_judge::remote::{Budget, Call, CallError, Endpoint, run_calls};
 use dag_judge::retry::RetryPolicy;
 use dag_judge::{JudgeId, JudgeReply, JudgeRequest};
@@ -66,6 +66,50 @@ pub(crate) fn replies<'a>(
         send(ctx, j, calls, &mut replies)?;
     }
     Ok(replies)
+}
+
+/// The `{letters}` and `{choices}` of a model-graded-QA template: the grades a judge may give.
+pub(crate) fn grade_letters(allow_partial: bool) -> [(&'static str, &'static str); 2] {
+    if allow_partial {
+        [
+            ("letters", "C, P, or I"),
+            (
+                "choices",
+                "either \"C\" for correct answers, \"P\" for partially correct answers, or \"I\" for incorrect answers",
+            ),
+        ]
+    } else {
+        [
+            ("letters", "C or I"),
+            (
+                "choices",
+                "either \"C\" for correct answers, or \"I\" for incorrect answers",
+            ),
+        ]
+    }
+}
+
+/// The checks every judge-graded node makes when the graph loads.
+pub(crate) fn check_judge_params(params: &BTreeMap<String, EngineValue>) -> Result<(), ParamError> {
+    if let Some(EngineValue::List(judges)) = params.get("judges")
+        && judges.is_empty()
+    {
+        return Err(ParamError::new(
+            "judges",
+            "no judge is named",
+            "name at least one model served at `judge_url`, e.g. `judges = [\"gpt-4.1-mini\"]`",
+        ));
+    }
+    if let Some(EngineValue::Str(url)) = params.get("judge_url")
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(ParamError::new(
+            "judge_url",
+            format!("`{url}` is not an http(s) URL"),
+            "write the API's base URL, e.g. `judge_url = \"http://127.0.0.1:8000/v1\"`",
+        ));
+    }
+    Ok(())
 }
 
 /// How far several judges agree on the same items: `items` maps an item to each judge's

@@ -11,6 +11,7 @@ mod balance;
 mod dataset;
 pub mod evaluate;
 pub mod finetune;
+pub mod grade_qa;
 mod judging;
 pub mod models;
 mod noop;
@@ -23,6 +24,7 @@ pub use anima::Anima;
 pub use balance::Balance;
 pub use dataset::Dataset;
 pub use evaluate::CompareEvals;
+pub use grade_qa::GradeQa;
 pub use models::ModelRef;
 pub use noop::Noop;
 pub use relabel::Relabel;
@@ -39,6 +41,7 @@ pub fn registry() -> dag_engine::Registry {
     r.register(CompareEvals::new());
     r.register(ProbeReport::new());
     r.register(Anima::new());
+    r.register(GradeQa::new());
     register_model_nodes(&mut r);
     r
 }

@@ -34,3 +34,16 @@ crate::params! {
             "the grader's prompt with {question}, {answer}, {dimension}, {guiding_question}, {indicators} (default: the model-graded-QA form)";
     }
 }
+
+crate::params! {
+    /// Params of `grade-qa`, beside [`JudgeParams`].
+    pub struct GradeQaParams {
+        question_column: String = Str, "prompt", "the column holding the task the model was given";
+        target_column: String = Str, "target", "the column holding the criterion or the correct answer";
+        answer_column: String = Str, "completion", "the column holding the model's answer";
+        epoch_column: String = Str, "sample", "the column numbering a row's independent answers (epochs)";
+        allow_partial: bool = Bool, false, "accept `GRADE: P` (0.5) as a verdict";
+        grader_template: Option<String> = Str, OPTIONAL,
+            "the grader's prompt with {question}, {answer}, {criterion}, {letters}, {choices} (default: inspect's model-graded-QA form)";
+    }
+}
