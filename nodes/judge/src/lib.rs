@@ -3,7 +3,9 @@
 //! scorers built on verdicts. Knows nothing of the engine or the store: a node drives it and
 //! persists each completed call.
 
+pub mod airbench;
 pub mod anima;
+pub mod harmbench;
 pub mod remote;
 mod request;
 pub mod retry;
