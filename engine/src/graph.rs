@@ -26,6 +26,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use dag_diagnostic::did_you_mean;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -263,25 +264,6 @@ impl<'a> Source<'a> {
             hint,
         }
     }
-}
-
-/// The closest candidate to `word`, if it is close enough to be a likely typo.
-pub(crate) fn did_you_mean<'c>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-) -> Option<&'c str> {
-    // Edit distance with transpositions catches `lrr`, `dve`; Jaro-Winkler catches
-    // longer names with a shared prefix.
-    let budget = (word.chars().count() / 3).max(1);
-    candidates
-        .into_iter()
-        .filter_map(|c| {
-            let d = strsim::osa_distance(word, c);
-            let jw = strsim::jaro_winkler(word, c);
-            (d <= budget || jw > 0.88).then_some((d, c))
-        })
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
 }
 
 fn list_hint(what: &str, names: &[&str]) -> String {
