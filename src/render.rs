@@ -69,38 +69,56 @@ impl From<Exit> for std::process::ExitCode {
     }
 }
 
-/// Prints an error with its causes; a hint inside a message (after a blank line, as
-/// the store's errors carry them) is printed last.
+/// Prints an error with its causes, then the hint of every cause that has one.
 pub fn error(e: &anyhow::Error) {
-    let mut err = std::io::stderr().lock();
-    let mut hints = vec![];
-    let mut first = true;
-    for cause in e.chain() {
-        let text = cause.to_string();
-        let (body, hint) = match text.split_once("\n\nhint: ") {
-            Some((b, h)) => (b.to_string(), Some(h.to_string())),
-            None => (text, None),
-        };
-        if let Some(h) = hint {
-            hints.push(h);
-        }
-        if first {
-            // Graph errors are already fully formatted diagnostics.
-            if body.starts_with("error:") {
-                let _ = write!(err, "{body}");
-                if !body.ends_with('\n') {
-                    let _ = writeln!(err);
-                }
-            } else {
-                let _ = writeln!(err, "error: {body}");
-            }
-            first = false;
-        } else {
-            let _ = writeln!(err, "  Caused by: {body}");
+    let text = dag_diagnostic::render(e.chain(), hint_of);
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// A cause's hint: a `&dyn Error` cannot be asked for a trait, so each error type with hints
+/// that can reach the CLI is named here.
+fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use dag_diagnostic::Hint;
+    if let Some(e) = e.downcast_ref::<Hinted>() {
+        e.hint()
+    } else if let Some(e) = e.downcast_ref::<dag_store::Error>() {
+        e.hint()
+    } else if let Some(e) = e.downcast_ref::<dag_engine::TargetError>() {
+        e.hint()
+    } else if let Some(e) = e.downcast_ref::<dag_engine::GraphError>() {
+        e.hint()
+    } else {
+        None
+    }
+}
+
+/// An error of the CLI's own with what to do about it: `bail!(Hinted::new(message, hint))`.
+#[derive(Debug)]
+pub struct Hinted {
+    message: String,
+    hint: String,
+}
+
+impl Hinted {
+    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Hinted {
+            message: message.into(),
+            hint: hint.into(),
         }
     }
-    for h in hints {
-        let _ = writeln!(err, "\nhint: {h}");
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Hinted {}
+
+impl dag_diagnostic::Hint for Hinted {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint.clone())
     }
 }
 

@@ -210,6 +210,31 @@ fn bad_graphs_exit_2_naming_file_line_and_fix() {
 }
 
 #[test]
+fn hints_are_printed_last_after_a_blank_line() {
+    let p = project("[node.a]\ntype = \"noop\"\n");
+    assert!(dag(p.path(), &["run", "graphs/g.toml"]).status.success());
+    for (args, stderr) in [
+        (
+            &["log", "--run", "zzz"][..],
+            "error: no run `zzz`\n\nhint: `dag log` lists runs\n",
+        ),
+        (
+            &["show", "nosuch"],
+            "error: `nosuch` is not a pin, an artifact digest, or a node output of a recorded run\n\n\
+             hint: run `dag log` to see runs, or `dag status GRAPH` for node names\n",
+        ),
+        (
+            &["nodes", "nosuch"],
+            "error: no node type `nosuch`\n\nhint: `dag nodes` lists them\n",
+        ),
+    ] {
+        let o = dag(p.path(), args);
+        assert_eq!(o.status.code(), Some(2), "dag {args:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stderr), stderr, "dag {args:?}");
+    }
+}
+
+#[test]
 fn malformed_rows_fail_with_line_or_skip_with_count() {
     let p = project("[node.a]\ntype = \"dataset\"\npath = \"../rows.jsonl\"\n");
     std::fs::write(
@@ -412,6 +437,9 @@ fn a_second_process_is_told_which_pid_holds_the_store() {
         )),
         "{s}"
     );
+    // The store error's hint comes last, after the causes, once.
+    let hint = "\n\nhint: wait for it to finish, or use another store with `--store DIR`\n";
+    assert!(s.ends_with(hint) && s.matches("hint:").count() == 1, "{s}");
     drop(held);
     assert!(dag(p.path(), &["run", "graphs/g.toml"]).status.success());
 }

@@ -26,7 +26,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dag_diagnostic::did_you_mean;
+use dag_diagnostic::{Hint, did_you_mean};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -55,6 +55,20 @@ pub struct GraphError {
 
 impl std::error::Error for GraphError {}
 
+impl Hint for Diagnostic {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
+
+/// A graph error has no hint of its own: each diagnostic's hint is part of its rustc-style
+/// report, under the caret it is about, and a graph may have several.
+impl Hint for GraphError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
 impl fmt::Display for GraphError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, d) in self.diagnostics.iter().enumerate() {
@@ -75,7 +89,7 @@ impl fmt::Display for GraphError {
                     "^".repeat((*width).max(1))
                 )?;
             }
-            if let Some(h) = &d.hint {
+            if let Some(h) = d.hint() {
                 writeln!(f, "hint: {h}")?;
             }
         }

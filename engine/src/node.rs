@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use dag_diagnostic::Hint;
 use dag_protocol::NodeError;
 use dag_store::{Digest, Store};
 use serde::Serialize;
@@ -54,7 +55,9 @@ impl ParamError {
 
 /// A store failure as a node error.
 pub fn store_failure(e: dag_store::Error) -> NodeError {
-    NodeError::caused("Failed to use the artifact store", &e)
+    let mut failure = NodeError::caused("Failed to use the artifact store", &e);
+    failure.hint = e.hint();
+    failure
 }
 
 /// One input artifact as a node sees it.

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use dag_diagnostic::Hint;
 use dag_store::{Digest, RunRecord, RunStatus, Store};
 
 use crate::run::head_scope;
@@ -24,7 +25,7 @@ pub struct Target {
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     /// A digest prefix shared by several artifacts.
-    #[error("`{target}` matches {matches} artifacts\n\nhint: give more hex digits")]
+    #[error("`{target}` matches {matches} artifacts")]
     Ambiguous {
         /// The prefix.
         target: String,
@@ -32,13 +33,24 @@ pub enum TargetError {
         matches: usize,
     },
     /// Neither a pin, nor a digest, nor a node output.
-    #[error(
-        "`{0}` is not a pin, an artifact digest, or a node output of a recorded run\n\nhint: run `dag log` to see runs, or `dag status GRAPH` for node names"
-    )]
+    #[error("`{0}` is not a pin, an artifact digest, or a node output of a recorded run")]
     Unknown(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] dag_store::Error),
+}
+
+impl Hint for TargetError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            TargetError::Ambiguous { .. } => Some("give more hex digits".into()),
+            TargetError::Unknown(_) => {
+                Some("run `dag log` to see runs, or `dag status GRAPH` for node names".into())
+            }
+            // Transparent: the store error is not a cause of its own in the chain.
+            TargetError::Store(e) => e.hint(),
+        }
+    }
 }
 
 impl Target {

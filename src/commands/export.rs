@@ -7,10 +7,10 @@ pub(super) fn export(explicit: Option<&Path>, a: &crate::cli::ExportArgs) -> Res
     let store = open_reader(explicit, a.graph.as_deref())?;
     let d = resolve(&store, &a.target, a.graph.as_deref())?;
     if a.dest.exists() {
-        bail!(
-            "`{}` already exists\n\nhint: choose a new path; export never overwrites",
-            a.dest.display()
-        );
+        bail!(Hinted::new(
+            format!("`{}` already exists", a.dest.display()),
+            "choose a new path; export never overwrites"
+        ));
     }
     store.export(&d, &a.dest)?;
     outln!("exported {} to {}", d.short(), a.dest.display());

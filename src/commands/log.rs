@@ -20,8 +20,14 @@ pub(super) fn find_run(store: &Store, id: &str) -> Result<RunRecord> {
     let found: Vec<_> = runs.into_iter().filter(|r| r.id.starts_with(id)).collect();
     match found.len() {
         1 => Ok(found.into_iter().next().expect("one")),
-        0 => bail!("no run `{id}`\n\nhint: `dag log` lists runs"),
-        n => bail!("`{id}` matches {n} runs\n\nhint: give more of the id"),
+        0 => bail!(Hinted::new(
+            format!("no run `{id}`"),
+            "`dag log` lists runs"
+        )),
+        n => bail!(Hinted::new(
+            format!("`{id}` matches {n} runs"),
+            "give more of the id"
+        )),
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::cli::{Cli, Command, GraphArgs, LineageFormat, VerifyArgs};
 use crate::locate::store_root;
-use crate::render::{Exit, cell, table};
+use crate::render::{Exit, Hinted, cell, table};
 
 mod diff;
 mod export;

@@ -21,7 +21,10 @@ pub(super) fn nodes(only: Option<&str>, json: bool) -> Result<()> {
     if let Some(o) = only
         && all.is_empty()
     {
-        bail!("no node type `{o}`\n\nhint: `dag nodes` lists them");
+        bail!(Hinted::new(
+            format!("no node type `{o}`"),
+            "`dag nodes` lists them"
+        ));
     }
     if json {
         outln!("{}", serde_json::to_string_pretty(&all)?);

@@ -1,7 +1,9 @@
 use std::path::{Path, PathBuf};
 
-/// Everything that can go wrong in the store. Messages name the path involved and,
-/// where the user can act, end with a hint.
+use dag_diagnostic::Hint;
+
+/// Everything that can go wrong in the store. Messages name the path involved; where the
+/// user can act, [`Hint`] says how.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -22,7 +24,7 @@ pub enum Error {
     /// The sled index cannot be read (truncated or overwritten bytes). The blobs are
     /// separate files and unaffected, and the journal can rebuild it.
     #[error(
-        "The store index `{}` is damaged and cannot be read ({detail})\n\nhint: every blob in the store is intact, and the store's journal holds every change made to the index. Run `dag verify --rebuild-index`: it moves the damaged index aside, rebuilds it from the journal (artifacts, cache entries, runs, pins, saved progress) and checks every blob, so only what cannot be read any more runs again",
+        "The store index `{}` is damaged and cannot be read ({detail})",
         index.display()
     )]
     IndexDamaged {
@@ -33,7 +35,7 @@ pub enum Error {
     },
     /// Another process holds the store.
     #[error(
-        "The store `{}` is in use by another dag process (pid {pid})\n\nhint: wait for it to finish, or use another store with `--store DIR`",
+        "The store `{}` is in use by another dag process (pid {pid})",
         root.display()
     )]
     Locked {
@@ -45,17 +47,15 @@ pub enum Error {
     /// A write to a store this process only reads: one another process holds (see
     /// [`crate::Store::open_reader`]) or one on a read-only filesystem.
     #[error(
-        "The store is open read-only in this process (another dag process holds it, or its directory is not writable), and this needs to write to it\n\nhint: wait for the other process to finish, or make the store writable"
+        "The store is open read-only in this process (another dag process holds it, or its directory is not writable), and this needs to write to it"
     )]
     ReadOnly,
     /// Reading through the process that holds the store failed.
-    #[error(
-        "Failed to read the store through the dag process that holds it: {0}\n\nhint: run the command again; the store itself is unaffected"
-    )]
+    #[error("Failed to read the store through the dag process that holds it: {0}")]
     Served(String),
     /// The store was written by an incompatible version.
     #[error(
-        "The store `{}` has schema `{found}`, this dag expects `{expected}`\n\nhint: point `--store` at a fresh directory; stores are never migrated in place",
+        "The store `{}` has schema `{found}`, this dag expects `{expected}`",
         root.display()
     )]
     Schema {
@@ -68,7 +68,7 @@ pub enum Error {
     },
     /// A blob's bytes no longer hash to its name.
     #[error(
-        "Artifact blob `{}` is corrupt: its content hashes to {actual}, not {expected}\n\nhint: run `dag verify --repair` to quarantine it, then rerun to recompute it",
+        "Artifact blob `{}` is corrupt: its content hashes to {actual}, not {expected}",
         path.display()
     )]
     Corrupt {
@@ -81,7 +81,7 @@ pub enum Error {
     },
     /// A blob the index refers to is gone.
     #[error(
-        "Artifact blob `{}` is missing from the store\n\nhint: run `dag verify --repair`, then rerun to recompute it",
+        "Artifact blob `{}` is missing from the store",
         path.display()
     )]
     MissingBlob {
@@ -114,5 +114,34 @@ impl Error {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            Error::IndexDamaged { .. } => {
+                "every blob in the store is intact, and the store's journal holds every change made to the index. Run `dag verify --rebuild-index`: it moves the damaged index aside, rebuilds it from the journal (artifacts, cache entries, runs, pins, saved progress) and checks every blob, so only what cannot be read any more runs again"
+            }
+            Error::Locked { .. } => {
+                "wait for it to finish, or use another store with `--store DIR`"
+            }
+            Error::ReadOnly => "wait for the other process to finish, or make the store writable",
+            Error::Served(_) => "run the command again; the store itself is unaffected",
+            Error::Schema { .. } => {
+                "point `--store` at a fresh directory; stores are never migrated in place"
+            }
+            Error::Corrupt { .. } => {
+                "run `dag verify --repair` to quarantine it, then rerun to recompute it"
+            }
+            Error::MissingBlob { .. } => "run `dag verify --repair`, then rerun to recompute it",
+            Error::Io { .. }
+            | Error::Index(_)
+            | Error::InjectedCrash(_)
+            | Error::UnknownArtifact(_)
+            | Error::BadDigest(_)
+            | Error::Decode { .. } => return None,
+        };
+        Some(hint.to_string())
     }
 }

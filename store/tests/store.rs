@@ -4,6 +4,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use dag_diagnostic::Hint;
 use dag_store::{CacheEntry, Digest, Error, GcOptions, Layout, Store, hash_bytes};
 use serde_json::json;
 
@@ -229,7 +230,11 @@ fn a_reader_beside_the_writer_sees_each_commit_and_cannot_write() {
     drop(writer);
     let err = reader.runs().unwrap_err();
     assert!(matches!(err, Error::Served(_)), "{err}");
-    assert!(err.to_string().contains("run the command again"), "{err}");
+    assert!(
+        err.hint()
+            .is_some_and(|h| h.contains("run the command again")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -453,13 +458,13 @@ fn a_damaged_index_is_reported_as_such_or_read_whole_never_half() {
         damage(&root.join("index/db"));
         match Store::open(&root) {
             Err(e @ Error::IndexDamaged { .. }) => {
-                let msg = e.to_string();
+                let hint = e.hint().unwrap_or_default();
                 assert!(
-                    msg.contains("blob in the store is intact")
-                        && msg.contains("dag verify --rebuild-index"),
-                    "{what}: {msg}"
+                    hint.contains("blob in the store is intact")
+                        && hint.contains("dag verify --rebuild-index"),
+                    "{what}: {e}\nhint: {hint}"
                 );
-                // The way on that the message gives works: everything comes back.
+                // The way on that the hint gives works: everything comes back.
                 let report = Store::rebuild_index(&root).unwrap();
                 assert!(report.moved_aside.unwrap().exists(), "{what}");
                 assert_eq!((report.cache_entries, report.runs), (200, 1), "{what}");
