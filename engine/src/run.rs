@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use dag_diagnostic::Hint;
 use dag_store::{
     CacheEntry, CacheLookup, Digest, NodeRunRecord, NodeRunStatus, PendingArtifact, RunRecord,
     RunStatus, Store,
@@ -606,7 +607,7 @@ impl Runner {
                     outcome,
                     record,
                     Some(key),
-                    format!("Failed to read the cache: {e}"),
+                    with_hint(format!("Failed to read the cache: {e}"), e.hint()),
                     on_event,
                     &finish,
                 );
@@ -699,7 +700,14 @@ impl Runner {
                 outcome.failed = true;
                 finish(outcome, NodeState::Cancelled, Some(key), record)
             }
-            Ok(Err(e)) => self.fail(outcome, record, Some(key), e.to_string(), on_event, &finish),
+            Ok(Err(e)) => self.fail(
+                outcome,
+                record,
+                Some(key),
+                failure_text(&e),
+                on_event,
+                &finish,
+            ),
             Err(join) => self.fail(
                 outcome,
                 record,
@@ -793,7 +801,12 @@ impl Runner {
                 let d = self
                     .store
                     .hash_external(std::path::Path::new(p))
-                    .map_err(|e| format!("Failed to read input file `{p}` (param `{k}`): {e}"))?;
+                    .map_err(|e| {
+                        with_hint(
+                            format!("Failed to read input file `{p}` (param `{k}`): {e}"),
+                            e.hint(),
+                        )
+                    })?;
                 path_digests.insert(k.clone(), d);
             }
         }
@@ -942,4 +955,18 @@ fn dag_store_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The text a failed instance is recorded and reported with: the error and its causes, then
+/// its hint, which `NodeError`'s message leaves out.
+fn failure_text(e: &NodeError) -> String {
+    with_hint(e.to_string(), Hint::hint(e))
+}
+
+/// A failure's text with its hint last, where the user reads it.
+fn with_hint(text: String, hint: Option<String>) -> String {
+    match hint {
+        Some(h) => format!("{text}\n  hint: {h}"),
+        None => text,
+    }
 }

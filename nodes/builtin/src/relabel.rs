@@ -341,10 +341,14 @@ mod tests {
         );
         let mut bad = rs.clone();
         bad[1].insert("label".into(), json!("maybe"));
-        let err = relabel(&bad, &p).unwrap_err().to_string();
+        let err = relabel(&bad, &p).unwrap_err();
         assert!(
-            err.contains("`maybe`") && err.contains("`no`, `yes`"),
-            "{err}"
+            err.message.contains("`maybe`")
+                && err
+                    .hint
+                    .as_deref()
+                    .is_some_and(|h| h.contains("`no`, `yes`")),
+            "{err:?}"
         );
     }
 
@@ -352,10 +356,11 @@ mod tests {
     fn missing_columns_and_empty_plans_are_errors() {
         let mut p = plan();
         p.unpivot.push(("preferred".into(), 1));
-        let err = relabel(&rows(1), &p).unwrap_err().to_string();
+        let err = relabel(&rows(1), &p).unwrap_err();
         assert!(
-            err.contains("no column `preferred`") && err.contains("chosen"),
-            "{err}"
+            err.message.contains("no column `preferred`")
+                && err.hint.as_deref().is_some_and(|h| h.contains("chosen")),
+            "{err:?}"
         );
         let err = relabel(&rows(1), &Plan::default()).unwrap_err().to_string();
         assert!(err.contains("nothing to do"), "{err}");

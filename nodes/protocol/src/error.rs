@@ -1,5 +1,6 @@
 //! How a node fails: a message, its causes and a hint, the same in process and across the
-//! worker boundary.
+//! worker boundary. The hint is a field, not part of the message, so it is printed once and
+//! last (see `dag_diagnostic::Hint`).
 
 /// Why a node failed, with what the user can do about it.
 #[derive(Debug, Clone)]
@@ -54,9 +55,27 @@ impl std::fmt::Display for NodeError {
         for c in &self.causes {
             write!(f, "\n  Caused by: {c}")?;
         }
-        if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
-        }
         Ok(())
+    }
+}
+
+impl dag_diagnostic::Hint for NodeError {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dag_diagnostic::Hint;
+
+    #[test]
+    fn the_hint_is_asked_for_not_written_into_the_message() {
+        let io = std::io::Error::other("disk full");
+        let e = NodeError::caused("Failed to write `x`", &io).hint("free some space");
+        assert_eq!(e.to_string(), "Failed to write `x`\n  Caused by: disk full");
+        assert_eq!(Hint::hint(&e).as_deref(), Some("free some space"));
+        assert_eq!(Hint::hint(&NodeError::msg("Failed")), None);
     }
 }
