@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use dag_diagnostic::Hint;
 use dag_protocol::NodeError;
 use dag_store::{Digest, Store};
 use serde::Serialize;
@@ -55,9 +54,7 @@ impl ParamError {
 
 /// A store failure as a node error.
 pub fn store_failure(e: dag_store::Error) -> NodeError {
-    let mut failure = NodeError::caused("Failed to use the artifact store", &e);
-    failure.hint = e.hint();
-    failure
+    NodeError::caused_hinted("Failed to use the artifact store", &e)
 }
 
 /// One input artifact as a node sees it.

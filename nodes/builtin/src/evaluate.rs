@@ -190,7 +190,10 @@ impl Node for CompareEvals {
             // Called as (b, a): the difference is b - a, positive when `b` scores higher, and the
             // result's `mean_a` is b's mean.
             let c = paired_comparison(ys, xs, &config).map_err(|e| {
-                NodeError::caused(format!("Failed to compare `{metric}` on task `{task}`"), &e)
+                NodeError::caused_hinted(
+                    format!("Failed to compare `{metric}` on task `{task}`"),
+                    &e,
+                )
             })?;
             let key = format!("{metric},{filter}");
             let entry = tasks

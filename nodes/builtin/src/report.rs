@@ -312,7 +312,7 @@ fn cell(
         .hint("a split needs both labels; check the labels upstream, or leave the split out of `splits`"));
     }
     let fail = |what: &str, e: &dag_metrics::MetricError| {
-        NodeError::caused(
+        NodeError::caused_hinted(
             format!("Failed to compute {what} of `{}` on `{split}`", input.label),
             e,
         )
@@ -505,7 +505,9 @@ pub fn write_report(
                 } else {
                     reliability_plot_png(&path, &title, &rel)
                 };
-                drawn.map_err(|e| NodeError::caused(format!("Failed to draw `{file}`"), &e))?;
+                drawn.map_err(|e| {
+                    NodeError::caused_hinted(format!("Failed to draw `{file}`"), &e)
+                })?;
                 plots.push((split.clone(), file));
             }
         }

@@ -2,18 +2,17 @@
 
 use std::path::PathBuf;
 
+use dag_diagnostic::Hint;
+
 /// Why a metric, probe fit or statistic could not be computed.
 ///
-/// Every variant names what was wrong with the input and how to fix it; none of them is
-/// a transient failure, so retrying with the same input gives the same error.
+/// Every variant names what was wrong with the input and, through [`Hint`], how to fix it;
+/// none of them is a transient failure, so retrying with the same input gives the same error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MetricError {
     /// Two inputs that must pair up element by element have different lengths.
-    #[error(
-        "Failed to pair `{left}` ({left_len} values) with `{right}` ({right_len} values); \
-         hint: pass one value per row in both"
-    )]
+    #[error("Failed to pair `{left}` ({left_len} values) with `{right}` ({right_len} values)")]
     LengthMismatch {
         /// Name of the first input.
         left: &'static str,
@@ -25,17 +24,14 @@ pub enum MetricError {
         right_len: usize,
     },
     /// The input has no rows (or no rows left after masking).
-    #[error("Failed to compute `{what}`: the input is empty; hint: pass at least one row")]
+    #[error("Failed to compute `{what}`: the input is empty")]
     Empty {
         /// What was being computed.
         what: &'static str,
     },
     /// Only one class occurs in the labels, so the metric is undefined (scikit-learn raises
     /// `ValueError: Only one class is present in y_true` here).
-    #[error(
-        "Failed to compute `{what}`: only {present} labels are present ({n} rows); \
-         hint: it needs both positive and negative rows, report it as undefined for this group"
-    )]
+    #[error("Failed to compute `{what}`: only {present} labels are present ({n} rows)")]
     SingleClass {
         /// What was being computed.
         what: &'static str,
@@ -45,10 +41,7 @@ pub enum MetricError {
         n: usize,
     },
     /// A value is NaN or infinite where a finite number is required.
-    #[error(
-        "Failed to compute `{what}`: `{input}[{index}]` is {value}; \
-         hint: drop or fix non-finite values before scoring"
-    )]
+    #[error("Failed to compute `{what}`: `{input}[{index}]` is {value}")]
     NonFinite {
         /// What was being computed.
         what: &'static str,
@@ -60,10 +53,7 @@ pub enum MetricError {
         value: f64,
     },
     /// A probability lies outside [0, 1].
-    #[error(
-        "Failed to compute `{what}`: `{input}[{index}]` = {value} is not a probability; \
-         hint: pass probabilities in [0, 1] (apply a sigmoid to logits first)"
-    )]
+    #[error("Failed to compute `{what}`: `{input}[{index}]` = {value} is not a probability")]
     NotAProbability {
         /// What was being computed.
         what: &'static str,
@@ -85,10 +75,7 @@ pub enum MetricError {
         reason: &'static str,
     },
     /// A matrix view's buffer does not hold `rows * cols` values.
-    #[error(
-        "Failed to view {len} values as a {rows} x {cols} matrix; \
-         hint: the buffer must be row-major with exactly rows * cols values"
-    )]
+    #[error("Failed to view {len} values as a {rows} x {cols} matrix")]
     Shape {
         /// Buffer length.
         len: usize,
@@ -98,16 +85,13 @@ pub enum MetricError {
         cols: usize,
     },
     /// A sequence has no real (unmasked) token, so no aggregate exists for it.
-    #[error(
-        "Failed to aggregate row {row}: its mask has no real token; \
-         hint: drop empty rows or check the attention mask"
-    )]
+    #[error("Failed to aggregate row {row}: its mask has no real token")]
     EmptySequence {
         /// Row index.
         row: usize,
     },
     /// The optimiser behind a probe fit failed.
-    #[error("Failed to fit `{what}`: {message}; hint: standardise the features or lower `C`")]
+    #[error("Failed to fit `{what}`: {message}")]
     Optimizer {
         /// Which fit.
         what: &'static str,
@@ -115,10 +99,7 @@ pub enum MetricError {
         message: String,
     },
     /// A linear system could not be solved (singular covariance).
-    #[error(
-        "Failed to solve for `{what}`: the covariance is singular; \
-         hint: use shrinkage (Ledoit-Wolf or a fixed value)"
-    )]
+    #[error("Failed to solve for `{what}`: the covariance is singular")]
     Singular {
         /// Which fit.
         what: &'static str,
@@ -131,6 +112,30 @@ pub enum MetricError {
         /// The plotting backend's message.
         message: String,
     },
+}
+
+impl Hint for MetricError {
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            MetricError::LengthMismatch { .. } => "pass one value per row in both",
+            MetricError::Empty { .. } => "pass at least one row",
+            MetricError::SingleClass { .. } => {
+                "it needs both positive and negative rows, report it as undefined for this group"
+            }
+            MetricError::NonFinite { .. } => "drop or fix non-finite values before scoring",
+            MetricError::NotAProbability { .. } => {
+                "pass probabilities in [0, 1] (apply a sigmoid to logits first)"
+            }
+            MetricError::Shape { .. } => {
+                "the buffer must be row-major with exactly rows * cols values"
+            }
+            MetricError::EmptySequence { .. } => "drop empty rows or check the attention mask",
+            MetricError::Optimizer { .. } => "standardise the features or lower `C`",
+            MetricError::Singular { .. } => "use shrinkage (Ledoit-Wolf or a fixed value)",
+            MetricError::InvalidParameter { .. } | MetricError::Plot { .. } => return None,
+        };
+        Some(hint.to_string())
+    }
 }
 
 /// Result alias used throughout this crate.

@@ -35,6 +35,17 @@ impl NodeError {
         }
         e
     }
+    /// A failure caused by `err`, with `err`'s hint: what the library that failed knows to
+    /// suggest reaches the user. (Hints deeper in the chain need the caller to know their
+    /// types; see the worker's `failure::caused`.)
+    pub fn caused_hinted<E: std::error::Error + dag_diagnostic::Hint>(
+        message: impl Into<String>,
+        err: &E,
+    ) -> Self {
+        let mut e = NodeError::caused(message, err);
+        e.hint = err.hint();
+        e
+    }
     /// Adds a hint.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());

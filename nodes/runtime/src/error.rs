@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
+use dag_diagnostic::Hint;
+
 /// Everything that can go wrong while loading or running a model.
 ///
 /// Messages say what failed and name the path or tensor involved; variants that wrap a lower
-/// error carry it as their `#[source]`.
+/// error carry it as their `#[source]`; what the user can do is its [`Hint`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
@@ -45,7 +47,7 @@ pub enum Error {
     },
     /// A model folder holds only pickled PyTorch weights.
     #[error(
-        "Failed to load `{path}`: only pickled `.bin` weights were found, and unpickling runs arbitrary code\nhint: convert the checkpoint to safetensors (e.g. `model.save_pretrained(dir, safe_serialization=True)`)"
+        "Failed to load `{path}`: only pickled `.bin` weights were found, and unpickling runs arbitrary code"
     )]
     PickleRefused {
         /// The model folder.
@@ -104,9 +106,7 @@ pub enum Error {
         source: minijinja::Error,
     },
     /// The model has no chat template.
-    #[error(
-        "Failed to render a chat prompt: the model has no chat template\nhint: use a plain prompt, or an instruct model whose tokenizer_config.json or GGUF metadata has `chat_template`"
-    )]
+    #[error("Failed to render a chat prompt: the model has no chat template")]
     NoChatTemplate,
     /// A libtorch operation failed.
     #[error("Failed to run libtorch operation: {context}")]
@@ -146,7 +146,7 @@ pub enum Error {
     },
     /// Offline mode is on and a needed file is not in the local cache.
     #[error(
-        "Failed to find `{file}` of `{repo}` at revision `{revision}` in the local cache `{cache}` while offline\nhint: unset HF_HUB_OFFLINE to download it, or copy the model into that cache"
+        "Failed to find `{file}` of `{repo}` at revision `{revision}` in the local cache `{cache}` while offline"
     )]
     Offline {
         /// The repository id (`org/name`).
@@ -169,6 +169,39 @@ pub enum Error {
         /// The loss.
         loss: f64,
     },
+}
+
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            Error::PickleRefused { .. } => {
+                "convert the checkpoint to safetensors (e.g. `model.save_pretrained(dir, safe_serialization=True)`)"
+            }
+            Error::NoChatTemplate => {
+                "use a plain prompt, or an instruct model whose tokenizer_config.json or GGUF metadata has `chat_template`"
+            }
+            Error::Offline { .. } => {
+                "unset HF_HUB_OFFLINE to download it, or copy the model into that cache"
+            }
+            Error::Io { .. }
+            | Error::Gguf { .. }
+            | Error::Json { .. }
+            | Error::Safetensors { .. }
+            | Error::UnsupportedArchitecture { .. }
+            | Error::Config { .. }
+            | Error::MissingTensor { .. }
+            | Error::ShapeMismatch { .. }
+            | Error::Tokenizer { .. }
+            | Error::Template { .. }
+            | Error::Torch { .. }
+            | Error::Device { .. }
+            | Error::Reference { .. }
+            | Error::Download { .. }
+            | Error::Request(_)
+            | Error::NonFiniteLoss { .. } => return None,
+        };
+        Some(hint.to_string())
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -487,5 +487,9 @@ mod tests {
         let err = safetensors_files(dir.path()).unwrap_err();
         assert!(matches!(err, Error::PickleRefused { .. }));
         assert!(err.to_string().contains("arbitrary code"));
+        assert!(
+            dag_diagnostic::Hint::hint(&err).is_some_and(|h| h.contains("safetensors")),
+            "{err}"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use dag_diagnostic::Hint;
 use dag_runtime::hub::{Hub, HubSettings};
 use dag_runtime::{DeviceSpec, Error, HubRef, LoadOptions, Model, ModelSource};
 use sha2::{Digest, Sha256};
@@ -242,7 +243,10 @@ fn offline_mode_names_the_missing_file() {
         }
         other => panic!("expected Offline, got {other:?}"),
     }
-    assert!(err.to_string().contains("HF_HUB_OFFLINE"));
+    assert!(
+        err.hint().is_some_and(|h| h.contains("HF_HUB_OFFLINE")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
+use dag_diagnostic::Hint;
+
 /// Everything that can go wrong while loading, preparing or scoring a task.
 ///
-/// Messages say what failed and name the file, task, document and field involved; most carry a
-/// `hint:` line with the fix.
+/// Messages say what failed and name the file, task, document and field involved; most have a
+/// [`Hint`] with the fix.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -19,9 +21,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A task TOML file is not valid for our format.
-    #[error(
-        "Failed to parse task definition `{path}`\nhint: see docs/tasks.md for the TOML task format"
-    )]
+    #[error("Failed to parse task definition `{path}`")]
     Toml {
         /// The file (or `<string>` for text passed in memory).
         path: PathBuf,
@@ -40,7 +40,7 @@ pub enum Error {
     },
     /// An lm-eval YAML key is a Python `!function` hook, which we cannot run.
     #[error(
-        "Failed to import `{path}`: key `{key}` is the Python hook `!function {function}`, which dag cannot run\nhint: {hint}"
+        "Failed to import `{path}`: key `{key}` is the Python hook `!function {function}`, which dag cannot run"
     )]
     PythonHook {
         /// The YAML file holding the hook (after following `include:`).
@@ -53,7 +53,7 @@ pub enum Error {
         hint: String,
     },
     /// An lm-eval YAML key holds something we cannot import.
-    #[error("Failed to import `{path}`: key `{key}` {message}\nhint: {hint}")]
+    #[error("Failed to import `{path}`: key `{key}` {message}")]
     Unsupported {
         /// The YAML file.
         path: PathBuf,
@@ -81,7 +81,7 @@ pub enum Error {
         message: String,
     },
     /// A task names no data for a split it needs.
-    #[error("Failed to load task `{task}`: {message}\nhint: {hint}")]
+    #[error("Failed to load task `{task}`: {message}")]
     MissingData {
         /// The task.
         task: String,
@@ -117,9 +117,7 @@ pub enum Error {
         source: Option<minijinja::Error>,
     },
     /// A regular expression in a filter or metric does not compile.
-    #[error(
-        "Failed to compile regex `{pattern}` of task `{task}`\nhint: patterns use Python `re` syntax; check the escaping (TOML and YAML double-quoted strings need `\\\\` for one regex backslash)"
-    )]
+    #[error("Failed to compile regex `{pattern}` of task `{task}`")]
     Regex {
         /// The task.
         task: String,
@@ -139,7 +137,7 @@ pub enum Error {
         source: Box<fancy_regex::Error>,
     },
     /// The task definition is inconsistent.
-    #[error("Failed to set up task `{task}`: {message}\nhint: {hint}")]
+    #[error("Failed to set up task `{task}`: {message}")]
     Invalid {
         /// The task.
         task: String,
@@ -149,7 +147,7 @@ pub enum Error {
         hint: String,
     },
     /// Template lint found errors; nothing was sent to a model.
-    #[error("Failed lint of task `{task}`: {}\nhint: fix the template or the data; `dag` checks prompts before any forward pass", summarize(.issues))]
+    #[error("Failed lint of task `{task}`: {}", summarize(.issues))]
     Lint {
         /// The task.
         task: String,
@@ -173,6 +171,34 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Toml { .. } => Some("see docs/tasks.md for the TOML task format".into()),
+            Error::PythonHook { hint, .. }
+            | Error::Unsupported { hint, .. }
+            | Error::MissingData { hint, .. }
+            | Error::Invalid { hint, .. } => Some(hint.clone()),
+            Error::Regex { .. } => Some(
+                "patterns use Python `re` syntax; check the escaping (TOML and YAML double-quoted strings need `\\\\` for one regex backslash)"
+                    .into(),
+            ),
+            Error::Lint { .. } => Some(
+                "fix the template or the data; `dag` checks prompts before any forward pass".into(),
+            ),
+            Error::Io { .. }
+            | Error::Yaml { .. }
+            | Error::IncludeCycle { .. }
+            | Error::Data { .. }
+            | Error::TemplateSyntax { .. }
+            | Error::Document { .. }
+            | Error::RegexRun { .. }
+            | Error::Responses { .. }
+            | Error::Model { .. } => None,
+        }
+    }
 }
 
 fn summarize(issues: &[crate::LintIssue]) -> String {

@@ -283,9 +283,10 @@ fn pass_at_k_refuses_a_pipeline_that_keeps_one_response() {
     let data = task.load_docs().unwrap();
     let prepared = task.prepare(&data, Some(1)).unwrap();
     let responses = vec![DocResponse::Generations(vec!["#### 18".into(); 3])];
-    let err = task.score(&prepared, &responses).unwrap_err().to_string();
+    let err = task.score(&prepared, &responses).unwrap_err();
     assert!(
-        err.contains("pass@2") && err.contains("take_first"),
+        err.to_string().contains("pass@2")
+            && dag_diagnostic::Hint::hint(&err).is_some_and(|h| h.contains("take_first")),
         "{err}"
     );
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use dag_diagnostic::Hint;
 use dag_tasks::{
     Error, MetricKind, OutputType, Request, SamplerKind, Task, import_lm_eval_dir,
     import_lm_eval_yaml,
@@ -212,7 +213,11 @@ fn function_hooks_are_refused_with_key_file_and_toml_hint() {
         };
         assert!(at.ends_with(expected_file), "{}", at.display());
         let message = err.to_string();
-        assert!(message.contains(hint), "{message}");
+        assert!(
+            err.hint().is_some_and(|h| h.contains(hint)),
+            "{message}: {:?}",
+            err.hint()
+        );
         assert!(message.contains(&format!("`{key}`")), "{message}");
     }
 }
@@ -272,14 +277,12 @@ fn hub_datasets_import_without_files_and_say_how_to_add_them() {
     assert!(spec.splits.is_empty());
     // No generation_kwargs: lm-eval stops at the few-shot delimiter.
     assert_eq!(spec.generation.until, ["\n\n"]);
-    let err = Task::new(spec.clone())
-        .unwrap()
-        .load_docs()
-        .unwrap_err()
-        .to_string();
+    let err = Task::new(spec.clone()).unwrap().load_docs().unwrap_err();
     assert!(
-        err.contains("`validation` has no data file") && err.contains("set_split"),
-        "{err}"
+        err.to_string().contains("`validation` has no data file")
+            && err.hint().is_some_and(|h| h.contains("set_split")),
+        "{err}: {:?}",
+        err.hint()
     );
     let file = dir.write(
         "v.jsonl",

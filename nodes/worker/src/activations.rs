@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
 
 use crate::Reporter;
+use crate::failure::caused;
 use crate::model::load_model;
 use crate::prompt::{Render, truncate};
 
@@ -35,11 +36,11 @@ use crate::prompt::{Render, truncate};
 pub const FORMAT: u32 = 1;
 
 fn io_err(what: &str, path: &Path, e: &std::io::Error) -> NodeError {
-    NodeError::caused(format!("Failed to {what} `{}`", path.display()), e)
+    caused(format!("Failed to {what} `{}`", path.display()), e)
 }
 
 fn tch_err(what: &str, e: &tch::TchError) -> NodeError {
-    NodeError::caused(what.to_string(), e)
+    caused(what.to_string(), e)
 }
 
 /// The storage dtype of activations.
@@ -115,7 +116,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     if !complete(layer) {
         let dataset = &job.inputs["dataset"][0];
         let rows = table::read_dataset(&dataset.path)
-            .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
+            .map_err(|e| caused("Failed to read the dataset", &e))?;
         if rows.is_empty() {
             return Err(NodeError::msg("The dataset has no rows")
                 .hint("check the dataset node's filters and splits"));
@@ -205,7 +206,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         &std::fs::read(out.join("meta.json"))
             .map_err(|e| io_err("read", &out.join("meta.json"), &e))?,
     )
-    .map_err(|e| NodeError::caused("Failed to parse meta.json", &e))?;
+    .map_err(|e| caused("Failed to parse meta.json", &e))?;
     rep.send(Report::Meta {
         port: "activations".into(),
         value: meta,
@@ -268,7 +269,7 @@ fn extract_shard(
         let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].clone()).collect();
         let states = model
             .hidden_states(&batch, &capture)
-            .map_err(|e| NodeError::caused("Failed to run the model", &e))?;
+            .map_err(|e| caused("Failed to run the model", &e))?;
         for (h, dst) in states.iter().zip(&activations) {
             let h = h.to_device(Device::Cpu).to_kind(kind);
             for (b, &i) in chunk.iter().enumerate() {
@@ -341,7 +342,7 @@ fn finish_layer(
         let text = std::fs::read_to_string(&p).map_err(|e| io_err("read", &p, &e))?;
         for line in text.lines() {
             let v: Value = serde_json::from_str(line)
-                .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", p.display()), &e))?;
+                .map_err(|e| caused(format!("Failed to parse `{}`", p.display()), &e))?;
             truncated += usize::from(v["truncated"].as_bool().unwrap_or(false));
             tokens += v["tokens"].as_u64().unwrap_or(0) as usize;
             if let Some(c) = v["columns"].as_object() {
@@ -417,7 +418,7 @@ pub fn read_layer(dir: &Path) -> Result<Layer, NodeError> {
     let meta: Value = serde_json::from_slice(
         &std::fs::read(&meta_path).map_err(|e| io_err("read", &meta_path, &e))?,
     )
-    .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", meta_path.display()), &e))?;
+    .map_err(|e| caused(format!("Failed to parse `{}`", meta_path.display()), &e))?;
     if meta["format"].as_u64() != Some(u64::from(FORMAT)) {
         return Err(NodeError::msg(format!(
             "`{}` is not an activations layout this build reads (format {}, expected {FORMAT})",
@@ -438,9 +439,8 @@ pub fn read_layer(dir: &Path) -> Result<Layer, NodeError> {
         let text = std::fs::read_to_string(&jp).map_err(|e| io_err("read", &jp, &e))?;
         let before = rows.len();
         for line in text.lines() {
-            let v: Value = serde_json::from_str(line).map_err(|e| {
-                NodeError::caused(format!("Failed to parse `{}`", jp.display()), &e)
-            })?;
+            let v: Value = serde_json::from_str(line)
+                .map_err(|e| caused(format!("Failed to parse `{}`", jp.display()), &e))?;
             longest = longest.max(v["tokens"].as_i64().unwrap_or(0));
             let row = v["row"].as_u64().unwrap_or(0) as usize;
             let cols = v["columns"].as_object().cloned().unwrap_or_default();
@@ -597,12 +597,21 @@ mod tests {
     #[test]
     fn rendering_params_are_checked() {
         let err = |p: Value| match Render::new(&rendering(p)) {
-            Err(e) => e.to_string(),
+            Err(e) => e,
             Ok(_) => panic!("accepted"),
         };
-        assert!(err(json!({})).contains("neither `text_column` nor `messages_column`"));
-        assert!(err(json!({ "text_column": "a", "messages_column": "b" })).contains("Both"));
-        assert!(err(json!({ "text_column": "a", "system_prompt": "s" })).contains("chat = true"));
+        assert!(
+            err(json!({}))
+                .message
+                .contains("neither `text_column` nor `messages_column`")
+        );
+        assert!(
+            err(json!({ "text_column": "a", "messages_column": "b" }))
+                .message
+                .contains("Both")
+        );
+        let e = err(json!({ "text_column": "a", "system_prompt": "s" }));
+        assert!(e.hint.is_some_and(|h| h.contains("chat = true")));
         assert!(
             matches!(Render::new(&rendering(json!({ "text_column": "a" }))), Ok(Render::Text(c)) if c == "a")
         );

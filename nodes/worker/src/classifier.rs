@@ -23,6 +23,7 @@ use dag_protocol::models::ModelRef;
 use dag_protocol::probes::{ClassWeight, FinetuneClassifierParams, Truncation};
 
 use crate::Reporter;
+use crate::failure::caused;
 use crate::finetune::{lora_config, plot_loss, train_config};
 use crate::model::load_model;
 use crate::prompt::{Render, truncate};
@@ -58,7 +59,7 @@ fn read_split(
         return Ok(None);
     };
     let rows: Vec<Row> = table::read_dataset(&input.path)
-        .map_err(|e| NodeError::caused(format!("Failed to read the `{name}` dataset"), &e))?;
+        .map_err(|e| caused(format!("Failed to read the `{name}` dataset"), &e))?;
     if rows.is_empty() {
         return Err(NodeError::msg(format!("The `{name}` dataset is empty"))
             .hint("check the dataset node's filters, limit and split"));
@@ -110,8 +111,8 @@ fn save_state(
     let dir = job.work_dir.join(&name);
     let tmp = dir.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
-    let fail = |e: &dyn std::error::Error| {
-        NodeError::caused(
+    let fail = |e: &(dyn std::error::Error + 'static)| {
+        caused(
             format!(
                 "Failed to save the training state at step {}",
                 trainer.step()
@@ -131,7 +132,7 @@ fn save_state(
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     std::fs::write(path, bytes)
-        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))
+        .map_err(|e| caused(format!("Failed to write `{}`", path.display()), &e))
 }
 
 /// Runs the node.
@@ -182,12 +183,12 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     } else {
         model
             .attach_lora(lora_config(&adapter)?, cfg.seed)
-            .map_err(|e| NodeError::caused("Failed to attach the adapter", &e))?;
+            .map_err(|e| caused("Failed to attach the adapter", &e))?;
         Mode::Lora
     };
     let batch_size = cfg.batch_size;
     let mut trainer = Trainer::new(&model, method.clone(), train.examples.clone(), cfg)
-        .map_err(|e| NodeError::caused("Failed to set up training", &e))?;
+        .map_err(|e| caused("Failed to set up training", &e))?;
     let total = trainer.total_steps();
     let scored: usize = splits.iter().map(|s| s.examples.len()).sum();
     rep.send(Report::Total((total + scored.div_ceil(batch_size)) as u64));
@@ -200,9 +201,9 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         .map(|d| job.work_dir.join(d))
         .rfind(|d| d.is_dir())
     {
-        trainer.load_state(&state).map_err(|e| {
-            NodeError::caused(format!("Failed to resume from `{}`", state.display()), &e)
-        })?;
+        trainer
+            .load_state(&state)
+            .map_err(|e| caused(format!("Failed to resume from `{}`", state.display()), &e))?;
         let text = std::fs::read_to_string(state.join("metrics.json")).unwrap_or_default();
         metrics = serde_json::from_str(&text).unwrap_or_default();
         rep.send(Report::Info(format!(
@@ -213,7 +214,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     }
     while trainer.step() < total {
         let m = trainer.train_step(&model).map_err(|e| {
-            NodeError::caused(
+            caused(
                 format!("Training failed at step {}", trainer.step() + 1),
                 &e,
             )
@@ -233,7 +234,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     for split in &splits {
         let scores = trainer
             .predict(&model, &split.examples, batch_size)
-            .map_err(|e| NodeError::caused(format!("Failed to score `{}`", split.name), &e))?;
+            .map_err(|e| caused(format!("Failed to score `{}`", split.name), &e))?;
         rep.send(Report::Advance(
             split.examples.len().div_ceil(batch_size) as u64
         ));
@@ -251,7 +252,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
 
     let out = &job.outputs["classifier"];
     std::fs::create_dir_all(out)
-        .map_err(|e| NodeError::caused(format!("Failed to create `{}`", out.display()), &e))?;
+        .map_err(|e| caused(format!("Failed to create `{}`", out.display()), &e))?;
     // The base as its model node recorded it (PEFT's adapter config names it).
     let reference = ModelRef::read(&job.inputs["model"][0].path)?;
     let base = json!({ "location": reference.location, "identity": model.identity() });
@@ -260,7 +261,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             &out.join("adapter"),
             base["location"].as_str().unwrap_or_default(),
         )
-        .map_err(|e| NodeError::caused("Failed to save the adapter", &e))?;
+        .map_err(|e| caused("Failed to save the adapter", &e))?;
     }
     let params = trainer.parameters();
     let head: Vec<(String, tch::Tensor)> = params
@@ -269,11 +270,11 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         .map(|(n, t)| (n.clone(), t.shallow_clone()))
         .collect();
     dag_runtime::lora::write_safetensors(&out.join("head.safetensors"), &head)
-        .map_err(|e| NodeError::caused("Failed to save the head", &e))?;
+        .map_err(|e| caused("Failed to save the head", &e))?;
     if method == Mode::Full {
         model
             .save_hf_dir(&out.join("hf"))
-            .map_err(|e| NodeError::caused("Failed to save the finetuned model", &e))?;
+            .map_err(|e| caused("Failed to save the finetuned model", &e))?;
     }
     let config = json!({
         "family": "finetuned-classifier",

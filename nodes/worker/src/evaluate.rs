@@ -27,6 +27,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value as Json, json};
 
 use crate::Reporter;
+use crate::failure::caused;
 use crate::model::load_model;
 
 /// How many contexts' answers are saved together (a kill loses at most this many).
@@ -49,6 +50,13 @@ pub struct RuntimeModel<'a> {
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct ModelError(#[from] dag_runtime::Error);
+
+/// Transparent, so the runtime error is not in the chain on its own: its hint is this one's.
+impl dag_diagnostic::Hint for ModelError {
+    fn hint(&self) -> Option<String> {
+        dag_diagnostic::Hint::hint(&self.0)
+    }
+}
 
 impl<'a> RuntimeModel<'a> {
     /// Wraps `model`; `resumed` holds items saved by earlier attempts.
@@ -284,7 +292,7 @@ impl LanguageModel for RuntimeModel<'_> {
 /// The definitions the `tasks` names are looked up in.
 fn definitions(p: &EvaluateParams) -> Result<Vec<TaskSet>, NodeError> {
     let fail = |p: &Path, e: dag_tasks::Error| {
-        NodeError::caused(
+        caused(
             format!("Failed to read the task definitions `{}`", p.display()),
             &e,
         )
@@ -433,7 +441,7 @@ fn group_interval(
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     std::fs::write(path, bytes)
-        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))
+        .map_err(|e| caused(format!("Failed to write `{}`", path.display()), &e))
 }
 
 /// One task's per-sample records.
@@ -511,11 +519,10 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     // template on its own from the tokenizer's source.
     let tok = model.tokenizer();
     let template = match (&tok.chat_template, chat) {
-        (Some(source), true) => {
-            Some(ChatTemplate::new(source, tok.special.clone()).map_err(|e| {
-                NodeError::caused("Failed to compile the model's chat template", &e)
-            })?)
-        }
+        (Some(source), true) => Some(
+            ChatTemplate::new(source, tok.special.clone())
+                .map_err(|e| caused("Failed to compile the model's chat template", &e))?,
+        ),
         _ => None,
     };
     let render_error: Mutex<Option<String>> = Mutex::new(None);
@@ -545,9 +552,8 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let mut prepared_tasks = Vec::with_capacity(specs.len());
     let mut warnings = Vec::new();
     for spec in &specs {
-        let task_fail = |e: dag_tasks::Error| {
-            NodeError::caused(format!("Failed to prepare task `{}`", spec.name), &e)
-        };
+        let task_fail =
+            |e: dag_tasks::Error| caused(format!("Failed to prepare task `{}`", spec.name), &e);
         let task = Task::new(spec.clone()).map_err(task_fail)?;
         let docs = task.load_docs().map_err(task_fail)?;
         let prepared = task
@@ -601,9 +607,8 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let mut results: Vec<TaskScores> = Vec::new();
     let mut samples = Vec::new();
     for (task, prepared) in &prepared_tasks {
-        let fail = |e: dag_tasks::Error| {
-            NodeError::caused(format!("Failed to evaluate task `{}`", task.name()), &e)
-        };
+        let fail =
+            |e: dag_tasks::Error| caused(format!("Failed to evaluate task `{}`", task.name()), &e);
         // All of a task's requests at once: the runtime model batches and saves by itself.
         let responses: Vec<DocResponse> =
             dag_tasks::run_requests(task.name(), &mut lm, prepared, usize::MAX).map_err(fail)?;
@@ -654,9 +659,8 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             .iter()
             .filter_map(|t| results.iter().find(|r| &r.task == t).cloned())
             .collect();
-        let agg: GroupScores = aggregate_group(g, &members).map_err(|e| {
-            NodeError::caused(format!("Failed to aggregate group `{}`", g.name), &e)
-        })?;
+        let agg: GroupScores = aggregate_group(g, &members)
+            .map_err(|e| caused(format!("Failed to aggregate group `{}`", g.name), &e))?;
         let mut entry = serde_json::Map::new();
         for m in &agg.metrics {
             let member_values: Vec<Vec<f64>> = members

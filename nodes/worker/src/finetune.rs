@@ -22,6 +22,7 @@ use dag_protocol::finetune::{Adapter, Finetune, FinetuneParams, Method, OnNan, O
 use dag_protocol::models::ModelRef;
 
 use crate::Reporter;
+use crate::failure::caused;
 use crate::model::load_model;
 use crate::prompt::fill;
 
@@ -45,7 +46,7 @@ fn conversation(p: &Finetune, row: &Row, index: usize) -> Result<Vec<Message>, N
                     .hint(format!("columns are: {}; set `messages` to the conversation column, or `prompt` and `response` templates", cols.join(", ")))
             })?;
             let parsed: Vec<Message> = serde_json::from_value(v.clone()).map_err(|e| {
-                NodeError::caused(
+                caused(
                     format!("Row {index}: `{col}` is not a list of {{role, content}} messages"),
                     &e,
                 )
@@ -68,8 +69,7 @@ fn conversation(p: &Finetune, row: &Row, index: usize) -> Result<Vec<Message>, N
 /// The LoRA params (`rank`, `alpha`, `dropout`, `target_modules`).
 pub(crate) fn lora_config(a: &Adapter) -> Result<LoraConfig, NodeError> {
     LoraConfig::new(a.rank, a.alpha, a.dropout, &a.target_modules).map_err(|e| {
-        NodeError::caused("Bad LoRA settings", &e)
-            .hint("`target_modules` takes q, k, v, o, gate, up, down")
+        caused("Bad LoRA settings", &e).hint("`target_modules` takes q, k, v, o, gate, up, down")
     })
 }
 
@@ -89,7 +89,7 @@ pub(crate) fn train_config(
             .schedule
             .as_str()
             .parse()
-            .map_err(|e| NodeError::caused("Bad `schedule`", &e))?,
+            .map_err(|e| caused("Bad `schedule`", &e))?,
         batch_size: o.batch_size as usize,
         grad_accum: o.grad_accum as usize,
         max_grad_norm: o.max_grad_norm,
@@ -119,7 +119,7 @@ fn link_or_copy(src: &Path, dst: &Path) -> Result<(), NodeError> {
         return Ok(());
     }
     std::fs::copy(src, dst).map(|_| ()).map_err(|e| {
-        NodeError::caused(
+        caused(
             format!("Failed to copy `{}` to `{}`", src.display(), dst.display()),
             &e,
         )
@@ -127,9 +127,8 @@ fn link_or_copy(src: &Path, dst: &Path) -> Result<(), NodeError> {
 }
 
 fn link_tree(src: &Path, dst: &Path) -> Result<(), NodeError> {
-    let fail = |p: &Path, e: std::io::Error| {
-        NodeError::caused(format!("Failed to read `{}`", p.display()), &e)
-    };
+    let fail =
+        |p: &Path, e: std::io::Error| caused(format!("Failed to read `{}`", p.display()), &e);
     std::fs::create_dir_all(dst).map_err(|e| fail(dst, e))?;
     for entry in std::fs::read_dir(src).map_err(|e| fail(src, e))? {
         let entry = entry.map_err(|e| fail(src, e))?;
@@ -150,16 +149,16 @@ fn write_metrics(path: &Path, metrics: &[StepMetrics]) -> Result<(), NodeError> 
         text.push('\n');
     }
     std::fs::write(path, text)
-        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))
+        .map_err(|e| caused(format!("Failed to write `{}`", path.display()), &e))
 }
 
 fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>, NodeError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| NodeError::caused(format!("Failed to read `{}`", path.display()), &e))?;
+        .map_err(|e| caused(format!("Failed to read `{}`", path.display()), &e))?;
     text.lines()
         .map(|l| {
             serde_json::from_str(l)
-                .map_err(|e| NodeError::caused(format!("Failed to parse `{}`", path.display()), &e))
+                .map_err(|e| caused(format!("Failed to parse `{}`", path.display()), &e))
         })
         .collect()
 }
@@ -185,8 +184,8 @@ impl Run<'_> {
         let dir = step_dir(&self.job.work_dir, step);
         let tmp = dir.with_extension("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
-        let fail = |what: &str, e: &dyn std::error::Error| {
-            NodeError::caused(
+        let fail = |what: &str, e: &(dyn std::error::Error + 'static)| {
+            caused(
                 format!("Failed to save the step {step} checkpoint ({what})"),
                 e,
             )
@@ -250,7 +249,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         ));
     }
     let rows = table::read_dataset(&job.inputs["dataset"][0].path)
-        .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
+        .map_err(|e| caused("Failed to read the dataset", &e))?;
     if rows.is_empty() {
         return Err(NodeError::msg("The training dataset is empty")
             .hint("check the dataset node's filters, limit and split"));
@@ -262,7 +261,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     for (i, row) in rows.iter().enumerate() {
         let messages = conversation(&f, row, i)?;
         let (ex, cut): (Example, bool) = train::encode_chat(&model, &messages, max_len)
-            .map_err(|e| NodeError::caused(format!("Failed to encode row {i}"), &e))?;
+            .map_err(|e| caused(format!("Failed to encode row {i}"), &e))?;
         truncated += usize::from(cut);
         if ex.trainable_tokens() == 0 {
             empty.push(i);
@@ -293,17 +292,17 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     if method == Mode::Full || merge {
         // Checked before training, not at the first checkpoint.
         model.config().to_hf_json().map_err(|e| {
-            NodeError::caused("This model cannot be written as a Hugging Face folder", &e)
+            caused("This model cannot be written as a Hugging Face folder", &e)
                 .hint("full finetuning and `merge` write one; train a LoRA adapter without `merge`, or load the model from its Hugging Face folder")
         })?;
     }
     if method == Mode::Lora {
         model
             .attach_lora(lora_config(&adapter)?, cfg.seed)
-            .map_err(|e| NodeError::caused("Failed to attach the adapter", &e))?;
+            .map_err(|e| caused("Failed to attach the adapter", &e))?;
     }
     let mut trainer = Trainer::new(&model, method.clone(), examples, cfg)
-        .map_err(|e| NodeError::caused("Failed to set up training", &e))?;
+        .map_err(|e| caused("Failed to set up training", &e))?;
     let total = trainer.total_steps();
     let interval = f.save_interval as usize;
     let run = Run {
@@ -328,7 +327,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let mut metrics = vec![];
     if let Some(last) = saved.last() {
         trainer.load_state(&last.dir.join("state")).map_err(|e| {
-            NodeError::caused(
+            caused(
                 format!("Failed to resume from `{}`", last.dir.display()),
                 &e,
             )
@@ -360,7 +359,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
                 let kept = saved.last().map_or("none was saved yet".to_string(), |s| {
                     format!("the last saved one is step {}", s.step)
                 });
-                return Err(NodeError::caused(format!("Training failed at step {}", trainer.step() + 1), &e)
+                return Err(caused(format!("Training failed at step {}", trainer.step() + 1), &e)
                     .hint(format!("lower `lr` or raise `warmup_steps`; checkpoints are kept ({kept}), or set `on_nan = \"stop\"` to output them")));
             }
         }
@@ -379,7 +378,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
 
     let out = &job.outputs["checkpoints"];
     std::fs::create_dir_all(out)
-        .map_err(|e| NodeError::caused(format!("Failed to create `{}`", out.display()), &e))?;
+        .map_err(|e| caused(format!("Failed to create `{}`", out.display()), &e))?;
     for (i, s) in saved.iter().enumerate() {
         link_tree(
             &s.dir.join("model"),
@@ -388,7 +387,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     }
     let mdir = &job.outputs["metrics"];
     std::fs::create_dir_all(mdir)
-        .map_err(|e| NodeError::caused(format!("Failed to create `{}`", mdir.display()), &e))?;
+        .map_err(|e| caused(format!("Failed to create `{}`", mdir.display()), &e))?;
     write_metrics(&mdir.join("metrics.jsonl"), &metrics)?;
     plot_loss(&mdir.join("loss.png"), &metrics)?;
     let last = metrics.last();
@@ -442,5 +441,5 @@ pub(crate) fn plot_loss(path: &Path, metrics: &[StepMetrics]) -> Result<(), Node
         ("optimizer step", "loss (assistant tokens)"),
         &[("loss", &points)],
     )
-    .map_err(|e| NodeError::caused(format!("Failed to plot `{}`", path.display()), &e))
+    .map_err(|e| caused(format!("Failed to plot `{}`", path.display()), &e))
 }

@@ -8,14 +8,15 @@ use dag_table as table;
 use serde_json::{Value, json};
 
 use crate::Reporter;
+use crate::failure::caused;
 use crate::model::load_model;
 use crate::prompt::fill;
 
 /// Runs the node.
 pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let dataset = &job.inputs["dataset"][0];
-    let rows = table::read_dataset(&dataset.path)
-        .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
+    let rows =
+        table::read_dataset(&dataset.path).map_err(|e| caused("Failed to read the dataset", &e))?;
     let model = load_model(&job.inputs["model"][0].path)?;
     let p: GenerateParams = job.params()?;
     let template = p.prompt.as_str();
@@ -79,7 +80,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         }
         let results = model
             .generate(&requests, &params, &mut |_| rep.send(Report::Advance(1)))
-            .map_err(|e| NodeError::caused("Failed to generate", &e))?;
+            .map_err(|e| caused("Failed to generate", &e))?;
         let mut batch = vec![];
         for (r, &i) in results.iter().zip(rows_idx) {
             let samples: Vec<Value> = r
@@ -130,7 +131,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     }
     let path = &job.outputs["generations"];
     table::write_jsonl(path, &out)
-        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))?;
+        .map_err(|e| caused(format!("Failed to write `{}`", path.display()), &e))?;
     rep.send(Report::Meta {
         port: "generations".into(),
         value: json!({ "rows": out.len(), "source_rows": rows.len(), "truncated": cut.len(), "model": model.identity() }),

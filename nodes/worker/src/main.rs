@@ -4,6 +4,7 @@
 mod activations;
 mod classifier;
 mod evaluate;
+mod failure;
 mod finetune;
 mod generate;
 mod model;

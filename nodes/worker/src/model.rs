@@ -7,6 +7,8 @@ use dag_protocol::NodeError;
 use dag_protocol::models::ModelRef;
 use dag_runtime::{LoadOptions, Model};
 
+use crate::failure::caused;
+
 /// Loads the model a `model.json` reference (or a checkpoint folder) describes.
 pub fn load_model(dir: &Path) -> Result<Model, NodeError> {
     let r = ModelRef::read(dir)?;
@@ -16,16 +18,13 @@ pub fn load_model(dir: &Path) -> Result<Model, NodeError> {
         .as_deref()
         .unwrap_or("auto")
         .parse()
-        .map_err(|e| NodeError::caused("Bad `device`", &e))?;
+        .map_err(|e| caused("Bad `device`", &e))?;
     let dtype = match r.dtype.as_deref().unwrap_or("auto") {
         "auto" => None,
-        d => Some(
-            d.parse()
-                .map_err(|e| NodeError::caused("Bad `dtype`", &e))?,
-        ),
+        d => Some(d.parse().map_err(|e| caused("Bad `dtype`", &e))?),
     };
     let mut model = Model::from_reference(location, LoadOptions { device, dtype })
-        .map_err(|e| NodeError::caused(format!("Failed to load the model `{location}`"), &e))?;
+        .map_err(|e| caused(format!("Failed to load the model `{location}`"), &e))?;
     apply_checkpoint(&mut model, dir, &r)?;
     Ok(model)
 }
@@ -36,7 +35,7 @@ pub fn apply_checkpoint(model: &mut Model, dir: &Path, r: &ModelRef) -> Result<(
     if let Some(a) = &r.adapter {
         let path = dir.join(a);
         model.load_adapter(&path).map_err(|e| {
-            NodeError::caused(
+            caused(
                 format!("Failed to load the adapter `{}`", path.display()),
                 &e,
             )
@@ -45,7 +44,7 @@ pub fn apply_checkpoint(model: &mut Model, dir: &Path, r: &ModelRef) -> Result<(
     if let Some(w) = &r.weights {
         let path = dir.join(w);
         model.load_weights(&path).map_err(|e| {
-            NodeError::caused(
+            caused(
                 format!("Failed to load the weights `{}`", path.display()),
                 &e,
             )

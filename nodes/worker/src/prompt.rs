@@ -6,6 +6,8 @@ use dag_protocol::probes::Rendering;
 use dag_runtime::{Message, Model};
 use dag_table::{self as table, Row};
 
+use crate::failure::caused;
+
 /// Fills `{column}` placeholders from a row; `{{` and `}}` are literal braces.
 pub fn fill(template: &str, row: &Row) -> Result<String, NodeError> {
     let mut out = String::with_capacity(template.len());
@@ -87,7 +89,7 @@ impl Render {
         })?;
         let chat = |messages: Vec<Message>| {
             model.render_chat(&messages, false).map_err(|e| {
-                NodeError::caused(
+                caused(
                     format!("Failed to render row {index} with the chat template"),
                     &e,
                 )
@@ -129,7 +131,7 @@ impl Render {
         let ids = model
             .tokenizer()
             .encode(&text, special)
-            .map_err(|e| NodeError::caused(format!("Failed to tokenise row {index}"), &e))?;
+            .map_err(|e| caused(format!("Failed to tokenise row {index}"), &e))?;
         if ids.is_empty() {
             return Err(NodeError::msg(format!("Row {index} encodes to no tokens"))
                 .hint("drop empty texts with the dataset node's `exclude`"));
@@ -166,10 +168,14 @@ mod tests {
             "\"Fur is warm.\"\nIs this statement morally acceptable or morally wrong?"
         );
         assert_eq!(fill("{{literal}} {n}", &row).unwrap(), "{literal} 3");
-        let err = fill("{statment}", &row).unwrap_err().to_string();
+        let err = fill("{statment}", &row).unwrap_err();
         assert!(
-            err.contains("`{statment}`") && err.contains("statement, n"),
-            "{err}"
+            err.message.contains("`{statment}`")
+                && err
+                    .hint
+                    .as_deref()
+                    .is_some_and(|h| h.contains("statement, n")),
+            "{err:?}"
         );
     }
 }

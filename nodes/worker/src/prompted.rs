@@ -13,6 +13,7 @@ use dag_table as table;
 use serde_json::{Value, json};
 
 use crate::Reporter;
+use crate::failure::caused;
 use crate::model::load_model;
 use crate::prompt::fill;
 use crate::scores::{group_metrics, group_of, parse_label, split_metrics};
@@ -55,7 +56,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let resamples = p.bootstrap as usize;
     let max_chars = p.max_chars.map(|n| n as usize);
     let rows = table::read_dataset(&job.inputs["dataset"][0].path)
-        .map_err(|e| NodeError::caused("Failed to read the dataset", &e))?;
+        .map_err(|e| caused("Failed to read the dataset", &e))?;
     // Before the model loads: a wrong column fails in milliseconds, not after the scoring.
     let group_column = grouping.group_column.as_deref();
     let groups = group_column
@@ -103,7 +104,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
                 m.push(Message::new("user", question));
                 model
                     .render_chat(&m, true)
-                    .map_err(|e| NodeError::caused(format!("Failed to render row {i}"), &e))?
+                    .map_err(|e| caused(format!("Failed to render row {i}"), &e))?
             } else {
                 question
             };
@@ -114,7 +115,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         }
         let scored = model
             .score(&requests)
-            .map_err(|e| NodeError::caused("Failed to score the answers", &e))?;
+            .map_err(|e| caused("Failed to score the answers", &e))?;
         let mut batch = Vec::with_capacity(chunk.len());
         for (s, &i) in scored.iter().zip(chunk) {
             let (a, b) = (s[0].logprob, s[1].logprob);
@@ -139,7 +140,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         .collect();
     let path = &job.outputs["scores"];
     std::fs::write(path, ScoreRow::to_jsonl(&lines))
-        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))?;
+        .map_err(|e| caused(format!("Failed to write `{}`", path.display()), &e))?;
     let mut metrics = split_metrics(&scores, &labels, resamples)?;
     if let Some(groups) = &groups {
         metrics["by_group"] = group_metrics(&scores, &labels, groups, resamples)?;
@@ -201,12 +202,15 @@ mod tests {
             &job(d, "classify-prompted", wrong, inputs, json!({})),
             &crate::Reporter,
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
         assert!(
-            err.contains("Row 0 of the dataset has no column `dataset`")
-                && err.contains("`text`, `label`, `source`"),
-            "{err}"
+            err.message
+                .contains("Row 0 of the dataset has no column `dataset`")
+                && err
+                    .hint
+                    .as_deref()
+                    .is_some_and(|h| h.contains("`text`, `label`, `source`")),
+            "{err:?}"
         );
     }
 }

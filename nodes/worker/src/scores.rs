@@ -7,8 +7,10 @@ use dag_protocol::NodeError;
 use dag_table as table;
 use serde_json::{Map, Value, json};
 
+use crate::failure::caused;
+
 pub(crate) fn metric_err(what: &str, e: &dag_metrics::MetricError) -> NodeError {
-    NodeError::caused(what.to_string(), e)
+    caused(what.to_string(), e)
 }
 
 /// 0/1 numbers and booleans; anything else is not a binary label.

@@ -5,6 +5,7 @@ use dag_protocol::NodeError;
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
 
 use super::Split;
+use crate::failure::caused;
 use crate::scores::metric_err;
 
 /// A learned probe family.
@@ -265,7 +266,7 @@ pub fn train_learned(
         ..Default::default()
     }
     .build(&vs, cfg.lr)
-    .map_err(|e| NodeError::caused("Failed to build the optimizer", &e))?;
+    .map_err(|e| caused("Failed to build the optimizer", &e))?;
     let pos = train.y.iter().filter(|&&y| y).count() as f64;
     let neg = n as f64 - pos;
     if pos == 0.0 || neg == 0.0 {

@@ -26,6 +26,7 @@ use tch::{Kind, Tensor};
 
 use crate::Reporter;
 use crate::activations::read_layer;
+use crate::failure::caused;
 use crate::scores::{group_metrics, metric_err, split_metrics};
 
 use learned::*;
@@ -134,7 +135,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     let fitted = fit(&p, train, val, rep)?;
     let out = &job.outputs["probe"];
     std::fs::create_dir_all(out)
-        .map_err(|e| NodeError::caused(format!("Failed to create `{}`", out.display()), &e))?;
+        .map_err(|e| caused(format!("Failed to create `{}`", out.display()), &e))?;
 
     // Scores and metrics per split.
     let mut score_rows = Vec::new();
@@ -168,9 +169,8 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         }
     }
     let scores_path = &job.outputs["scores"];
-    std::fs::write(scores_path, ScoreRow::to_jsonl(&score_rows)).map_err(|e| {
-        NodeError::caused(format!("Failed to write `{}`", scores_path.display()), &e)
-    })?;
+    std::fs::write(scores_path, ScoreRow::to_jsonl(&score_rows))
+        .map_err(|e| caused(format!("Failed to write `{}`", scores_path.display()), &e))?;
 
     let config = write_probe(out, family, &fitted, &layer_meta, job)?;
     let metrics = Value::Object(metrics);
@@ -178,7 +178,7 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         out.join("metrics.json"),
         serde_json::to_vec_pretty(&metrics).expect("serialises"),
     )
-    .map_err(|e| NodeError::caused("Failed to write metrics.json", &e))?;
+    .map_err(|e| caused("Failed to write metrics.json", &e))?;
     let headline = |split: &str| {
         metrics.get(split).map(|m| {
             let mut h = json!({
@@ -335,7 +335,7 @@ fn write_probe(
     let weights = out.join("weights.safetensors");
     let save = |tensors: &[(String, Tensor)]| {
         Tensor::write_safetensors(tensors, &weights)
-            .map_err(|e| NodeError::caused(format!("Failed to write `{}`", weights.display()), &e))
+            .map_err(|e| caused(format!("Failed to write `{}`", weights.display()), &e))
     };
     let mut config = json!({
         "probe": family,
@@ -420,7 +420,7 @@ fn write_probe(
         out.join("config.json"),
         serde_json::to_vec_pretty(&config).expect("serialises"),
     )
-    .map_err(|e| NodeError::caused("Failed to write config.json", &e))?;
+    .map_err(|e| caused("Failed to write config.json", &e))?;
     Ok(config)
 }
 
@@ -787,12 +787,15 @@ mod tests {
     fn a_missing_group_column_is_named_with_the_columns_there_are() {
         let dir = tempfile::tempdir().unwrap();
         let params = json!({ "probe": "diff-of-means", "bootstrap": 0, "group_column": "source" });
-        let err = run_node(dir.path(), params).unwrap_err().to_string();
+        let err = run_node(dir.path(), params).unwrap_err();
         assert!(
-            err.contains(
+            err.message.contains(
                 "Row 0 of the train activations has no column `source` (the `group_column`)"
-            ) && err.contains("columns available: `label`, `dataset`"),
-            "{err}"
+            ) && err
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("columns available: `label`, `dataset`")),
+            "{err:?}"
         );
     }
 

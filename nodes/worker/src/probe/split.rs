@@ -4,6 +4,7 @@ use dag_protocol::NodeError;
 use tch::{Kind, Tensor};
 
 use crate::activations::Layer;
+use crate::failure::caused;
 use crate::scores::{group_of, parse_label};
 
 /// Rows per block when a whole split is reduced or scored (see [`Split::by_rows`]).
@@ -130,6 +131,6 @@ impl Split {
         let sums = self.by_rows(|x, _| x.sum_dim_intlist(1, false, Kind::Double));
         let mean = sums / count.unsqueeze(-1);
         Vec::<f64>::try_from(mean.flatten(0, -1))
-            .map_err(|e| NodeError::caused("Failed to read mean activations", &e))
+            .map_err(|e| caused("Failed to read mean activations", &e))
     }
 }
