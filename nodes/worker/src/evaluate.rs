@@ -362,12 +362,17 @@ fn select(p: &EvaluateParams) -> Result<(Vec<TaskSpec>, Vec<dag_tasks::GroupSpec
                         .chain(s.tasks.iter().map(|t| t.name.as_str()))
                 })
                 .collect();
-            known.sort_by_key(|k| strsim::levenshtein(k, name));
-            known.truncate(5);
-            return Err(
-                NodeError::msg(format!("No task or group is named `{name}`"))
-                    .hint(format!("the closest names are: {}", known.join(", "))),
-            );
+            // A likely typo is named alone, as the graph loader names one; otherwise the
+            // nearest few of what may be hundreds of imported names.
+            let hint = match dag_diagnostic::did_you_mean(name, known.iter().copied()) {
+                Some(meant) => format!("did you mean `{meant}`?"),
+                None => {
+                    known.sort_by_key(|k| strsim::levenshtein(k, name));
+                    known.truncate(5);
+                    format!("the closest names are: {}", known.join(", "))
+                }
+            };
+            return Err(NodeError::msg(format!("No task or group is named `{name}`")).hint(hint));
         }
     }
     if let Some(n) = p.num_fewshot {
@@ -715,6 +720,26 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn select_error(tasks: &[&str]) -> NodeError {
+        let p: EvaluateParams = serde_json::from_value(json!({
+            "tasks": tasks, "batch_size": 16, "chat": false, "fewshot_as_multiturn": false,
+            "bootstrap_iters": 1000, "seed": 1, "lint": "error",
+        }))
+        .unwrap();
+        select(&p).map(|_| ()).unwrap_err()
+    }
+
+    #[test]
+    fn an_unknown_task_is_a_typo_fix_or_the_closest_names() {
+        let e = select_error(&["gsm8kk"]);
+        assert_eq!(e.message, "No task or group is named `gsm8kk`");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `gsm8k`?"));
+        let e = select_error(&["zzzzzzzz"]);
+        let hint = e.hint.unwrap_or_default();
+        assert!(hint.starts_with("the closest names are: "), "{hint}");
+        assert_eq!(hint.matches(", ").count(), 4, "{hint}");
+    }
 
     #[test]
     fn group_interval_brackets_the_weighted_mean() {
