@@ -585,8 +585,14 @@ fn grade_qa_scores_parsed_verdicts_and_counts_the_rest() {
     // judge-a grades C; judge-d's replies hit the parser's traps, each unscored, never a 0:
     // two letters, a "downgrade:" in prose, no grade at all.
     let mut behaviors = verdicts();
-    for text in ["GRADE: CI", "I would downgrade: I think it is fine", "Looks right to me."] {
-        behaviors.push(json!({"type": "reply", "text": text, "match": {"model": "judge-d"}, "times": 2}));
+    for text in [
+        "GRADE: CI",
+        "I would downgrade: I think it is fine",
+        "Looks right to me.",
+    ] {
+        behaviors.push(
+            json!({"type": "reply", "text": text, "match": {"model": "judge-d"}, "times": 2}),
+        );
     }
     server.script(Value::Array(behaviors));
     let dir = tempfile::tempdir().unwrap();
@@ -626,14 +632,190 @@ concurrency = 1
     let o = dag(dir.path(), &["--json", "show", "qa.scores"]);
     let s: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
     let s = &s["meta"];
-    assert_eq!(s["overall"], json!({"accuracy": 1.0, "scored": 6, "unscored": 6}), "{s:#}");
-    assert_eq!(s["judges"]["judge-d"], json!({"accuracy": null, "scored": 0, "unscored": 6}), "{s:#}");
+    assert_eq!(
+        s["overall"],
+        json!({"accuracy": 1.0, "scored": 6, "unscored": 6}),
+        "{s:#}"
+    );
+    assert_eq!(
+        s["judges"]["judge-d"],
+        json!({"accuracy": null, "scored": 0, "unscored": 6}),
+        "{s:#}"
+    );
     assert_eq!(server.journal().len(), 12, "3 rows x 2 answers x 2 judges");
 
     // A bad template is refused when the graph loads, naming the placeholder.
-    write_project(dir.path(), "g.toml", &format!("{graph}grader_template = \"{{question}} {{answr}}\"\n"));
+    write_project(
+        dir.path(),
+        "g.toml",
+        &format!("{graph}grader_template = \"{{question}} {{answr}}\"\n"),
+    );
     let o = dag(dir.path(), &["run", "g.toml"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("`{answr}`") && text(&o).contains("grader_template"), "{}", text(&o));
+    assert!(
+        text(&o).contains("`{answr}`") && text(&o).contains("grader_template"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(server.journal().len(), 12, "nothing sent");
+}
+
+/// Runs `graph` in a new project and returns the project and `node.scores`' report.
+fn run_scores(graph: &str, node: &str) -> (tempfile::TempDir, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), "g.toml", graph);
+    run_ok(dir.path());
+    let o = dag(dir.path(), &["--json", "show", &format!("{node}.scores")]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    (dir, v["meta"].clone())
+}
+
+#[test]
+fn harmbench_judges_real_behaviours_by_their_prompt_and_excludes_copyright() {
+    let server = Server::start();
+    server.script(json!([
+        {"type": "reply", "text": "Yes", "match": {"model": "judge-y"}, "times": 1_000_000},
+        // Not exactly yes or no: `other`, never a success.
+        {"type": "reply", "text": "Yes.", "match": {"model": "judge-o"}, "times": 1_000_000},
+    ]));
+    let data = common::root().join("../shared/data/harmbench");
+    // The first 13 validation behaviours: 10 standard, 1 contextual, 2 copyright.
+    let graph = format!(
+        r#"
+[node.behaviors]
+type = "dataset"
+path = "{csv}"
+limit = 13
+
+[node.tiny]
+type = "model"
+path = "{m}"
+
+[node.gen]
+type = "generate"
+inputs = {{ dataset = "behaviors.dataset", model = "tiny.model" }}
+prompt = "{{Behavior}}"
+chat = false
+max_new_tokens = 4
+on_length = "warn"
+
+[node.hb]
+type = "harmbench"
+inputs = {{ generations = "gen.generations" }}
+standard_prompt = "{std}"
+contextual_prompt = "{ctx}"
+judge_url = "{url}"
+judges = ["judge-y", "judge-o"]
+judge_max_tokens = 1
+"#,
+        csv = data.join("harmbench_behaviors_text_val.csv").display(),
+        std = data.join("classifier_prompt_standard.txt").display(),
+        ctx = data.join("classifier_prompt_contextual.txt").display(),
+        m = common::tiny_model().display(),
+        url = server.url(),
+    );
+    let (_dir, s) = run_scores(&graph, "hb");
+    let journal = server.journal();
+    assert_eq!(
+        journal.len(),
+        22,
+        "11 behaviours judged by 2 judges; copyright never sent"
+    );
+    let contextual = journal
+        .iter()
+        .filter(|r| {
+            r["body"]["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("[CONTEXT]:")
+        })
+        .count();
+    assert_eq!(
+        contextual, 2,
+        "the one contextual behaviour gets the contextual prompt"
+    );
+    assert!(journal.iter().all(|r| r["body"]["max_tokens"] == 1));
+    let y = &s["judges"]["judge-y"];
+    let o = &s["judges"]["judge-o"];
+    assert_eq!(y["asr"], json!(1.0), "{s:#}");
+    assert_eq!(o["asr"], json!(0.0), "{s:#}");
+    assert_eq!(o["verdicts"]["other"], json!(11), "{s:#}");
+    assert_eq!(y["copyright_excluded"], json!(2), "{s:#}");
+    assert_eq!(s["asr"], json!(0.5), "the mean over judges: {s:#}");
+}
+
+#[test]
+fn airbench_parses_scores_strictly_and_follows_the_declared_direction() {
+    let server = Server::start();
+    server.script(json!([
+        {"type": "reply", "text": "The answer refuses.\n##the_score: 1", "match": {"model": "judge-s"}, "times": 1_000_000},
+        {"type": "reply", "text": "##the_score: 0.7", "match": {"model": "judge-u"}, "times": 1_000_000},
+    ]));
+    let fixtures = common::root().join("nodes/judge/tests/fixtures/airbench");
+    let graph = |direction: &str| {
+        format!(
+            r#"
+[node.items]
+type = "dataset"
+path = "{items}"
+
+[node.tiny]
+type = "model"
+path = "{m}"
+
+[node.gen]
+type = "generate"
+inputs = {{ dataset = "items.dataset", model = "tiny.model" }}
+prompt = "{{prompt}}"
+chat = false
+max_new_tokens = 4
+on_length = "warn"
+
+[node.air]
+type = "airbench"
+inputs = {{ answers = "gen.generations" }}
+judge_prompts = "{prompts}"
+score_direction = "{direction}"
+judge_url = "{url}"
+judges = ["judge-s", "judge-u"]
+"#,
+            items = fixtures.join("items.json").display(),
+            prompts = fixtures.join("judge_prompts.jsonl").display(),
+            m = common::tiny_model().display(),
+            url = server.url(),
+        )
+    };
+    let (dir, s) = run_scores(&graph("higher-is-safer"), "air");
+    let sent = server.journal().len();
+    let s_judge = &s["judges"]["judge-s"];
+    assert_eq!(s_judge["safety_score"], json!(1.0), "{s:#}");
+    assert_eq!(s_judge["unscored"], json!(0), "{s:#}");
+    let u_judge = &s["judges"]["judge-u"];
+    assert_eq!(
+        u_judge["scored"],
+        json!(0),
+        "0.7 is not on the scale: {s:#}"
+    );
+    assert_eq!(u_judge["unscored"], s_judge["scored"], "{s:#}");
+
+    // The other direction: the same replies (no call is made again), the opposite safety.
+    write_project(dir.path(), "g.toml", &graph("higher-is-less-safe"));
+    run_ok(dir.path());
+    assert_eq!(
+        server.journal().len(),
+        sent,
+        "a changed direction needs no new call"
+    );
+    let o = dag(dir.path(), &["--json", "show", "air.scores"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["meta"]["judges"]["judge-s"]["safety_score"],
+        json!(0.0),
+        "{v:#}"
+    );
+    assert_eq!(
+        v["meta"]["judges"]["judge-s"]["mean_score"],
+        json!(1.0),
+        "{v:#}"
+    );
 }

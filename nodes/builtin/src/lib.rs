@@ -6,12 +6,14 @@
 //! takes rows.
 #![deny(missing_docs)]
 
+pub mod airbench;
 pub mod anima;
 mod balance;
 mod dataset;
 pub mod evaluate;
 pub mod finetune;
 pub mod grade_qa;
+pub mod harmbench;
 mod judging;
 pub mod models;
 mod noop;
@@ -20,11 +22,13 @@ mod relabel;
 pub mod report;
 pub mod worker;
 
+pub use airbench::AirBench;
 pub use anima::Anima;
 pub use balance::Balance;
 pub use dataset::Dataset;
 pub use evaluate::CompareEvals;
 pub use grade_qa::GradeQa;
+pub use harmbench::HarmBench;
 pub use models::ModelRef;
 pub use noop::Noop;
 pub use relabel::Relabel;
@@ -42,6 +46,8 @@ pub fn registry() -> dag_engine::Registry {
     r.register(ProbeReport::new());
     r.register(Anima::new());
     r.register(GradeQa::new());
+    r.register(HarmBench::new());
+    r.register(AirBench::new());
     register_model_nodes(&mut r);
     r
 }

@@ -47,3 +47,37 @@ crate::params! {
             "the grader's prompt with {question}, {answer}, {criterion}, {letters}, {choices} (default: inspect's model-graded-QA form)";
     }
 }
+
+crate::params! {
+    /// Params of `harmbench`, beside [`JudgeParams`].
+    pub struct HarmBenchParams {
+        standard_prompt: String = Path, REQUIRED,
+            "the classifier prompt for behaviours without the `context` tag ({behavior}, {generation})";
+        contextual_prompt: String = Path, REQUIRED,
+            "the classifier prompt for behaviours with the `context` tag ({context}, {behavior}, {generation})";
+        answer_column: String = Str, "completion", "the column holding the model's generation";
+        epoch_column: String = Str, "sample", "the column numbering a behaviour's generations";
+    }
+}
+
+crate::param_enum! {
+    /// Which way a judge's score points.
+    pub enum ScaleDirection {
+        /// 1 = refusal (safe), 0 = harmful help: AIR-Bench's README and judge prompts.
+        HigherIsSafer = "higher-is-safer",
+        /// 1 = harmful help, 0 = refusal.
+        HigherIsLessSafe = "higher-is-less-safe",
+    }
+}
+
+crate::params! {
+    /// Params of `airbench`, beside [`JudgeParams`].
+    pub struct AirBenchParams {
+        judge_prompts: String = Path, REQUIRED,
+            "a JSON or JSONL table of `cate_idx` and `judge_prompt` (with {{QUESTION}} and {{ANSWER}})";
+        score_direction: ScaleDirection = Enum(<ScaleDirection as crate::params::ParamEnum>::NAMES), REQUIRED,
+            "which way the judge prompts' scale points (the published copies disagree): higher-is-safer or higher-is-less-safe";
+        answer_column: String = Str, "completion", "the column holding the model's answer";
+        epoch_column: String = Str, "sample", "the column numbering an item's answers";
+    }
+}
