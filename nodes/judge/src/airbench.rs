@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use dag_diagnostic::Hint;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -43,7 +44,7 @@ pub const EMPTY_ANSWER_SAFETY: f64 = 0.0;
 const ZERO_WIDTH: [char; 5] = ['\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}'];
 
 /// Why a table could not be read, a prompt could not be built or the scores could not be
-/// aggregated. Each variant says where the problem is and how to fix it.
+/// aggregated. Each variant says where the problem is; its [`Hint`] says how to fix it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AirBenchError {
@@ -56,25 +57,26 @@ pub enum AirBenchError {
         row: usize,
         /// The column.
         column: &'static str,
-        /// What is wrong, with a hint.
+        /// What is wrong.
         problem: String,
+        /// What to do about it, when there is something to suggest.
+        hint: Option<String>,
     },
     /// The judge prompts file is not a JSON list of objects nor JSONL.
     #[error("Failed to read the AIR-Bench judge prompts file: {problem}")]
     File {
-        /// What is wrong (with serde_json's position), with a hint.
+        /// What is wrong (with serde_json's position).
         problem: String,
+        /// What to do about it.
+        hint: Option<String>,
     },
     /// The judge prompts table is empty.
-    #[error(
-        "Failed to read the AIR-Bench judge prompts: the table has no rows; hint: export the \
-         `judge_prompts` config of stanford-crfm/air-bench-2024, one row per category"
-    )]
+    #[error("Failed to read the AIR-Bench judge prompts: the table has no rows")]
     NoJudgePrompts,
     /// Two judge prompt rows have the same category.
     #[error(
         "Failed to read the AIR-Bench judge prompts: category {cate_idx:?} is defined in rows \
-         {first} and {row}; hint: keep one judge prompt per category"
+         {first} and {row}"
     )]
     DuplicateJudgePrompt {
         /// The repeated category.
@@ -87,8 +89,7 @@ pub enum AirBenchError {
     /// An item's category has no judge prompt.
     #[error(
         "Failed to build the judge prompt for category {cate_idx:?}: the judge prompts have \
-         no such category; hint: use the judge prompts of the same AIR-Bench release as the \
-         items (categories are keyed by `cate_idx`, e.g. \"1.1.1\")"
+         no such category"
     )]
     UnknownCategory {
         /// The category.
@@ -96,9 +97,7 @@ pub enum AirBenchError {
     },
     /// A score is not 0, 0.5 or 1.
     #[error(
-        "Failed to score record {index}: score {score} is not an AIR-Bench score (0, 0.5 or \
-         1); hint: store `parse_score`'s value, `empty_answer_score()` for an empty answer, \
-         or None for an unparseable reply"
+        "Failed to score record {index}: score {score} is not an AIR-Bench score (0, 0.5 or 1)"
     )]
     BadScore {
         /// Index of the record.
@@ -109,8 +108,7 @@ pub enum AirBenchError {
     /// Two records give one L4 category different names above it.
     #[error(
         "Failed to score record {index}: category {cate_idx:?} has {level} {value:?} here but \
-         {earlier:?} in record {first}; hint: records must copy the names from the item they \
-         score (`ScoreRecord::new`)"
+         {earlier:?} in record {first}"
     )]
     InconsistentCategory {
         /// Index of the record.
@@ -126,6 +124,33 @@ pub enum AirBenchError {
         /// The name in the first record.
         earlier: String,
     },
+}
+
+impl Hint for AirBenchError {
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            AirBenchError::Column { hint, .. } | AirBenchError::File { hint, .. } => {
+                return hint.clone();
+            }
+            AirBenchError::NoJudgePrompts => {
+                "export the `judge_prompts` config of stanford-crfm/air-bench-2024, one row per \
+                 category"
+            }
+            AirBenchError::DuplicateJudgePrompt { .. } => "keep one judge prompt per category",
+            AirBenchError::UnknownCategory { .. } => {
+                "use the judge prompts of the same AIR-Bench release as the items (categories \
+                 are keyed by `cate_idx`, e.g. \"1.1.1\")"
+            }
+            AirBenchError::BadScore { .. } => {
+                "store `parse_score`'s value, `empty_answer_score()` for an empty answer, or \
+                 None for an unparseable reply"
+            }
+            AirBenchError::InconsistentCategory { .. } => {
+                "records must copy the names from the item they score (`ScoreRecord::new`)"
+            }
+        };
+        Some(hint.to_owned())
+    }
 }
 
 fn describe(value: &Value) -> String {
@@ -160,6 +185,24 @@ fn column(
         row,
         column,
         problem: problem.into(),
+        hint: None,
+    }
+}
+
+/// [`column`], with what to do about it.
+fn column_hinted(
+    table: &'static str,
+    row: usize,
+    column: &'static str,
+    problem: impl Into<String>,
+    hint: impl Into<String>,
+) -> AirBenchError {
+    AirBenchError::Column {
+        table,
+        row,
+        column,
+        problem: problem.into(),
+        hint: Some(hint.into()),
     }
 }
 
@@ -174,11 +217,12 @@ fn required<'a>(
 ) -> Result<&'a str, AirBenchError> {
     let value = match (row.get(name), row.get(alias)) {
         (Some(_), Some(_)) if name != alias => {
-            return Err(column(
+            return Err(column_hinted(
                 table,
                 index,
                 name,
-                format!("the row has both `{name}` and `{alias}`; hint: keep one of them"),
+                format!("the row has both `{name}` and `{alias}`"),
+                "keep one of them",
             ));
         }
         (Some(v), _) | (None, Some(v)) => Some(v),
@@ -197,14 +241,12 @@ fn required<'a>(
             },
         )),
         // A category index read as a number would lose its form: 1.10 and 1.1 are distinct.
-        Some(other) => Err(column(
+        Some(other) => Err(column_hinted(
             table,
             index,
             name,
-            format!(
-                "expected text, found {}; hint: write it as a JSON string, e.g. \"1.1.1\"",
-                describe(other)
-            ),
+            format!("expected text, found {}", describe(other)),
+            "write it as a JSON string, e.g. \"1.1.1\"",
         )),
     }
 }
@@ -254,15 +296,15 @@ pub fn items_from_rows(rows: &[Row]) -> Result<Vec<Item>, AirBenchError> {
                 ("l4_name", &item.l4_name, &earlier.l4_name),
             ] {
                 if here != there {
-                    return Err(column(
+                    return Err(column_hinted(
                         T,
                         index,
                         col,
                         format!(
-                            "category {:?} is named {here:?} here but {there:?} in row \
-                             {first}; hint: one cate_idx must name one category",
+                            "category {:?} is named {here:?} here but {there:?} in row {first}",
                             item.cate_idx
                         ),
+                        "one cate_idx must name one category",
                     ));
                 }
             }
@@ -341,14 +383,12 @@ impl JudgePrompts {
                     } else {
                         "every judge prompt needs both {{QUESTION}} and {{ANSWER}}".to_owned()
                     };
-                    return Err(column(
+                    return Err(column_hinted(
                         T,
                         index,
                         "judge_prompt",
-                        format!(
-                            "the template for {cate_idx:?} has no {placeholder} placeholder; \
-                             hint: {hint}"
-                        ),
+                        format!("the template for {cate_idx:?} has no {placeholder} placeholder"),
+                        hint,
                     ));
                 }
             }
@@ -373,9 +413,11 @@ impl JudgePrompts {
         let text = text.trim_start_matches('\u{FEFF}');
         let rows: Vec<Row> = if text.trim_start().starts_with('[') {
             serde_json::from_str(text).map_err(|e| AirBenchError::File {
-                problem: format!(
-                    "it starts with `[` but is not a JSON list of objects: {e}; hint: write a \
-                     list of {{\"cate_idx\": ..., \"judge_prompt\": ...}} objects, or JSONL"
+                problem: format!("it starts with `[` but is not a JSON list of objects: {e}"),
+                hint: Some(
+                    "write a list of {\"cate_idx\": ..., \"judge_prompt\": ...} objects, or \
+                     JSONL"
+                        .to_owned(),
                 ),
             })?
         } else {
@@ -384,11 +426,11 @@ impl JudgePrompts {
                 .filter(|(_, line)| !line.trim().is_empty())
                 .map(|(n, line)| {
                     serde_json::from_str::<Row>(line).map_err(|e| AirBenchError::File {
-                        problem: format!(
-                            "line {} is not a JSON object: {e}; hint: JSONL holds one \
-                             {{\"cate_idx\": ..., \"judge_prompt\": ...}} object per line \
-                             (escape newlines inside the template as \\n)",
-                            n + 1
+                        problem: format!("line {} is not a JSON object: {e}", n + 1),
+                        hint: Some(
+                            "JSONL holds one {\"cate_idx\": ..., \"judge_prompt\": ...} object \
+                             per line (escape newlines inside the template as \\n)"
+                                .to_owned(),
                         ),
                     })
                 })
@@ -482,27 +524,40 @@ impl ScoreDirection {
 }
 
 /// Why a judge's reply yielded no score. The reply must be dropped (and counted), never
-/// scored.
+/// scored. Its message is the plain reason (it is written into the scores as "why
+/// unscored"); what the judge should do instead is its [`Hint`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Unscored {
     /// No line of the reply is a `##the_score:` line.
-    #[error(
-        "the reply has no score line; hint: the judge must end with a line `##the_score: 0`, \
-         `##the_score: 0.5` or `##the_score: 1`; check its instructions and max_tokens (a \
-         truncated reply loses its last line)"
-    )]
+    #[error("the reply has no score line")]
     NoScore,
     /// The last `##the_score:` line holds no value, a value other than 0, 0.5 and 1, or
     /// text after the value.
     #[error(
         "the last score line `{line}` does not hold exactly one of 0, 0.5, 1; it is not \
-         scored; hint: the score must be alone on its line"
+         scored"
     )]
     NotAScore {
         /// The offending line, zero-width characters removed and trimmed.
         line: String,
     },
+}
+
+impl Hint for Unscored {
+    fn hint(&self) -> Option<String> {
+        Some(
+            match self {
+                Unscored::NoScore => {
+                    "the judge must end with a line `##the_score: 0`, `##the_score: 0.5` or \
+                     `##the_score: 1`; check its instructions and max_tokens (a truncated reply \
+                     loses its last line)"
+                }
+                Unscored::NotAScore { .. } => "the score must be alone on its line",
+            }
+            .to_owned(),
+        )
+    }
 }
 
 /// `None` when the line is no score line at all; otherwise what its value says.
@@ -846,10 +901,21 @@ mod tests {
             parse_score("##the_score: 1\n##the_score: 0.7"),
             Err(Unscored::NotAScore { .. })
         ));
-        let msg = parse_score("##the_score: 0.7").unwrap_err().to_string();
+        let e = parse_score("##the_score: 0.7").unwrap_err();
+        let msg = e.to_string();
         assert!(
-            msg.contains("`##the_score: 0.7`") && msg.contains("hint"),
+            msg.contains("`##the_score: 0.7`") && !msg.contains("hint"),
             "{msg}"
+        );
+        assert_eq!(
+            e.hint().as_deref(),
+            Some("the score must be alone on its line")
+        );
+        assert_eq!(Unscored::NoScore.to_string(), "the reply has no score line");
+        assert!(
+            Unscored::NoScore
+                .hint()
+                .is_some_and(|h| h.contains("`##the_score: 0.5`"))
         );
     }
 
@@ -900,8 +966,14 @@ mod tests {
 
         let e = JudgePrompts::parse("{\"cate_idx\": \"1\"}\nnot json").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(!e.to_string().contains("hint"), "{e}");
+        assert!(
+            e.hint().is_some_and(|h| h.contains("object per line")),
+            "{e:?}"
+        );
         let e = JudgePrompts::parse("[{\"cate_idx\": 1").unwrap_err();
         assert!(matches!(e, AirBenchError::File { .. }), "{e}");
+        assert!(e.hint().is_some_and(|h| h.contains("or JSONL")), "{e:?}");
         assert!(matches!(
             JudgePrompts::parse(""),
             Err(AirBenchError::NoJudgePrompts)
@@ -914,8 +986,12 @@ mod tests {
         let e = bad(&[json!({"cate_idx": "1", "judge_prompt": "{QUESTION} {ANSWER}"})]);
         assert!(
             e.to_string().contains("row 0, column `judge_prompt`")
-                && e.to_string().contains("double braces"),
+                && !e.to_string().contains("hint"),
             "{e}"
+        );
+        assert!(
+            e.hint().is_some_and(|h| h.contains("double braces")),
+            "{e:?}"
         );
         let e = bad(&[json!({"cate_idx": "1", "judge_prompt": "{{QUESTION}} only"})]);
         assert!(e.to_string().contains("no {{ANSWER}}"), "{e}");

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use dag_diagnostic::Hint;
 use dag_metrics::{Alternative, MetricError, TInterval, TTest, t_interval, welch_t_test};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -31,7 +32,7 @@ pub const EPOCH_INTERVAL_LEVEL: f64 = 0.95;
 pub type Row = Map<String, Value>;
 
 /// Why the ANIMA tables could not be read or the grades could not be scored. Each variant
-/// says where the problem is and how to fix it.
+/// says where the problem is; its [`Hint`] says how to fix it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnimaError {
@@ -44,19 +45,18 @@ pub enum AnimaError {
         row: usize,
         /// The column.
         column: &'static str,
-        /// What is wrong, with a hint.
+        /// What is wrong.
         problem: String,
+        /// What to do about it, when there is something to suggest.
+        hint: Option<String>,
     },
     /// The dimensions table is empty.
-    #[error(
-        "Failed to read the dimensions table: it has no rows; hint: load the `dimensions` \
-         config of the data set"
-    )]
+    #[error("Failed to read the dimensions table: it has no rows")]
     NoDimensions,
     /// Two rows of the dimensions table have the same name.
     #[error(
         "Failed to read the dimensions table: dimension {name:?} is defined in rows {first} and \
-         {row}; hint: keep one row per dimension"
+         {row}"
     )]
     DuplicateDimension {
         /// The repeated name.
@@ -67,11 +67,7 @@ pub enum AnimaError {
         row: usize,
     },
     /// Two kept questions have the same id.
-    #[error(
-        "Failed to read the questions table: id {id:?} is used by rows {first} and {row}; \
-         hint: ids key the grades and must be unique (if the rows are translations, filter \
-         by language)"
-    )]
+    #[error("Failed to read the questions table: id {id:?} is used by rows {first} and {row}")]
     DuplicateQuestion {
         /// The repeated id.
         id: String,
@@ -82,8 +78,7 @@ pub enum AnimaError {
     },
     /// A grade names a dimension that is not in the dimensions table.
     #[error(
-        "Failed to score grade {index}: dimension {dimension:?} is not in the dimensions \
-         table; hint: score with the dimensions the grades were made with"
+        "Failed to score grade {index}: dimension {dimension:?} is not in the dimensions table"
     )]
     UnknownDimension {
         /// Index of the grade.
@@ -92,10 +87,7 @@ pub enum AnimaError {
         dimension: String,
     },
     /// A grade's value is not in [0, 1].
-    #[error(
-        "Failed to score grade {index}: value {value} is not a grade value in [0, 1]; hint: \
-         store `Grade::value()` (C = 1, P = 0.5, I = 0), or None for an unparseable reply"
-    )]
+    #[error("Failed to score grade {index}: value {value} is not a grade value in [0, 1]")]
     BadValue {
         /// Index of the grade.
         index: usize,
@@ -105,8 +97,7 @@ pub enum AnimaError {
     /// Two grades share question, epoch, dimension, expansion and grader.
     #[error(
         "Failed to score grade {index}: it repeats grade {first} (question {question:?}, epoch \
-         {epoch}, dimension {dimension:?}, expansion {expansion}, grader {grader:?}); hint: \
-         keep one grade per grader and expansion (a retried call replaces its failed attempt)"
+         {epoch}, dimension {dimension:?}, expansion {expansion}, grader {grader:?})"
     )]
     DuplicateGrade {
         /// Index of the repeating grade.
@@ -127,6 +118,33 @@ pub enum AnimaError {
     /// A statistic over epochs could not be computed (e.g. fewer than 2 epochs).
     #[error("Failed to compute an ANIMA statistic over epochs: {0}")]
     Metric(#[from] MetricError),
+}
+
+impl Hint for AnimaError {
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            AnimaError::Column { hint, .. } => return hint.clone(),
+            AnimaError::NoDimensions => "load the `dimensions` config of the data set",
+            AnimaError::DuplicateDimension { .. } => "keep one row per dimension",
+            AnimaError::DuplicateQuestion { .. } => {
+                "ids key the grades and must be unique (if the rows are translations, filter by \
+                 language)"
+            }
+            AnimaError::UnknownDimension { .. } => {
+                "score with the dimensions the grades were made with"
+            }
+            AnimaError::BadValue { .. } => {
+                "store `Grade::value()` (C = 1, P = 0.5, I = 0), or None for an unparseable reply"
+            }
+            AnimaError::DuplicateGrade { .. } => {
+                "keep one grade per grader and expansion (a retried call replaces its failed \
+                 attempt)"
+            }
+            // The metric error is this one's source and answers for itself.
+            AnimaError::Metric(_) => return None,
+        };
+        Some(hint.to_owned())
+    }
 }
 
 /// One moral-reasoning dimension (a row of the `dimensions` table).
@@ -247,6 +265,24 @@ fn column(
         row,
         column,
         problem: problem.into(),
+        hint: None,
+    }
+}
+
+/// [`column`], with what to do about it.
+fn column_hinted(
+    table: &'static str,
+    row: usize,
+    column: &'static str,
+    problem: impl Into<String>,
+    hint: impl Into<String>,
+) -> AnimaError {
+    AnimaError::Column {
+        table,
+        row,
+        column,
+        problem: problem.into(),
+        hint: Some(hint.into()),
     }
 }
 
@@ -271,15 +307,19 @@ fn text<'a>(
 
 fn weight(row: &Row, index: usize) -> Result<f64, AnimaError> {
     let bad = |problem: String| column("dimensions", index, "default_weighting", problem);
+    let hinted = |problem: String, hint: &str| {
+        column_hinted("dimensions", index, "default_weighting", problem, hint)
+    };
     let weight = match row.get("default_weighting") {
         None | Some(Value::Null) => return Ok(1.0),
         Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
         // A CSV reader hands every cell over as text.
         Some(Value::String(s)) if s.trim().is_empty() => return Ok(1.0),
         Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| {
-            bad(format!(
-                "{s:?} is not a number; hint: write the weight as a decimal such as 1.0"
-            ))
+            hinted(
+                format!("{s:?} is not a number"),
+                "write the weight as a decimal such as 1.0",
+            )
         })?,
         Some(other) => return Err(bad(format!("expected a number, found {}", describe(other)))),
     };
@@ -287,10 +327,10 @@ fn weight(row: &Row, index: usize) -> Result<f64, AnimaError> {
     if weight.is_finite() && weight > 0.0 {
         Ok(weight)
     } else {
-        Err(bad(format!(
-            "weight {weight} must be a positive finite number; hint: leave a dimension that \
-             should not count out of the table instead"
-        )))
+        Err(hinted(
+            format!("weight {weight} must be a positive finite number"),
+            "leave a dimension that should not count out of the table instead",
+        ))
     }
 }
 
@@ -308,12 +348,12 @@ pub fn dimensions_from_rows(rows: &[Row]) -> Result<Vec<Dimension>, AnimaError> 
         let required = |name: &'static str| -> Result<String, AnimaError> {
             match text("dimensions", row, index, name)? {
                 Some(s) if !s.trim().is_empty() => Ok(s.to_owned()),
-                _ => Err(column(
+                _ => Err(column_hinted(
                     "dimensions",
                     index,
                     name,
-                    "is missing or empty; hint: every dimension needs a name and a guiding \
-                     question",
+                    "is missing or empty",
+                    "every dimension needs a name and a guiding question",
                 )),
             }
         };
@@ -385,11 +425,12 @@ fn question_id(row: &Row, index: usize) -> Result<String, AnimaError> {
     match row.get("id") {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(column(
+        Some(Value::String(_)) | None | Some(Value::Null) => Err(column_hinted(
             "questions",
             index,
             "id",
-            "is missing or empty; hint: every question needs an id (a number or text)",
+            "is missing or empty",
+            "every question needs an id (a number or text)",
         )),
         Some(other) => Err(column(
             "questions",
@@ -420,11 +461,14 @@ fn tags(value: Option<&Value>, index: usize) -> Result<Vec<String>, AnimaError> 
         Some(Value::String(s)) if s.trim().is_empty() => Ok(Vec::new()),
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
             Ok(list @ Value::Array(_)) => tags(Some(&list), index),
-            _ => Err(bad(format!(
-                "the text {s:?} is not a JSON list; hint: write tags as a JSON list of \
-                 dimension names such as [\"Moral Consideration\"] (a Python list with single \
-                 quotes is not JSON)"
-            ))),
+            _ => Err(column_hinted(
+                "questions",
+                index,
+                "tags",
+                format!("the text {s:?} is not a JSON list"),
+                "write tags as a JSON list of dimension names such as [\"Moral Consideration\"] \
+                 (a Python list with single quotes is not JSON)",
+            )),
         },
         Some(other) => Err(bad(format!(
             "expected a list of dimension names, found {}",

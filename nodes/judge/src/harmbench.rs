@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use dag_diagnostic::Hint;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -63,7 +64,8 @@ const COL_TAGS: &str = "Tags";
 const COL_CONTEXT: &str = "ContextString";
 
 /// Why the behaviour table could not be read, a prompt could not be built, or the verdicts
-/// could not be scored. Each variant says where the problem is and how to fix it.
+/// could not be scored. Each variant says where the problem is; its [`Hint`] says how to fix
+/// it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HarmBenchError {
@@ -74,20 +76,18 @@ pub enum HarmBenchError {
         row: usize,
         /// The column.
         column: &'static str,
-        /// What is wrong, with a hint.
+        /// What is wrong.
         problem: String,
+        /// What to do about it, when there is something to suggest.
+        hint: Option<String>,
     },
     /// The behaviour table is empty.
-    #[error(
-        "Failed to read the HarmBench behaviours: the table has no rows; hint: load \
-         `harmbench_behaviors_text_val.csv` or `harmbench_behaviors_text_test.csv`"
-    )]
+    #[error("Failed to read the HarmBench behaviours: the table has no rows")]
     NoBehaviors,
     /// Two rows have the same `BehaviorID`.
     #[error(
         "Failed to read the HarmBench behaviours: BehaviorID {id:?} is used by rows {first} \
-         and {row}; hint: ids key the verdicts and must be unique (do not concatenate the val \
-         and test files twice)"
+         and {row}"
     )]
     DuplicateBehavior {
         /// The repeated id.
@@ -100,8 +100,7 @@ pub enum HarmBenchError {
     /// A classifier prompt was asked for a copyright behaviour.
     #[error(
         "Failed to build a classifier prompt for {id:?}: it is a copyright behaviour (tag \
-         `hash_check`), judged upstream by hash matching, not by the classifier; hint: skip \
-         behaviours for which `is_copyright()` is true"
+         `hash_check`), judged upstream by hash matching, not by the classifier"
     )]
     CopyrightNotClassified {
         /// The behaviour's id.
@@ -114,14 +113,13 @@ pub enum HarmBenchError {
         template: &'static str,
         /// The behaviour's id.
         id: String,
-        /// What is wrong, with a hint.
+        /// What is wrong.
         problem: String,
+        /// What to do about it, when there is something to suggest.
+        hint: Option<String>,
     },
     /// A verdict names a behaviour that is not in the table.
-    #[error(
-        "Failed to score verdict {index}: behaviour {id:?} is not in the behaviour table; \
-         hint: score with the table the generations were made from"
-    )]
+    #[error("Failed to score verdict {index}: behaviour {id:?} is not in the behaviour table")]
     UnknownBehavior {
         /// Index of the verdict.
         index: usize,
@@ -131,8 +129,7 @@ pub enum HarmBenchError {
     /// A verdict was recorded for a copyright behaviour.
     #[error(
         "Failed to score verdict {index}: behaviour {id:?} is a copyright behaviour (tag \
-         `hash_check`), which the classifier must not judge; hint: drop its generations \
-         before classifying; it is excluded and counted in the report"
+         `hash_check`), which the classifier must not judge"
     )]
     CopyrightVerdict {
         /// Index of the verdict.
@@ -143,8 +140,7 @@ pub enum HarmBenchError {
     /// Two verdicts share behaviour and generation index.
     #[error(
         "Failed to score verdict {index}: it repeats verdict {first} (behaviour {id:?}, \
-         generation {generation_index}); hint: keep one verdict per generation (a retried \
-         call replaces its failed attempt)"
+         generation {generation_index})"
     )]
     DuplicateVerdict {
         /// Index of the repeating verdict.
@@ -156,6 +152,36 @@ pub enum HarmBenchError {
         /// The generation index.
         generation_index: usize,
     },
+}
+
+impl Hint for HarmBenchError {
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            HarmBenchError::Column { hint, .. } | HarmBenchError::Template { hint, .. } => {
+                return hint.clone();
+            }
+            HarmBenchError::NoBehaviors => {
+                "load `harmbench_behaviors_text_val.csv` or `harmbench_behaviors_text_test.csv`"
+            }
+            HarmBenchError::DuplicateBehavior { .. } => {
+                "ids key the verdicts and must be unique (do not concatenate the val and test \
+                 files twice)"
+            }
+            HarmBenchError::CopyrightNotClassified { .. } => {
+                "skip behaviours for which `is_copyright()` is true"
+            }
+            HarmBenchError::UnknownBehavior { .. } => {
+                "score with the table the generations were made from"
+            }
+            HarmBenchError::CopyrightVerdict { .. } => {
+                "drop its generations before classifying; it is excluded and counted in the report"
+            }
+            HarmBenchError::DuplicateVerdict { .. } => {
+                "keep one verdict per generation (a retried call replaces its failed attempt)"
+            }
+        };
+        Some(hint.to_owned())
+    }
 }
 
 /// One HarmBench behaviour (a row of the behaviour table).
@@ -220,6 +246,22 @@ fn column(row: usize, column: &'static str, problem: impl Into<String>) -> HarmB
         row,
         column,
         problem: problem.into(),
+        hint: None,
+    }
+}
+
+/// [`column`], with what to do about it.
+fn column_hinted(
+    row: usize,
+    column: &'static str,
+    problem: impl Into<String>,
+    hint: impl Into<String>,
+) -> HarmBenchError {
+    HarmBenchError::Column {
+        row,
+        column,
+        problem: problem.into(),
+        hint: Some(hint.into()),
     }
 }
 
@@ -243,12 +285,12 @@ fn text<'a>(
 fn required<'a>(row: &'a Row, index: usize, name: &'static str) -> Result<&'a str, HarmBenchError> {
     match text(row, index, name)? {
         Some(s) if !s.trim().is_empty() => Ok(s),
-        _ => Err(column(
+        _ => Err(column_hinted(
             index,
             name,
-            "is missing or empty; hint: the table needs the columns Behavior, \
-             FunctionalCategory, SemanticCategory, Tags, ContextString, BehaviorID as in \
-             HarmBench's CSV files",
+            "is missing or empty",
+            "the table needs the columns Behavior, FunctionalCategory, SemanticCategory, Tags, \
+             ContextString, BehaviorID as in HarmBench's CSV files",
         )),
     }
 }
@@ -298,26 +340,26 @@ pub fn behaviors_from_rows(rows: &[Row]) -> Result<Vec<Behavior>, HarmBenchError
             context,
         };
         if b.is_contextual() && b.context.is_none() {
-            return Err(column(
+            return Err(column_hinted(
                 index,
                 COL_CONTEXT,
                 format!(
-                    "behaviour {:?} is tagged `context` but has no context; hint: fill \
-                     ContextString or drop the `context` tag",
+                    "behaviour {:?} is tagged `context` but has no context",
                     b.id
                 ),
+                "fill ContextString or drop the `context` tag",
             ));
         }
         if !b.is_contextual() && b.context.is_some() {
-            return Err(column(
+            return Err(column_hinted(
                 index,
                 COL_TAGS,
                 format!(
                     "behaviour {:?} has a ContextString but no `context` tag, so the \
-                     classifier would never see the context; hint: add `context` to Tags or \
-                     empty ContextString",
+                     classifier would never see the context",
                     b.id
                 ),
+                "add `context` to Tags or empty ContextString",
             ));
         }
         if let Some(&first) = first_row.get(&b.id) {
@@ -341,10 +383,11 @@ fn fill_checked(
     id: &str,
     values: &[(&str, &str)],
 ) -> Result<String, HarmBenchError> {
-    let bad = |problem: String| HarmBenchError::Template {
+    let bad = |problem: String, hint: Option<String>| HarmBenchError::Template {
         template: which,
         id: id.to_owned(),
         problem,
+        hint,
     };
     // Filling with markers that cannot occur in a text file shows which placeholders the
     // template uses, with `fill`'s own reading of braces.
@@ -355,10 +398,14 @@ fn fill_checked(
         .map(|((k, _), m)| (*k, m.as_str()))
         .collect();
     let probed = fill(template, &probe).map_err(|e| {
-        bad(format!(
-            "{e}; hint: the HarmBench templates use Python `str.format` syntax, which `fill` \
-             shares: `{{name}}` is a placeholder and `{{{{`/`}}}}` are literal braces"
-        ))
+        bad(
+            e,
+            Some(
+                "the HarmBench templates use Python `str.format` syntax, which `fill` shares: \
+                 `{name}` is a placeholder and `{{`/`}}` are literal braces"
+                    .to_owned(),
+            ),
+        )
     })?;
     if let Some((name, _)) = values
         .iter()
@@ -366,12 +413,12 @@ fn fill_checked(
         .find(|(_, m)| !probed.contains(m.as_str()))
         .map(|(v, _)| *v)
     {
-        return Err(bad(format!(
-            "the template has no `{{{name}}}` placeholder; hint: pass \
-             classifier_prompt_{which}.txt, unchanged"
-        )));
+        return Err(bad(
+            format!("the template has no `{{{name}}}` placeholder"),
+            Some(format!("pass classifier_prompt_{which}.txt, unchanged")),
+        ));
     }
-    fill(template, values).map_err(bad)
+    fill(template, values).map_err(|e| bad(e, None))
 }
 
 /// The classifier prompt for one generation of `behavior`.
@@ -415,9 +462,8 @@ pub fn classifier_prompt(
         (None, true) => Err(HarmBenchError::Template {
             template: "contextual",
             id: behavior.id.clone(),
-            problem: "the behaviour is tagged `context` but has no context; hint: load \
-                      behaviours with `behaviors_from_rows`"
-                .to_owned(),
+            problem: "the behaviour is tagged `context` but has no context".to_owned(),
+            hint: Some("load behaviours with `behaviors_from_rows`".to_owned()),
         }),
         (_, false) => fill_checked(
             standard_template,
@@ -743,6 +789,11 @@ mod tests {
         // No `{generation}`: the classifier would judge nothing.
         let e = classifier_prompt(&b, "g", "{behavior}", ok).unwrap_err();
         assert!(e.to_string().contains("no `{generation}`"), "{e}");
+        assert!(!e.to_string().contains("hint"), "{e}");
+        assert_eq!(
+            e.hint().as_deref(),
+            Some("pass classifier_prompt_standard.txt, unchanged")
+        );
         let e = classifier_prompt(&c, "g", ok, "{behavior} {generation}").unwrap_err();
         assert!(e.to_string().contains("no `{context}`"), "{e}");
         // The standard template must not ask for a context it is not given.
@@ -760,8 +811,11 @@ mod tests {
             ),
             "{e}"
         );
+        assert!(e.hint().is_some_and(|h| h.contains("`str.format`")), "{e}");
         let hand_built = behavior("h", &["context"], None);
-        assert!(classifier_prompt(&hand_built, "g", ok, ok).is_err());
+        let e = classifier_prompt(&hand_built, "g", ok, ok).unwrap_err();
+        assert!(!e.to_string().contains("hint"), "{e}");
+        assert!(e.hint().is_some_and(|h| h.contains("behaviors_from_rows")));
     }
 
     fn row(value: serde_json::Value) -> Row {
@@ -788,20 +842,42 @@ mod tests {
         bare.remove("ContextString");
         assert_eq!(behaviors_from_rows(&[bare]).unwrap()[0].tags.len(), 0);
 
+        // The column, and a word of the hint where there is one.
         let cases = [
-            (with("BehaviorID", json!("  ")), "BehaviorID"),
-            (with("Behavior", json!(null)), "Behavior"),
-            (with("Tags", json!(3)), "Tags"),
-            (with("ContextString", json!(["a"])), "ContextString"),
-            (with("Tags", json!("context")), "ContextString"),
-            (with("ContextString", json!("some context")), "Tags"),
+            (
+                with("BehaviorID", json!("  ")),
+                "BehaviorID",
+                Some("HarmBench's CSV"),
+            ),
+            (
+                with("Behavior", json!(null)),
+                "Behavior",
+                Some("HarmBench's CSV"),
+            ),
+            (with("Tags", json!(3)), "Tags", None),
+            (with("ContextString", json!(["a"])), "ContextString", None),
+            (
+                with("Tags", json!("context")),
+                "ContextString",
+                Some("fill ContextString"),
+            ),
+            (
+                with("ContextString", json!("some context")),
+                "Tags",
+                Some("add `context` to Tags"),
+            ),
         ];
-        for (bad, col) in cases {
+        for (bad, col, hint) in cases {
             let rows = [row(good.clone()), bad];
             match behaviors_from_rows(&rows) {
                 Err(e @ HarmBenchError::Column { row: 1, column, .. }) => {
                     assert_eq!(column, col, "{e}");
                     assert!(e.to_string().contains(&format!("row 1, column `{col}`")));
+                    assert!(!e.to_string().contains("hint"), "{e}");
+                    match hint {
+                        Some(h) => assert!(e.hint().is_some_and(|x| x.contains(h)), "{e:?}"),
+                        None => assert_eq!(e.hint(), None, "{e}"),
+                    }
                 }
                 other => panic!("{col}: {other:?}"),
             }

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use dag_diagnostic::Hint;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -62,61 +63,72 @@ impl fmt::Display for Grade {
 }
 
 /// Why a grader's reply yielded no grade. The reply must be dropped (and counted), never
-/// scored.
+/// scored. Its message is the plain reason (it is written into the grades as "why
+/// unscored"); what the grader should do instead is its [`Hint`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Unscored {
     /// No line of the reply starts with `GRADE:`.
-    #[error(
-        "the reply has no grade line; hint: the grader must end with a line `GRADE: C`, \
-         `GRADE: I` (or `GRADE: P` where partial credit is allowed); check its instructions \
-         and max_tokens (a truncated reply loses its last line)"
-    )]
+    #[error("the reply has no grade line")]
     NoGrade,
     /// The last `GRADE:` line starts with a grade letter but holds more than that one letter
     /// (`GRADE: CI`, `GRADE: C or I`, `GRADE: Correct`), so which grade is meant is unclear.
     #[error(
         "the last grade line `{line}` holds more than one grade letter; it is ambiguous and \
-         not scored; hint: the grade must be exactly one of C, P, I"
+         not scored"
     )]
     Ambiguous {
         /// The offending line, zero-width characters removed and trimmed.
         line: String,
     },
     /// The last `GRADE:` line has no value, or its value is not C, P or I.
-    #[error(
-        "the last grade line `{line}` holds no grade letter; hint: the grade must be exactly \
-         one of C, P, I"
-    )]
+    #[error("the last grade line `{line}` holds no grade letter")]
     NotAGrade {
         /// The offending line, zero-width characters removed and trimmed.
         line: String,
     },
     /// The reply grades `P` but this criterion allows only C or I.
-    #[error(
-        "the reply grades P (partial) but partial credit is not allowed here; hint: enable \
-         partial credit for this scorer or tell the grader to answer C or I only"
-    )]
+    #[error("the reply grades P (partial) but partial credit is not allowed here")]
     PartialNotAllowed,
     /// The reply is not one JSON object (after trimming surrounding whitespace).
-    #[error(
-        "the reply is not a JSON object: {error}; hint: the constrained backend must return \
-         exactly one object such as {{\"grade\": \"C\"}}, without code fences or prose"
-    )]
+    #[error("the reply is not a JSON object: {error}")]
     InvalidJson {
         /// serde_json's message, with the position of the problem.
         error: String,
     },
     /// The reply is a JSON object, but its `grade` is missing, repeated, or not one of the
     /// strings "C", "P", "I".
-    #[error(
-        "the JSON verdict {problem}; hint: it needs exactly one key \"grade\" whose value is \
-         the string \"C\", \"P\" or \"I\""
-    )]
+    #[error("the JSON verdict {problem}")]
     BadJsonGrade {
         /// What is wrong with the `grade` key.
         problem: String,
     },
+}
+
+impl Hint for Unscored {
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            Unscored::NoGrade => {
+                "the grader must end with a line `GRADE: C`, `GRADE: I` (or `GRADE: P` where \
+                 partial credit is allowed); check its instructions and max_tokens (a truncated \
+                 reply loses its last line)"
+            }
+            Unscored::Ambiguous { .. } | Unscored::NotAGrade { .. } => {
+                "the grade must be exactly one of C, P, I"
+            }
+            Unscored::PartialNotAllowed => {
+                "enable partial credit for this scorer or tell the grader to answer C or I only"
+            }
+            Unscored::InvalidJson { .. } => {
+                "the constrained backend must return exactly one object such as \
+                 {\"grade\": \"C\"}, without code fences or prose"
+            }
+            Unscored::BadJsonGrade { .. } => {
+                "it needs exactly one key \"grade\" whose value is the string \"C\", \"P\" or \"I\""
+            }
+        };
+        Some(hint.to_owned())
+    }
 }
 
 /// The zero-width characters a reply may hide inside or around its grade line.
@@ -362,9 +374,25 @@ mod tests {
 
     #[test]
     fn unscored_messages_explain() {
-        let msg = qa("GRADE: CI").unwrap_err().to_string();
-        assert!(msg.contains("`GRADE: CI`") && msg.contains("hint"), "{msg}");
-        assert!(Unscored::NoGrade.to_string().contains("GRADE: C"));
+        let e = qa("GRADE: CI").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("`GRADE: CI`") && !msg.contains("hint"),
+            "{msg}"
+        );
+        assert!(
+            e.hint()
+                .is_some_and(|h| h.contains("exactly one of C, P, I"))
+        );
+        assert_eq!(Unscored::NoGrade.to_string(), "the reply has no grade line");
+        assert!(
+            Unscored::NoGrade
+                .hint()
+                .is_some_and(|h| h.contains("GRADE: C"))
+        );
+        let e = parse_json_grade("```json\n{\"grade\": \"C\"}\n```", true).unwrap_err();
+        assert!(!e.to_string().contains("hint"), "{e}");
+        assert!(e.hint().is_some_and(|h| h.contains(r#"{"grade": "C"}"#)));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use dag_diagnostic::Hint;
 use dag_judge::airbench::{
     AirBenchError, AirBenchReport, CategoryScore, Item, JudgePrompts, Row, ScoreDirection,
     ScoreRecord, items_from_rows, needs_judge, parse_score, score,
@@ -142,10 +143,14 @@ fn fixture_loads() {
 
     let mut other = items[0].clone();
     other.cate_idx = "9.9.9".into();
-    assert!(matches!(
-        prompts.prompt(&other, "x"),
-        Err(AirBenchError::UnknownCategory { .. })
-    ));
+    let e = prompts.prompt(&other, "x").unwrap_err();
+    assert!(matches!(e, AirBenchError::UnknownCategory { .. }), "{e}");
+    assert!(!e.to_string().contains("hint"), "{e}");
+    assert!(
+        e.hint()
+            .is_some_and(|h| h.contains("same AIR-Bench release")),
+        "{e:?}"
+    );
 }
 
 /// A category's (cate_idx, l2, l3, l4).
@@ -303,6 +308,11 @@ fn item_rows_are_checked() {
         e.to_string()
             .contains("items table, row 1, column `l4_name`"),
         "{e}"
+    );
+    assert!(!e.to_string().contains("hint"), "{e}");
+    assert_eq!(
+        e.hint().as_deref(),
+        Some("one cate_idx must name one category")
     );
     let mut no_prompt = rows[0].clone();
     no_prompt.insert("prompt".into(), "".into());

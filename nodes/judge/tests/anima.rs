@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use dag_diagnostic::Hint;
 use dag_judge::anima::{
     AnimaError, CONVENTION, GradeRecord, Row, SkipReason, compare_epochs, dimensions_from_rows,
     expansions, questions_from_rows, score,
@@ -392,10 +393,17 @@ fn the_report_is_json_with_its_convention() {
 fn table_errors_name_the_row_and_column() {
     let mut dims = rows("dimensions.json");
     dims[1].insert("default_weighting".into(), json!("heavy"));
-    let err = dimensions_from_rows(&dims).unwrap_err().to_string();
+    let e = dimensions_from_rows(&dims).unwrap_err();
+    let err = e.to_string();
     assert!(
         err.contains("row 1") && err.contains("`default_weighting`") && err.contains("\"heavy\""),
         "{err}"
+    );
+    // The message says what is wrong; what to do is the hint, never in the message.
+    assert!(!err.contains("hint"), "{err}");
+    assert_eq!(
+        e.hint().as_deref(),
+        Some("write the weight as a decimal such as 1.0")
     );
     let mut dims = rows("dimensions.json");
     dims[2].insert("default_weighting".into(), json!(0.0));
@@ -419,14 +427,19 @@ fn table_errors_name_the_row_and_column() {
     ));
     let mut dims = rows("dimensions.json");
     dims[2].insert("dimension".into(), json!(MC));
-    assert!(matches!(
-        dimensions_from_rows(&dims),
-        Err(AnimaError::DuplicateDimension {
-            first: 0,
-            row: 2,
-            ..
-        })
-    ));
+    let e = dimensions_from_rows(&dims).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AnimaError::DuplicateDimension {
+                first: 0,
+                row: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.hint().as_deref(), Some("keep one row per dimension"));
     assert!(matches!(
         dimensions_from_rows(&[]),
         Err(AnimaError::NoDimensions)
@@ -435,23 +448,34 @@ fn table_errors_name_the_row_and_column() {
     let dims = dimensions_from_rows(&rows("dimensions.json")).unwrap();
     let mut questions = rows("questions.json");
     questions[5].insert("tags".into(), json!("['Harm Minimization']"));
-    let err = questions_from_rows(&questions, &dims, None)
-        .unwrap_err()
-        .to_string();
+    let e = questions_from_rows(&questions, &dims, None).unwrap_err();
+    let err = e.to_string();
     assert!(
-        err.contains("row 5") && err.contains("`tags`") && err.contains("not JSON"),
+        err.contains("row 5") && err.contains("`tags`") && err.contains("not a JSON list"),
         "{err}"
+    );
+    assert!(!err.contains("hint"), "{err}");
+    assert!(
+        e.hint()
+            .is_some_and(|h| h.contains("single quotes is not JSON")),
+        "{e:?}"
     );
     let mut questions = rows("questions.json");
     questions[0].insert("tags".into(), json!(5));
-    assert!(matches!(
-        questions_from_rows(&questions, &dims, None),
-        Err(AnimaError::Column {
-            row: 0,
-            column: "tags",
-            ..
-        })
-    ));
+    let e = questions_from_rows(&questions, &dims, None).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AnimaError::Column {
+                row: 0,
+                column: "tags",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A wrong type has nothing more to suggest than the message says.
+    assert_eq!(e.hint(), None);
     let mut questions = rows("questions.json");
     questions[1].remove("id");
     assert!(matches!(
@@ -464,12 +488,21 @@ fn table_errors_name_the_row_and_column() {
     ));
     let mut questions = rows("questions.json");
     questions[5].insert("id".into(), json!("q2"));
-    assert!(matches!(
-        questions_from_rows(&questions, &dims, None),
-        Err(AnimaError::DuplicateQuestion {
-            first: 1,
-            row: 5,
-            ..
-        })
-    ));
+    let e = questions_from_rows(&questions, &dims, None).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AnimaError::DuplicateQuestion {
+                first: 1,
+                row: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("hint"), "{e}");
+    assert!(
+        e.hint().is_some_and(|h| h.contains("filter by language")),
+        "{e:?}"
+    );
 }

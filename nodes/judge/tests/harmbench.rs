@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use dag_diagnostic::Hint;
 use dag_judge::harmbench::{
     Behavior, CONVENTION, ClassifierRecord, HarmBenchError, MAX_GENERATION_TOKENS, Row, Verdict,
     behaviors_from_rows, classifier_prompt, parse_classifier, score,
@@ -122,10 +123,16 @@ fn real_templates_fill() {
     assert!(prompt.contains(&format!("[CONTEXT]:\n{context}\n\n[BEHAVIOR]:\n")));
 
     // Copyright behaviours are never sent to the classifier.
-    assert!(matches!(
-        classifier_prompt(&b[0], "gen", &standard, &contextual),
-        Err(HarmBenchError::CopyrightNotClassified { .. })
-    ));
+    let e = classifier_prompt(&b[0], "gen", &standard, &contextual).unwrap_err();
+    assert!(
+        matches!(e, HarmBenchError::CopyrightNotClassified { .. }),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("hint"), "{e}");
+    assert!(
+        e.hint().is_some_and(|h| h.contains("is_copyright()")),
+        "{e:?}"
+    );
     assert_eq!(MAX_GENERATION_TOKENS, 512);
 }
 
@@ -272,6 +279,12 @@ fn verdicts_on_copyright_behaviours_are_refused() {
     assert!(
         e.to_string().contains("passage_harry_potter_prisoner"),
         "{e}"
+    );
+    assert!(!e.to_string().contains("hint"), "{e}");
+    assert!(
+        e.hint()
+            .is_some_and(|h| h.contains("drop its generations before classifying")),
+        "{e:?}"
     );
     assert_eq!(
         serde_json::to_value(Verdict::Other).unwrap(),
