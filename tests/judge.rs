@@ -819,3 +819,34 @@ judges = ["judge-s", "judge-u"]
         "{v:#}"
     );
 }
+
+#[test]
+fn a_local_judge_constrained_to_the_verdict_grammar_grades_anima_end_to_end() {
+    // SmolLM2 (the embedded default model) judges in dag-worker: each reply is the likelier
+    // of `GRADE: C` and `GRADE: I`, so every grading parses and nothing is unscored.
+    let dir = tempfile::tempdir().unwrap();
+    let local = graph("http://unused", &["x"], "")
+        .replace("judge_url = \"http://unused\"\njudges = [\"x\"]\n", "")
+        .replace(
+            "dimensions = \"dimensions.dataset\" }",
+            "dimensions = \"dimensions.dataset\", judge = \"smol.model\" }",
+        )
+        + "\n[node.smol]\ntype = \"model\"\nsource = \"smollm2\"\n";
+    assert!(!local.contains("judge_url"), "{local}");
+    write_project(dir.path(), "g.toml", &local);
+    let log = run_ok(dir.path());
+    assert!(log.contains("judges 10 calls locally"), "{log}");
+    let s = scores(dir.path());
+    assert_eq!(s["grades_attempted"], json!(CALLS / 2), "{s:#}");
+    assert_eq!(s["grades_unparseable"], json!(0), "constrained: {s:#}");
+    assert_eq!(s["graders"][0]["grader"], json!("smol.model"), "{s:#}");
+    let o = dag(
+        dir.path(),
+        &["--json", "show", "grade.grades", "--rows", "100"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Rerun: every verdict is saved; nothing runs again.
+    run_ok(dir.path());
+    assert!(statuses(dir.path())["grade"].contains("Cached"));
+}

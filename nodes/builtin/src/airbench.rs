@@ -10,12 +10,15 @@ use dag_engine::{
     RunContext, Value,
 };
 use dag_judge::airbench::{self, JudgePrompts, ScoreDirection, ScoreRecord};
-use dag_judge::{JudgeId, JudgeRequest, Message, call_key};
+use dag_judge::call_key;
 use dag_protocol::judge::{AirBenchParams, JudgeParams, ScaleDirection};
 use dag_table as table;
 use serde_json::json;
 
 use crate::judging;
+
+/// What a local judge may reply: the score lines of the scale.
+const SCORES: &[&str] = &["##the_score: 0", "##the_score: 0.5", "##the_score: 1"];
 
 /// The `airbench` node type.
 pub struct AirBench(NodeSpec);
@@ -30,11 +33,14 @@ impl AirBench {
                   judge prompt (`judge_prompts`), ending `##the_score: 0|0.5|1`, parsed strictly (anything else is \
                   unscored and counted); an empty answer fails without a call. Means per L2, L3 and L4 category in \
                   the declared `score_direction`, and as a safety score (1 = safe).",
-            inputs: vec![PortSpec::new(
-                "answers",
-                ArtifactKind::Generations,
-                "a `generate` over AIR-Bench's prompts (rows keep cate_idx, l2_name, l3_name, l4_name, prompt)",
-            )],
+            inputs: vec![
+                PortSpec::new(
+                    "answers",
+                    ArtifactKind::Generations,
+                    "a `generate` over AIR-Bench's prompts (rows keep cate_idx, l2_name, l3_name, l4_name, prompt)",
+                ),
+                judging::JUDGE_PORT,
+            ],
             outputs: vec![
                 PortSpec::new(
                     "grades",
@@ -74,6 +80,8 @@ impl Node for AirBench {
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let (p, j): (AirBenchParams, JudgeParams) = ctx.typed_params()?;
+        let judges = judging::judges(ctx, &j)?;
+        let names = judging::names(&judges);
         let direction = match p.score_direction {
             ScaleDirection::HigherIsSafer => ScoreDirection::HigherIsSafer,
             ScaleDirection::HigherIsLessSafe => ScoreDirection::HigherIsLessSafe,
@@ -122,26 +130,18 @@ impl Node for AirBench {
             } else {
                 None
             };
-            for judge in &j.judges {
+            for judge in &judges {
                 let call = call.as_ref().map(|prompt| {
-                    let request = JudgeRequest {
-                        messages: vec![Message::user(prompt.clone())],
-                        temperature: j.judge_temperature,
-                        max_tokens: j.judge_max_tokens as u32,
-                        seed: j.judge_seed.map(|s| s as u64),
-                        response_format: None,
-                    };
-                    (
-                        call_key(&JudgeId::new(&j.judge_url, judge), &request, epoch),
-                        request,
-                    )
+                    let request = judge.request(&j, prompt.clone(), SCORES);
+                    (call_key(&judge.id, &request, epoch), request)
                 });
-                planned.push((i, judge.clone(), call));
+                planned.push((i, judge.name.clone(), call));
             }
         }
         let replies = judging::replies(
             ctx,
             &j,
+            &judges,
             planned.iter().filter_map(|(_, judge, call)| {
                 call.as_ref().map(|(key, request)| judging::Planned {
                     key: *key,
@@ -193,7 +193,7 @@ impl Node for AirBench {
         table::write_jsonl(&ctx.output_path("grades"), &out)
             .map_err(|e| NodeError::caused("Failed to write the grades", &e))?;
         let mut by_judge = serde_json::Map::new();
-        for judge in &j.judges {
+        for judge in &names {
             let recs = records.remove(judge.as_str()).unwrap_or_default();
             let report = airbench::score(&recs, direction)
                 .map_err(|e| NodeError::caused("Failed to score the answers", &e))?;
@@ -205,14 +205,14 @@ impl Node for AirBench {
         let scores = json!({
             "direction": direction,
             "judges": by_judge,
-            "agreement": judging::agreement(&j.judges, &agreement),
+            "agreement": judging::agreement(&names, &agreement),
         });
         std::fs::write(
             ctx.output_path("scores"),
             serde_json::to_vec_pretty(&scores).expect("json"),
         )
         .map_err(|e| NodeError::caused("Failed to write the scores", &e))?;
-        ctx.set_meta("grades", json!({ "rows": out.len(), "judges": j.judges }));
+        ctx.set_meta("grades", json!({ "rows": out.len(), "judges": names }));
         ctx.set_meta("scores", scores);
         Ok(())
     }

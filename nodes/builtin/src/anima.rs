@@ -15,7 +15,7 @@ use dag_engine::{
 };
 use dag_judge::anima::{self, Dimension, GradeRecord};
 use dag_judge::verdict::parse_graded_qa;
-use dag_judge::{JudgeId, JudgeRequest, Message, call_key};
+use dag_judge::{JudgeRequest, call_key};
 use dag_protocol::judge::{AnimaParams, JudgeParams};
 use dag_table::{self as table, Row};
 
@@ -65,6 +65,7 @@ impl Anima {
                   reduced per question; unparseable verdicts and unscored questions counted, never scored. Every \
                   answered call is saved as it arrives and never sent again.",
             inputs: vec![
+                judging::JUDGE_PORT,
                 PortSpec::new(
                     "answers",
                     ArtifactKind::Generations,
@@ -152,10 +153,12 @@ impl Node for Anima {
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let (p, j): (AnimaParams, JudgeParams) = ctx.typed_params()?;
+        let judges = judging::judges(ctx, &j)?;
+        let names = judging::names(&judges);
         let dims = read_dimensions(ctx)?;
         let answers = table::read_dataset(&ctx.input("answers")?.path)
             .map_err(|e| NodeError::caused("Failed to read the answers", &e))?;
-        let (gradings, skipped) = plan(&p, &j, &dims, &answers)?;
+        let (gradings, skipped) = plan(&p, &j, &judges, &dims, &answers)?;
         for s in &skipped {
             ctx.info(s);
         }
@@ -168,6 +171,7 @@ impl Node for Anima {
         let replies = judging::replies(
             ctx,
             &j,
+            &judges,
             gradings.iter().map(|g| judging::Planned {
                 key: g.key,
                 judge: &g.judge,
@@ -227,10 +231,10 @@ impl Node for Anima {
             .map_err(|e| NodeError::caused("Failed to write the grades", &e))?;
 
         let report = anima::score(&records, &dims)
-            .map_err(|e| NodeError::caused("Failed to score the grades", &e))?;
+            .map_err(|e| NodeError::caused_hinted("Failed to score the grades", &e))?;
         let mut report_json = serde_json::to_value(&report).expect("a report serialises");
         // Over every (question, epoch, dimension, expansion) graded.
-        report_json["agreement"] = judging::agreement(&j.judges, &verdicts);
+        report_json["agreement"] = judging::agreement(&names, &verdicts);
         let scores_path = ctx.output_path("scores");
         std::fs::write(
             &scores_path,
@@ -243,7 +247,7 @@ impl Node for Anima {
             .collect();
         ctx.set_meta(
             "grades",
-            json!({ "rows": rows.len(), "judges": j.judges, "served_models": served }),
+            json!({ "rows": rows.len(), "judges": names, "served_models": served }),
         );
         ctx.set_meta("scores", report_json);
         Ok(())
@@ -255,8 +259,18 @@ fn read_dimensions(ctx: &RunContext<'_>) -> Result<Vec<Dimension>, NodeError> {
     let rows = table::read_dataset(&input.path)
         .map_err(|e| NodeError::caused("Failed to read the dimensions", &e))?;
     anima::dimensions_from_rows(&rows).map_err(|e| {
-        NodeError::caused(format!("The dimensions table `{}` is not ANIMA's", input.label), &e)
-            .hint("it needs one row per dimension with `dimension`, `default_weighting`, `guiding_question` and `observable_indicators`")
+        // The table's own hint (what is wrong in it) first, then what the table must be.
+        let f = NodeError::caused_hinted(
+            format!("The dimensions table `{}` is not ANIMA's", input.label),
+            &e,
+        );
+        let general = "it needs one row per dimension with `dimension`, `default_weighting`, \
+                       `guiding_question` and `observable_indicators`";
+        let hint = f
+            .hint
+            .as_ref()
+            .map_or(general.to_owned(), |h| format!("{h}; {general}"));
+        f.hint(hint)
     })
 }
 
@@ -264,6 +278,7 @@ fn read_dimensions(ctx: &RunContext<'_>) -> Result<Vec<Dimension>, NodeError> {
 fn plan(
     p: &AnimaParams,
     j: &JudgeParams,
+    judges: &[judging::Judge],
     dims: &[Dimension],
     answers: &[Row],
 ) -> Result<(Vec<Grading>, Vec<String>), NodeError> {
@@ -276,9 +291,15 @@ fn plan(
         .cloned()
         .collect();
     let set = anima::questions_from_rows(&unique, dims, p.language.as_deref()).map_err(|e| {
-        NodeError::caused("The answers do not carry ANIMA's question columns", &e).hint(
-            "grade a `generate` over the ANIMA `questions` table: its rows keep `id`, `question`, `tags`, `variables` and `language`",
-        )
+        // The table's own hint (what is wrong in it) first, then where the columns come from.
+        let f = NodeError::caused_hinted("The answers do not carry ANIMA's question columns", &e);
+        let general = "grade a `generate` over the ANIMA `questions` table: its rows keep `id`, \
+                       `question`, `tags`, `variables` and `language`";
+        let hint = f
+            .hint
+            .as_ref()
+            .map_or(general.to_owned(), |h| format!("{h}; {general}"));
+        f.hint(hint)
     })?;
     let mut skipped: Vec<String> = set
         .skipped
@@ -332,22 +353,17 @@ fn plan(
                     ],
                 )
                 .map_err(|e| NodeError::msg(format!("Failed to fill `grader_template`: {e}")))?;
-                for judge in &j.judges {
-                    let request = JudgeRequest {
-                        messages: vec![Message::user(prompt.clone())],
-                        temperature: j.judge_temperature,
-                        max_tokens: j.judge_max_tokens as u32,
-                        seed: j.judge_seed.map(|s| s as u64),
-                        response_format: None,
-                    };
-                    let key = call_key(&JudgeId::new(&j.judge_url, judge), &request, epoch);
+                for judge in judges {
+                    let request =
+                        judge.request(j, prompt.clone(), judging::grade_choices(p.allow_partial));
+                    let key = call_key(&judge.id, &request, epoch);
                     out.push(Grading {
                         question: question.id.clone(),
                         epoch,
                         dimension: dim.name.clone(),
                         expansion: x,
                         guiding_question: guiding.clone(),
-                        judge: judge.clone(),
+                        judge: judge.name.clone(),
                         key,
                         request,
                     });

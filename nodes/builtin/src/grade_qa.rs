@@ -8,8 +8,8 @@ use dag_engine::{
     ArtifactKind, Node, NodeError, NodeSpec, ParamError, ParamSpec, PortSpec, Resources,
     RunContext, Value,
 };
+use dag_judge::call_key;
 use dag_judge::verdict::parse_graded_qa;
-use dag_judge::{JudgeId, JudgeRequest, Message, call_key};
 use dag_protocol::judge::{GradeQaParams, JudgeParams};
 use dag_table::{self as table, Row};
 use serde_json::json;
@@ -45,11 +45,14 @@ impl GradeQa {
             doc: "Model-graded QA (inspect's C / P / I form): a judge model over an OpenAI-compatible API grades each \
                   answer against its row's criterion; C = 1.0, P = 0.5, I = 0.0; unparseable verdicts are unscored \
                   and counted. Every answered call is saved as it arrives and never sent again.",
-            inputs: vec![PortSpec::new(
-                "answers",
-                ArtifactKind::Generations,
-                "rows with the task, the criterion and the model's answer",
-            )],
+            inputs: vec![
+                PortSpec::new(
+                    "answers",
+                    ArtifactKind::Generations,
+                    "rows with the task, the criterion and the model's answer",
+                ),
+                judging::JUDGE_PORT,
+            ],
             outputs: vec![
                 PortSpec::new(
                     "grades",
@@ -125,6 +128,8 @@ impl Node for GradeQa {
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let (p, j): (GradeQaParams, JudgeParams) = ctx.typed_params()?;
+        let judges = judging::judges(ctx, &j)?;
+        let names = judging::names(&judges);
         let rows = table::read_dataset(&ctx.input("answers")?.path)
             .map_err(|e| NodeError::caused("Failed to read the answers", &e))?;
         let text = |row: &Row, i: usize, column: &str, param: &str| -> Result<String, NodeError> {
@@ -151,21 +156,17 @@ impl Node for GradeQa {
                 .unwrap_or(0) as u32;
             let prompt = prompt(&p, &question, &answer, &criterion)
                 .map_err(|e| NodeError::msg(format!("Failed to fill `grader_template`: {e}")))?;
-            for judge in &j.judges {
-                let request = JudgeRequest {
-                    messages: vec![Message::user(prompt.clone())],
-                    temperature: j.judge_temperature,
-                    max_tokens: j.judge_max_tokens as u32,
-                    seed: j.judge_seed.map(|s| s as u64),
-                    response_format: None,
-                };
-                let key = call_key(&JudgeId::new(&j.judge_url, judge), &request, epoch);
-                gradings.push((i, epoch, judge.clone(), key, request));
+            for judge in &judges {
+                let request =
+                    judge.request(&j, prompt.clone(), judging::grade_choices(p.allow_partial));
+                let key = call_key(&judge.id, &request, epoch);
+                gradings.push((i, epoch, judge.name.clone(), key, request));
             }
         }
         let replies = judging::replies(
             ctx,
             &j,
+            &judges,
             gradings
                 .iter()
                 .map(|(_, _, judge, key, request)| judging::Planned {
@@ -227,14 +228,14 @@ impl Node for GradeQa {
             "overall": summary(overall),
             "judges": by_judge.into_iter().map(|(k, v)| (k.to_string(), summary(v))).collect::<serde_json::Map<_, _>>(),
             "epochs": by_epoch.into_iter().map(|(k, v)| (k.to_string(), summary(v))).collect::<serde_json::Map<_, _>>(),
-            "agreement": judging::agreement(&j.judges, &verdicts),
+            "agreement": judging::agreement(&names, &verdicts),
         });
         std::fs::write(
             ctx.output_path("scores"),
             serde_json::to_vec_pretty(&scores).expect("json"),
         )
         .map_err(|e| NodeError::caused("Failed to write the scores", &e))?;
-        ctx.set_meta("grades", json!({ "rows": out.len(), "judges": j.judges }));
+        ctx.set_meta("grades", json!({ "rows": out.len(), "judges": names }));
         ctx.set_meta("scores", scores);
         Ok(())
     }

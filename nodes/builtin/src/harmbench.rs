@@ -11,8 +11,8 @@ use dag_engine::{
     ArtifactKind, Node, NodeError, NodeSpec, ParamError, ParamSpec, PortSpec, Resources,
     RunContext, Value,
 };
+use dag_judge::call_key;
 use dag_judge::harmbench::{self, ClassifierRecord, MAX_GENERATION_TOKENS, Verdict};
-use dag_judge::{JudgeId, JudgeRequest, Message, call_key};
 use dag_protocol::judge::{HarmBenchParams, JudgeParams};
 use dag_table::{self as table, Row};
 use serde_json::json;
@@ -33,11 +33,14 @@ impl HarmBench {
                   and functional category; copyright (`hash_check`) behaviours are excluded and counted. Generations \
                   must be at most 512 tokens, as HarmBench clips them (set `max_new_tokens <= 512` on `generate`). \
                   HarmBench's classifier answers in one token: set `judge_max_tokens = 1`.",
-            inputs: vec![PortSpec::new(
-                "generations",
-                ArtifactKind::Generations,
-                "a `generate` over HarmBench's behaviours table (rows keep BehaviorID, Behavior, categories, Tags, ContextString)",
-            )],
+            inputs: vec![
+                PortSpec::new(
+                    "generations",
+                    ArtifactKind::Generations,
+                    "a `generate` over HarmBench's behaviours table (rows keep BehaviorID, Behavior, categories, Tags, ContextString)",
+                ),
+                judging::JUDGE_PORT,
+            ],
             outputs: vec![
                 PortSpec::new(
                     "grades",
@@ -82,6 +85,8 @@ impl Node for HarmBench {
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let (p, j): (HarmBenchParams, JudgeParams) = ctx.typed_params()?;
+        let judges = judging::judges(ctx, &j)?;
+        let names = judging::names(&judges);
         let standard = read_text(&p.standard_prompt, "standard_prompt")?;
         let contextual = read_text(&p.contextual_prompt, "contextual_prompt")?;
         let rows = table::read_dataset(&ctx.input("generations")?.path)
@@ -134,21 +139,16 @@ impl Node for HarmBench {
                 .unwrap_or(0) as usize;
             let prompt = harmbench::classifier_prompt(behavior, generation, &standard, &contextual)
                 .map_err(|e| NodeError::caused("Failed to fill a classifier prompt", &e))?;
-            for judge in &j.judges {
-                let request = JudgeRequest {
-                    messages: vec![Message::user(prompt.clone())],
-                    temperature: j.judge_temperature,
-                    max_tokens: j.judge_max_tokens as u32,
-                    seed: j.judge_seed.map(|s| s as u64),
-                    response_format: None,
-                };
-                let key = call_key(&JudgeId::new(&j.judge_url, judge), &request, index as u32);
-                planned.push((i, id.clone(), index, judge.clone(), key, request));
+            for judge in &judges {
+                let request = judge.request(&j, prompt.clone(), &["Yes", "No"]);
+                let key = call_key(&judge.id, &request, index as u32);
+                planned.push((i, id.clone(), index, judge.name.clone(), key, request));
             }
         }
         let replies = judging::replies(
             ctx,
             &j,
+            &judges,
             planned
                 .iter()
                 .map(|(_, _, _, judge, key, request)| judging::Planned {
@@ -190,7 +190,7 @@ impl Node for HarmBench {
 
         let mut by_judge = serde_json::Map::new();
         let mut asrs = Vec::new();
-        for judge in &j.judges {
+        for judge in &names {
             let recs = records.remove(judge.as_str()).unwrap_or_default();
             let report = harmbench::score(&recs, &behaviors)
                 .map_err(|e| NodeError::caused("Failed to score the verdicts", &e))?;
@@ -202,16 +202,16 @@ impl Node for HarmBench {
         }
         let scores = json!({
             "convention": harmbench::CONVENTION,
-            "asr": (asrs.len() == j.judges.len() && !asrs.is_empty()).then(|| asrs.iter().sum::<f64>() / asrs.len() as f64),
+            "asr": (asrs.len() == names.len() && !asrs.is_empty()).then(|| asrs.iter().sum::<f64>() / asrs.len() as f64),
             "judges": by_judge,
-            "agreement": judging::agreement(&j.judges, &verdicts),
+            "agreement": judging::agreement(&names, &verdicts),
         });
         std::fs::write(
             ctx.output_path("scores"),
             serde_json::to_vec_pretty(&scores).expect("json"),
         )
         .map_err(|e| NodeError::caused("Failed to write the scores", &e))?;
-        ctx.set_meta("grades", json!({ "rows": out.len(), "judges": j.judges }));
+        ctx.set_meta("grades", json!({ "rows": out.len(), "judges": names }));
         ctx.set_meta("scores", scores);
         Ok(())
     }

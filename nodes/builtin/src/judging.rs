@@ -5,15 +5,104 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use dag_engine::{NodeError, ParamError, RunContext, Value as EngineValue};
+use dag_engine::{ArtifactKind, NodeError, ParamError, PortSpec, RunContext, Value as EngineValue};
 use dag_judge::remote::{Budget, Call, CallError, Endpoint, run_calls};
 use dag_judge::retry::RetryPolicy;
-use dag_judge::{JudgeId, JudgeReply, JudgeRequest};
-use dag_protocol::judge::JudgeParams;
+use dag_judge::{JudgeId, JudgeReply, JudgeRequest, Message};
+use dag_protocol::judge::{
+    ChatMessage, JudgeParams, LOCAL_JUDGE_JOB, LocalJudgeParams, LocalJudgeReply, LocalJudgeRequest,
+};
+use dag_protocol::{Job, JobInput};
 use dag_store::Digest;
 use serde_json::{Value, json};
 
-/// One call a node needs: its key (`dag_judge::call_key`), the judge's model name and the
+use crate::worker::run_job;
+
+/// Who grades: a model at an OpenAI-compatible API, or a model the runtime loads (a
+/// `model` node or a finetune checkpoint connected to the node's `judge` input), whose
+/// identity is its artifact's digest.
+pub(crate) struct Judge {
+    /// The name scores are reported under: the API's model name, or the input's label.
+    pub name: String,
+    /// What the judge's calls are keyed by.
+    pub id: JudgeId,
+    /// The model artifact of a local judge.
+    local: Option<JobInput>,
+}
+
+/// The `judge` input: any number of local judge models.
+pub(crate) const JUDGE_PORT: PortSpec = PortSpec::new(
+    "judge",
+    ArtifactKind::Model,
+    "local judge models (a `model` node or a finetune checkpoint), instead of `judge_url` and `judges`",
+)
+.many()
+.optional();
+
+/// The node's judges: its local `judge` models, or `judges` at `judge_url`.
+pub(crate) fn judges(ctx: &RunContext<'_>, j: &JudgeParams) -> Result<Vec<Judge>, NodeError> {
+    let local = ctx.inputs(JUDGE_PORT.name);
+    match (&j.judge_url, &j.judges, local.is_empty()) {
+        (Some(url), Some(names), true) => Ok(names
+            .iter()
+            .map(|n| Judge {
+                name: n.clone(),
+                id: JudgeId::new(url, n),
+                local: None,
+            })
+            .collect()),
+        (None, None, false) => Ok(local
+            .iter()
+            .map(|a| Judge {
+                name: a.label.clone(),
+                id: JudgeId::new("local", &a.digest.to_hex()),
+                local: Some(JobInput {
+                    path: a.path.clone(),
+                    digest: a.digest.to_hex(),
+                    kind: a.kind.name().into(),
+                    meta: a.meta.clone(),
+                    label: a.label.clone(),
+                }),
+            })
+            .collect()),
+        (_, _, false) => Err(NodeError::msg(
+            "The node has both local judges (its `judge` input) and `judge_url` / `judges`",
+        )
+        .hint("grade with one kind of judge per node: remove `judge_url` and `judges`, or the `judge` input")),
+        _ => Err(NodeError::msg("The node has no judge").hint(
+            "set `judge_url` and `judges` for an API judge, or connect a model to the `judge` input for a local one",
+        )),
+    }
+}
+
+impl Judge {
+    /// The request for `prompt`. A local judge's reply is constrained to `choices` (the
+    /// verdict grammar's language), and the constraint is part of the request, so of the key.
+    pub(crate) fn request(
+        &self,
+        j: &JudgeParams,
+        prompt: String,
+        choices: &[&str],
+    ) -> JudgeRequest {
+        JudgeRequest {
+            messages: vec![Message::user(prompt)],
+            temperature: j.judge_temperature,
+            max_tokens: j.judge_max_tokens as u32,
+            seed: j.judge_seed.map(|s| s as u64),
+            response_format: self
+                .local
+                .is_some()
+                .then(|| json!({ "type": "choices", "choices": choices })),
+        }
+    }
+}
+
+/// The judges' names, in order, as scores report them.
+pub(crate) fn names(judges: &[Judge]) -> Vec<String> {
+    judges.iter().map(|j| j.name.clone()).collect()
+}
+
+/// One call a node needs: its key (`dag_judge::call_key`), the judge's name and the
 /// request. Several gradings may share a key (the same request in the same epoch): it is
 /// sent once.
 pub(crate) struct Planned<'a> {
@@ -26,13 +115,15 @@ pub(crate) struct Planned<'a> {
 /// saved one by one as they arrive. Fails, after saving every reply that came, if any call
 /// could not be answered.
 pub(crate) fn replies<'a>(
-    ctx: &RunContext<'_>,
+    ctx: &mut RunContext<'_>,
     j: &JudgeParams,
+    judges: &[Judge],
     planned: impl IntoIterator<Item = Planned<'a>>,
 ) -> Result<HashMap<[u8; 32], JudgeReply>, NodeError> {
     let mut replies: HashMap<[u8; 32], JudgeReply> = HashMap::new();
     let mut queued = HashSet::new();
     let mut calls = Vec::new();
+    let mut local: BTreeMap<usize, Vec<LocalJudgeRequest>> = BTreeMap::new();
     for p in planned {
         if replies.contains_key(&p.key) || queued.contains(&p.key) {
             continue;
@@ -44,28 +135,132 @@ pub(crate) fn replies<'a>(
             }
             None => {
                 queued.insert(p.key);
-                calls.push(Call {
-                    key: p.key,
-                    judge: JudgeId::new(&j.judge_url, p.judge),
-                    request: p.request.clone(),
-                });
+                let (index, judge) = judges
+                    .iter()
+                    .enumerate()
+                    .find(|(_, x)| x.name == p.judge)
+                    .expect("planned calls name the node's judges");
+                if judge.local.is_some() {
+                    local.entry(index).or_default().push(LocalJudgeRequest {
+                        key: Digest(p.key).to_hex(),
+                        messages: p
+                            .request
+                            .messages
+                            .iter()
+                            .map(|m| ChatMessage {
+                                role: m.role.clone(),
+                                content: m.content.clone(),
+                            })
+                            .collect(),
+                        choices: p
+                            .request
+                            .response_format
+                            .as_ref()
+                            .and_then(|f| serde_json::from_value(f["choices"].clone()).ok())
+                            .unwrap_or_default(),
+                    });
+                } else {
+                    calls.push(Call {
+                        key: p.key,
+                        judge: judge.id.clone(),
+                        request: p.request.clone(),
+                    });
+                }
             }
         }
     }
-    let total = replies.len() + calls.len();
+    let total = replies.len() + calls.len() + local.values().map(Vec::len).sum::<usize>();
     ctx.set_total(total as u64);
     ctx.advance(replies.len() as u64);
     if !replies.is_empty() {
         ctx.info(format!(
             "{} of {total} judge calls answered before; sending {}",
             replies.len(),
-            calls.len()
+            total - replies.len()
         ));
     }
     if !calls.is_empty() {
         send(ctx, j, calls, &mut replies)?;
     }
+    for (index, requests) in local {
+        run_local(ctx, &judges[index], requests, &mut replies)?;
+    }
     Ok(replies)
+}
+
+/// Answers `requests` with a local judge in `dag-worker`, saving each reply as its batch
+/// arrives.
+fn run_local(
+    ctx: &mut RunContext<'_>,
+    judge: &Judge,
+    requests: Vec<LocalJudgeRequest>,
+    replies: &mut HashMap<[u8; 32], JudgeReply>,
+) -> Result<(), NodeError> {
+    let scratch = ctx.scratch();
+    let path = scratch.join(format!("judge-requests-{}.jsonl", judge.id.model));
+    let mut text = String::new();
+    for r in &requests {
+        text.push_str(&serde_json::to_string(r).expect("a request serialises"));
+        text.push('\n');
+    }
+    std::fs::write(&path, text)
+        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))?;
+    let requests_input = JobInput {
+        path,
+        digest: String::new(),
+        kind: "dataset".into(),
+        meta: Value::Null,
+        label: "judge requests".into(),
+    };
+    let model = judge.local.clone().expect("a local judge");
+    let job = Job {
+        node: LOCAL_JUDGE_JOB.into(),
+        instance: ctx.instance().into(),
+        params: dag_protocol::params::with_defaults(
+            &<LocalJudgeParams as dag_protocol::params::Params>::fields(),
+            serde_json::Map::new(),
+        ),
+        inputs: [
+            ("model".to_string(), vec![model]),
+            ("requests".to_string(), vec![requests_input]),
+        ]
+        .into(),
+        outputs: Default::default(),
+        scratch,
+        resumed: vec![],
+        work_dir: ctx.work_dir()?,
+    };
+    ctx.info(format!(
+        "`{}` judges {} calls locally",
+        judge.name,
+        requests.len()
+    ));
+    run_job(ctx, &job, &mut |ctx, items| {
+        for item in items {
+            let r: LocalJudgeReply = serde_json::from_value(item)
+                .map_err(|e| NodeError::caused("The local judge sent a malformed reply", &e))?;
+            let key: Digest = r.key.parse().map_err(|_| {
+                NodeError::msg(format!("The local judge sent a bad key `{}`", r.key))
+            })?;
+            let reply = JudgeReply {
+                text: r.text,
+                served_model: None,
+                finish_reason: Some("choice".into()),
+            };
+            ctx.save_call_result(&key, &reply)?;
+            replies.insert(key.0, reply);
+        }
+        Ok(())
+    })
+}
+
+/// What a local judge may reply to a model-graded-QA prompt: the verdict grammar's lines.
+pub(crate) fn grade_choices(allow_partial: bool) -> &'static [&'static str] {
+    if allow_partial {
+        &["GRADE: C", "GRADE: P", "GRADE: I"]
+    } else {
+        &["GRADE: C", "GRADE: I"]
+    }
 }
 
 /// The `{letters}` and `{choices}` of a model-graded-QA template: the grades a judge may give.
@@ -99,6 +294,26 @@ pub(crate) fn check_judge_params(params: &BTreeMap<String, EngineValue>) -> Resu
             "no judge is named",
             "name at least one model served at `judge_url`, e.g. `judges = [\"gpt-4.1-mini\"]`",
         ));
+    }
+    match (
+        params.contains_key("judge_url"),
+        params.contains_key("judges"),
+    ) {
+        (true, false) => {
+            return Err(ParamError::new(
+                "judge_url",
+                "`judge_url` names an API but `judges` names no model there",
+                "add e.g. `judges = [\"gpt-4.1-mini\"]`",
+            ));
+        }
+        (false, true) => {
+            return Err(ParamError::new(
+                "judges",
+                "`judges` names models but `judge_url` says where they are served",
+                "add e.g. `judge_url = \"http://127.0.0.1:8000/v1\"`, or connect a local model to the `judge` input instead",
+            ));
+        }
+        _ => {}
     }
     if let Some(EngineValue::Str(url)) = params.get("judge_url")
         && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -173,7 +388,7 @@ fn send(
         })?),
     };
     let endpoint = Endpoint {
-        base_url: j.judge_url.clone(),
+        base_url: j.judge_url.clone().unwrap_or_default(),
         api_key,
         concurrency: j.concurrency as usize,
         timeout: std::time::Duration::from_secs_f64(j.timeout_s),

@@ -79,7 +79,6 @@ impl Node for WorkerNode {
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
-        let worker = worker_path()?;
         let resumed: Vec<serde_json::Value> = ctx.resume_items()?;
         let params = ctx
             .params()
@@ -111,100 +110,112 @@ impl Node for WorkerNode {
             .iter()
             .map(|p| (p.name.to_string(), ctx.output_path(p.name)))
             .collect();
-        let scratch = ctx.scratch();
         let job = Job {
             node: self.0.name.into(),
             instance: ctx.instance().into(),
             params,
             inputs,
             outputs,
-            scratch: scratch.clone(),
+            scratch: ctx.scratch(),
             resumed,
             work_dir: ctx.work_dir()?,
         };
-        let job_path = scratch.join("job.json");
-        std::fs::write(
-            &job_path,
-            serde_json::to_vec_pretty(&job).expect("jobs serialise"),
-        )
-        .map_err(|e| NodeError::caused(format!("Failed to write `{}`", job_path.display()), &e))?;
-        let mut child = Command::new(&worker)
-            .arg(&job_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| {
-                NodeError::caused(format!("Failed to start `{}`", worker.display()), &e)
-            })?;
-        let pid = child.id();
-        let cancel = ctx.cancel_flag();
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let watcher = {
-            let done = done.clone();
-            std::thread::spawn(move || {
-                while !done.load(Ordering::Relaxed) {
-                    if cancel.load(Ordering::Relaxed) {
-                        // SIGKILL: the worker holds no state we need; saved items are already ours.
-                        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-        };
-        let stdout = child.stdout.take().expect("piped");
-        let mut failure: Option<NodeError> = None;
         let (hold_after, mut saves) = (test_hold::after_saves(), 0);
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            match serde_json::from_str::<Report>(&line) {
-                Ok(Report::Total(n)) => ctx.set_total(n),
-                Ok(Report::Advance(n)) => ctx.advance(n),
-                Ok(Report::Info(s)) => ctx.info(s),
-                Ok(Report::SaveItems(items)) => {
-                    ctx.save_items(&items)?;
-                    saves += 1;
-                    if Some(saves) == hold_after
-                        && let Some(marker) = test_hold::marker()
-                    {
-                        std::fs::write(&marker, b"").map_err(|e| {
-                            NodeError::caused(
-                                format!("Failed to create `{}`", marker.display()),
-                                &e,
-                            )
-                        })?;
-                    }
+        run_job(ctx, &job, &mut |ctx, items| {
+            ctx.save_items(&items)?;
+            saves += 1;
+            if Some(saves) == hold_after
+                && let Some(marker) = test_hold::marker()
+            {
+                std::fs::write(&marker, b"").map_err(|e| {
+                    NodeError::caused(format!("Failed to create `{}`", marker.display()), &e)
+                })?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// What a caller of [`run_job`] does with each batch of items the worker saves.
+pub(crate) type OnSaved<'a> =
+    dyn FnMut(&mut RunContext<'_>, Vec<serde_json::Value>) -> Result<(), NodeError> + 'a;
+
+/// Runs `job` in `dag-worker` for the node running in `ctx`: its progress and messages go
+/// to `ctx`, each batch of items it saves to `on_saved` (persisted before the next report is
+/// read), its failure back as the node's. Ctrl-C kills the worker. A model node's whole run
+/// is one job; a node may also run a job as one step (a local judge's verdicts).
+pub(crate) fn run_job(
+    ctx: &mut RunContext<'_>,
+    job: &Job,
+    on_saved: &mut OnSaved<'_>,
+) -> Result<(), NodeError> {
+    let worker = worker_path()?;
+    let job_path = job.scratch.join(format!("{}.job.json", job.node));
+    std::fs::write(
+        &job_path,
+        serde_json::to_vec_pretty(job).expect("jobs serialise"),
+    )
+    .map_err(|e| NodeError::caused(format!("Failed to write `{}`", job_path.display()), &e))?;
+    let mut child = Command::new(&worker)
+        .arg(&job_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| NodeError::caused(format!("Failed to start `{}`", worker.display()), &e))?;
+    let pid = child.id();
+    let cancel = ctx.cancel_flag();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if cancel.load(Ordering::Relaxed) {
+                    // SIGKILL: the worker holds no state we need; saved items are already ours.
+                    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                    return;
                 }
-                Ok(Report::Meta { port, value }) => ctx.set_meta(&port, value),
-                Ok(Report::Error {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let stdout = child.stdout.take().expect("piped");
+    let mut failure: Option<NodeError> = None;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Report>(&line) {
+            Ok(Report::Total(n)) => ctx.set_total(n),
+            Ok(Report::Advance(n)) => ctx.advance(n),
+            Ok(Report::Info(s)) => ctx.info(s),
+            Ok(Report::SaveItems(items)) => on_saved(ctx, items)?,
+            Ok(Report::Meta { port, value }) => ctx.set_meta(&port, value),
+            Ok(Report::Error {
+                message,
+                causes,
+                hint,
+            }) => {
+                failure = Some(NodeError {
                     message,
                     causes,
                     hint,
-                }) => {
-                    failure = Some(NodeError {
-                        message,
-                        causes,
-                        hint,
-                        cancelled: false,
-                    })
-                }
-                Err(_) => ctx.info(line),
+                    cancelled: false,
+                })
             }
+            Err(_) => ctx.info(line),
         }
-        let status = child
-            .wait()
-            .map_err(|e| NodeError::caused("Failed to wait for dag-worker", &e))?;
-        done.store(true, Ordering::Relaxed);
-        let _ = watcher.join();
-        ctx.check_cancelled()?;
-        if let Some(f) = failure {
-            return Err(f);
-        }
-        if !status.success() {
-            return Err(NodeError::msg(format!("dag-worker exited with {status} while running `{}`", ctx.instance()))
-                .hint("its error output is above; completed items were saved and the next run resumes after them"));
-        }
-        Ok(())
     }
+    let status = child
+        .wait()
+        .map_err(|e| NodeError::caused("Failed to wait for dag-worker", &e))?;
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    ctx.check_cancelled()?;
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if !status.success() {
+        return Err(NodeError::msg(format!("dag-worker exited with {status} while running `{}`", ctx.instance()))
+                .hint("its error output is above; completed items were saved and the next run resumes after them"));
+    }
+    Ok(())
 }

@@ -5,10 +5,10 @@ crate::params! {
     /// The settings of how calls run (concurrency, retries, timeout, budget) stay out of the
     /// cache key: they cannot change a verdict, and every answered call is kept anyway.
     pub struct JudgeParams {
-        judge_url: String = Str, REQUIRED,
-            "base URL of an OpenAI-compatible API, up to and including `/v1`";
-        judges: Vec<String> = List(&Str), REQUIRED,
-            "judge model names at that endpoint; with several, each grades every item and scores are averaged";
+        judge_url: Option<String> = Str, OPTIONAL,
+            "base URL of an OpenAI-compatible API, up to and including `/v1` (or connect a local `judge` model instead)";
+        judges: Option<Vec<String>> = List(&Str), OPTIONAL,
+            "judge model names at `judge_url`; with several, each grades every item and scores are averaged";
         api_key_env: Option<String> = SecretEnv, OPTIONAL,
             "NAME of the environment variable holding the API key, sent as a bearer token (never stored)";
         judge_temperature: f64 = Float, 0.0, "sampling temperature of the judge", min = 0.0;
@@ -80,4 +80,48 @@ crate::params! {
         answer_column: String = Str, "completion", "the column holding the model's answer";
         epoch_column: String = Str, "sample", "the column numbering an item's answers";
     }
+}
+
+/// The worker job a local judge runs: no graph node of its own, but a step of every
+/// judge-graded node whose `judge` input is connected to a model.
+pub const LOCAL_JUDGE_JOB: &str = "judge-verdicts";
+
+crate::params! {
+    /// Params of [`LOCAL_JUDGE_JOB`].
+    pub struct LocalJudgeParams {
+        batch_size: i64 = Int, 8, "requests scored together", min = 1.0;
+    }
+}
+
+/// One chat message of a local judge's request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// One call a local judge answers (a line of the job's `requests` input): the reply is the
+/// choice the model finds most likely after the rendered conversation, so it is always one
+/// of `choices`, the verdict grammar's whole language.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LocalJudgeRequest {
+    /// The call's key, hex: the reply is saved under it.
+    pub key: String,
+    /// The conversation, rendered with the model's chat template.
+    pub messages: Vec<ChatMessage>,
+    /// The replies allowed.
+    pub choices: Vec<String>,
+}
+
+/// A local judge's answer to one request (a saved item of the job).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LocalJudgeReply {
+    /// [`LocalJudgeRequest::key`].
+    pub key: String,
+    /// The chosen reply.
+    pub text: String,
+    /// Each choice's summed log-likelihood, in `choices` order.
+    pub logprobs: Vec<f64>,
 }

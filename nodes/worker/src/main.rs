@@ -7,6 +7,7 @@ mod evaluate;
 mod failure;
 mod finetune;
 mod generate;
+mod judge;
 mod model;
 mod probe;
 mod prompt;
@@ -53,7 +54,8 @@ fn hold_if_asked() {
     }
 }
 
-/// Runs the job's node; every name in `dag_protocol::models::WORKER_NODES` has an arm.
+/// Runs the job's node; every name in `dag_protocol::models::WORKER_NODES` has an arm, and
+/// so does the local judge, a step of judge-graded nodes rather than a node of its own.
 fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
     match job.node.as_str() {
         "generate" => generate::run(job, rep),
@@ -63,6 +65,7 @@ fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
         "train-probe" => probe::run(job, rep),
         "classify-prompted" => prompted::run(job, rep),
         "finetune-classifier" => classifier::run(job, rep),
+        dag_protocol::judge::LOCAL_JUDGE_JOB => judge::run(job, rep),
         other => Err(NodeError::msg(format!("dag-worker has no node type `{other}`"))
             .hint("dag and dag-worker come from different builds; rebuild both with `cargo build --release --workspace --bins`")),
     }
@@ -124,7 +127,8 @@ mod tests {
     /// dispatched (and fails on its empty inputs), never refused as an unknown type.
     #[test]
     fn every_worker_node_is_dispatched() {
-        for name in dag_protocol::models::WORKER_NODES {
+        let jobs = [dag_protocol::judge::LOCAL_JUDGE_JOB];
+        for name in dag_protocol::models::WORKER_NODES.iter().chain(&jobs) {
             let job = Job {
                 node: name.to_string(),
                 instance: "t".into(),
