@@ -335,8 +335,19 @@ impl<'a> Loader<'a> {
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
                 let msg = e.message().trim().to_string();
-                let hint = if msg.contains("duplicate") {
+                // A repeated table (`[node.x]` twice) and a repeated key inside one table
+                // (`seed` set twice) are both "duplicate key": the line says which.
+                let at = span.start.min(text.len());
+                let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+                let line = text[line_start..]
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start();
+                let hint = if msg.contains("duplicate") && line.starts_with('[') {
                     Some("each `[node.NAME]` must appear once; rename one of the nodes".to_string())
+                } else if msg.contains("duplicate") {
+                    Some("a key may be set once per table; keep one of the two lines".to_string())
                 } else {
                     Some("this is TOML syntax; see docs/graph-format.md".to_string())
                 };

@@ -519,6 +519,22 @@ fn bad_graphs_are_rejected_with_location_and_fix() {
             &["g.toml:3:8", "must be a string, found an integer"],
         ),
         (
+            "[node.a]\ntype = \"source\"\ntext = \"x\"\ntext = \"y\"\n",
+            &[
+                "g.toml:4",
+                "duplicate key",
+                "a key may be set once per table",
+            ],
+        ),
+        (
+            "[node.a]\ntype = \"source\"\ntext = \"x\"\n[node.a]\ntype = \"source\"\n",
+            &[
+                "g.toml:4",
+                "duplicate key",
+                "each `[node.NAME]` must appear once",
+            ],
+        ),
+        (
             "[node.a]\ntype = \"source\"\ntext = \"x\"\nlr = \"fast\"\n",
             &["g.toml:4:6", "must be a number, found a string"],
         ),
