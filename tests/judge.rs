@@ -850,3 +850,74 @@ fn a_local_judge_constrained_to_the_verdict_grammar_grades_anima_end_to_end() {
     run_ok(dir.path());
     assert!(statuses(dir.path())["grade"].contains("Cached"));
 }
+
+#[test]
+fn rubric_labelling_keeps_unlabelled_rows_and_reports_agreement() {
+    let server = Server::start();
+    server.script(json!([
+        {"type": "reply", "text": "{\"label\": \"High Stakes\", \"confidence\": 8, \"explanation\": \"Harm.\"}", "match": {"model": "judge-h"}, "times": 1_000_000},
+        // A bare label is not the asked-for object: unlabelled, kept, never guessed.
+        {"type": "reply", "text": "High Stakes", "match": {"model": "judge-x"}, "times": 1_000_000},
+    ]));
+    let graph = |judge: &str| {
+        format!(
+            r#"
+[node.rows]
+type = "dataset"
+path = "{rows}"
+
+[node.stakes]
+type = "rubric-label"
+inputs = {{ dataset = "rows.dataset" }}
+rubric = "{rubric}"
+labels = ["Low Stakes", "High Stakes"]
+compare_column = "label"
+judge_url = "{url}"
+judges = ["{judge}"]
+"#,
+            rows = common::root().join("tests/fixtures/stakes.jsonl").display(),
+            rubric = common::root()
+                .join("../shared/data/models-under-pressure/labeling_rubric.md")
+                .display(),
+            url = server.url(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), "g.toml", &graph("judge-h"));
+    run_ok(dir.path());
+    let o = dag(dir.path(), &["--json", "show", "stakes.metrics"]);
+    let m: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let m = &m["meta"];
+    assert_eq!(
+        m["counts"],
+        json!({"Low Stakes": 0, "High Stakes": 4}),
+        "{m:#}"
+    );
+    // Existing labels 1, 0, 1, 0 against 1, 1, 1, 1: half agree, and the judge's one
+    // label makes chance agreement 1/2 too, so kappa is 0.
+    assert_eq!(
+        m["agreement_with_existing"]["accuracy"],
+        json!(0.5),
+        "{m:#}"
+    );
+    assert_eq!(
+        m["agreement_with_existing"]["cohen_kappa"],
+        json!(0.0),
+        "{m:#}"
+    );
+    let rubric_sent = &server.journal()[0]["body"]["messages"][0]["content"];
+    assert!(
+        rubric_sent
+            .as_str()
+            .unwrap()
+            .contains("High-Stakes vs. Low-Stakes"),
+        "the rubric is sent"
+    );
+
+    write_project(dir.path(), "g.toml", &graph("judge-x"));
+    run_ok(dir.path());
+    let o = dag(dir.path(), &["--json", "show", "stakes.metrics"]);
+    let m: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(m["meta"]["unlabelled"], json!(4), "{m:#}");
+    assert_eq!(m["meta"]["rows"], json!(4), "every row is kept");
+}

@@ -20,6 +20,7 @@ mod noop;
 pub mod probes;
 mod relabel;
 pub mod report;
+pub mod rubric;
 pub mod worker;
 
 pub use airbench::AirBench;
@@ -33,6 +34,7 @@ pub use models::ModelRef;
 pub use noop::Noop;
 pub use relabel::Relabel;
 pub use report::ProbeReport;
+pub use rubric::RubricLabel;
 
 /// Every node type this build provides.
 pub fn registry() -> dag_engine::Registry {
@@ -48,6 +50,7 @@ pub fn registry() -> dag_engine::Registry {
     r.register(GradeQa::new());
     r.register(HarmBench::new());
     r.register(AirBench::new());
+    r.register(RubricLabel::new());
     register_model_nodes(&mut r);
     r
 }

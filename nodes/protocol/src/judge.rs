@@ -125,3 +125,16 @@ pub struct LocalJudgeReply {
     /// Each choice's summed log-likelihood, in `choices` order.
     pub logprobs: Vec<f64>,
 }
+
+crate::params! {
+    /// Params of `rubric-label`, beside [`JudgeParams`].
+    pub struct RubricLabelParams {
+        rubric: String = Path, REQUIRED, "the rubric the judge applies (a text or markdown file)";
+        labels: Vec<String> = List(&Str), REQUIRED,
+            "the labels the rubric defines, e.g. [\"Low Stakes\", \"High Stakes\"]; the n-th is written as n";
+        text_column: String = Str, "text", "the column holding the text to label";
+        label_column: String = Str, "rubric_label", "the column receiving the label's number (null where unlabelled)";
+        compare_column: Option<String> = Str, OPTIONAL,
+            "a column of existing labels (numbers as `labels` numbers them) to report agreement with";
+    }
+}
