@@ -152,6 +152,15 @@ pub struct DiffArgs {
     pub b: String,
 }
 
+/// Formats of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// The artifact as stored: a file or a directory.
+    Dag,
+    /// An evaluation as an inspect_ai log (`DEST.eval`), for `inspect view`.
+    Inspect,
+}
+
 /// `dag export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -162,6 +171,10 @@ pub struct ExportArgs {
     /// Resolve node names in the latest run of this graph.
     #[arg(long)]
     pub graph: Option<PathBuf>,
+    /// `dag`: the artifact as stored; `inspect`: an evaluation (`evaluate` samples or
+    /// metrics, judge grades or scores) as an inspect_ai `.eval` log.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Dag)]
+    pub format: ExportFormat,
 }
 
 /// `dag verify`.
