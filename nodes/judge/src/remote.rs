@@ -184,6 +184,10 @@ pub fn run_calls<E>(
     }
     let http = reqwest::Client::builder()
         .timeout(endpoint.timeout)
+        // uvicorn-based servers (vLLM, llama-cpp-python, llmock) close idle connections
+        // after 5 s; reusing one after a longer retry wait races that close and costs a
+        // retry and a request of the budget. Below 5 s, an idle connection is never reused.
+        .pool_idle_timeout(Duration::from_secs(4))
         .build()
         .map_err(|e| CallError::Client(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
