@@ -158,9 +158,136 @@ pub enum Error {
         /// The hub cache folder that was searched.
         cache: PathBuf,
     },
+    /// A numeric setting (of a LoRA adapter, a generation, a training run) is out of range.
+    #[error("Failed to {action}: `{setting}` must be {allowed}, got {value}")]
+    Setting {
+        /// What was being done ("configure LoRA", "generate", "train").
+        action: &'static str,
+        /// The setting's name, as the caller spells it (`rank`, `top_p`, ...).
+        setting: &'static str,
+        /// The value given.
+        value: f64,
+        /// The values it may take ("at least 1", "in (0, 1]", ...).
+        allowed: &'static str,
+    },
+    /// A name (a dtype, a schedule, a LoRA target module) is not one this runtime knows.
+    #[error("Failed to use unknown {what} `{name}` (expected one of {})", .expected.join(", "))]
+    UnknownName {
+        /// What kind of name it is ("dtype", "schedule", "LoRA target module").
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// The names that are accepted.
+        expected: &'static [&'static str],
+    },
+    /// An input that needs at least one element has none.
+    #[error("Failed to {action}: {what} is empty")]
+    EmptyInput {
+        /// What was being done ("train", "run the model", ...).
+        action: &'static str,
+        /// The input that is empty ("the training set", ...).
+        what: &'static str,
+    },
+    /// Training examples have no token the loss could be computed on.
+    #[error(
+        "Failed to train: {} example(s) have no trainable token after masking and truncation (examples {})",
+        .examples.len(),
+        first_indices(.examples)
+    )]
+    NoTrainableTokens {
+        /// The indices of those examples, in order.
+        examples: Vec<usize>,
+    },
+    /// A classifier's labels do not pair up with its examples.
+    #[error("Failed to train a classifier: {labels} labels for {examples} examples")]
+    LabelCount {
+        /// How many labels were given.
+        labels: usize,
+        /// How many examples were given.
+        examples: usize,
+    },
+    /// A classifier was asked to train on packed sequences.
+    #[error(
+        "Failed to train a classifier: packing is not supported, as a classifier reads each example's last token"
+    )]
+    ClassifierPacking,
+    /// A prediction was asked of a trainer whose objective is not a classifier.
+    #[error("Failed to predict: the trainer is not a classifier (Objective::Classify)")]
+    NotAClassifier,
+    /// The chat template renders an assistant turn differently inside the whole conversation.
+    #[error(
+        "Failed to mask the loss: the chat template does not render assistant turn {turn} as a prefix of the whole conversation"
+    )]
+    TurnNotPrefix {
+        /// The index of the assistant message among the conversation's messages.
+        turn: usize,
+    },
+    /// A LoRA adapter was attached to a model that already has one.
+    #[error("Failed to attach a LoRA adapter: the model already has one")]
+    AdapterAttached,
+    /// An operation needs a LoRA adapter and the model has none.
+    #[error("Failed to {action}: the model has no LoRA adapter")]
+    NoAdapter {
+        /// What was being done ("merge the adapter", "train in LoRA mode").
+        action: &'static str,
+    },
+    /// A prompt encodes to no tokens.
+    #[error("Failed to generate: prompt {index} encodes to no tokens")]
+    EmptyPrompt {
+        /// The prompt's index among the requests.
+        index: usize,
+    },
+    /// A prompt and the tokens to generate do not fit the model's context.
+    #[error(
+        "Failed to generate: the prompt ({prompt_tokens} tokens) plus max_new_tokens ({max_new_tokens}) exceeds the model's context of {context} tokens"
+    )]
+    ContextOverflow {
+        /// The (padded) prompt length.
+        prompt_tokens: i64,
+        /// The tokens asked for.
+        max_new_tokens: usize,
+        /// The model's `max_position_embeddings`.
+        context: i64,
+    },
+    /// A requested hidden state is past the model's last block.
+    #[error(
+        "Failed to run the model: hidden state {index} does not exist; the model has {layers} blocks (valid: 0..={layers})"
+    )]
+    NoSuchHiddenState {
+        /// The index asked for.
+        index: usize,
+        /// The model's number of blocks.
+        layers: usize,
+    },
+    /// A scored context encodes to no tokens, so nothing predicts the first continuation token.
+    #[error(
+        "Failed to score: the context encodes to no tokens, so the first continuation token has nothing to be predicted from"
+    )]
+    EmptyContext,
+    /// A continuation adds no tokens to its context.
+    #[error("Failed to score: continuation `{continuation}` adds no tokens to its context")]
+    EmptyContinuation {
+        /// The continuation (with the context's trailing spaces moved into it).
+        continuation: String,
+    },
     /// A generation or scoring request is invalid.
     #[error("Failed to run request: {0}")]
     Request(String),
+    /// The RoPE frequencies come from a GGUF `rope_freqs` tensor, which `config.json` cannot express.
+    #[error(
+        "Failed to write `config.json`: this model's RoPE frequencies come from a GGUF `rope_freqs` tensor, which config.json cannot express"
+    )]
+    RopeFreqsExport,
+    /// The q/k/v and output projections' biases differ, which the family's `config.json` cannot express.
+    #[error(
+        "Failed to write `config.json`: q/k/v projection bias ({qkv_bias}) and output projection bias ({o_bias}) differ, which this family's config.json cannot express"
+    )]
+    BiasExport {
+        /// Whether the q/k/v projections have biases.
+        qkv_bias: bool,
+        /// Whether the output projection has a bias.
+        o_bias: bool,
+    },
     /// A training step's loss is NaN or infinite: the step's update was not applied.
     #[error("the loss is {loss} at step {step}; training stopped before that step's update")]
     NonFiniteLoss {
@@ -183,6 +310,9 @@ impl Hint for Error {
             Error::Offline { .. } => {
                 "unset HF_HUB_OFFLINE to download it, or copy the model into that cache"
             }
+            Error::AdapterAttached => "merge the attached adapter first",
+            Error::EmptyContext => "give a non-empty context",
+            Error::RopeFreqsExport => "export from the Hugging Face folder instead",
             Error::Io { .. }
             | Error::Gguf { .. }
             | Error::Json { .. }
@@ -197,11 +327,32 @@ impl Hint for Error {
             | Error::Device { .. }
             | Error::Reference { .. }
             | Error::Download { .. }
+            | Error::Setting { .. }
+            | Error::UnknownName { .. }
+            | Error::EmptyInput { .. }
+            | Error::NoTrainableTokens { .. }
+            | Error::LabelCount { .. }
+            | Error::ClassifierPacking
+            | Error::NotAClassifier
+            | Error::TurnNotPrefix { .. }
+            | Error::NoAdapter { .. }
+            | Error::EmptyPrompt { .. }
+            | Error::ContextOverflow { .. }
+            | Error::NoSuchHiddenState { .. }
+            | Error::EmptyContinuation { .. }
+            | Error::BiasExport { .. }
             | Error::Request(_)
             | Error::NonFiniteLoss { .. } => return None,
         };
         Some(hint.to_string())
     }
+}
+
+/// The first ten of `indices`, as `[0, 3, ...]` with `, ...` when there are more.
+fn first_indices(indices: &[usize]) -> String {
+    let shown = &indices[..indices.len().min(10)];
+    let more = if indices.len() > 10 { ", ..." } else { "" };
+    format!("{shown:?}{more}")
 }
 
 /// Shorthand for results of this crate.

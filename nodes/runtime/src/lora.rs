@@ -25,6 +25,24 @@ use crate::model::Model;
 /// the specs check graphs against at load, so both sides share it.
 pub use dag_protocol::models::TARGET_MODULES;
 
+/// The names a target module may be given by: [`TARGET_MODULES`], then their short forms.
+const TARGET_NAMES: [&str; 14] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "q",
+    "k",
+    "v",
+    "o",
+    "gate",
+    "up",
+    "down",
+];
+
 /// File names PEFT uses for an adapter folder.
 pub const CONFIG_FILE: &str = "adapter_config.json";
 /// See [`CONFIG_FILE`].
@@ -50,20 +68,26 @@ impl LoraConfig {
     /// (`q_proj`). An unknown name is an error that lists the valid ones.
     pub fn new(rank: i64, alpha: f64, dropout: f64, targets: &[String]) -> Result<LoraConfig> {
         if rank < 1 {
-            return Err(Error::Request(format!(
-                "LoRA rank must be at least 1, got {rank}"
-            )));
+            return Err(Error::Setting {
+                action: "configure LoRA",
+                setting: "rank",
+                value: rank as f64,
+                allowed: "at least 1",
+            });
         }
         if !(0.0..1.0).contains(&dropout) {
-            return Err(Error::Request(format!(
-                "LoRA dropout must be in [0, 1), got {dropout}"
-            )));
+            return Err(Error::Setting {
+                action: "configure LoRA",
+                setting: "dropout",
+                value: dropout,
+                allowed: "in [0, 1)",
+            });
         }
         if targets.is_empty() {
-            return Err(Error::Request(format!(
-                "LoRA needs at least one target module (valid: {})",
-                TARGET_MODULES.join(", ")
-            )));
+            return Err(Error::EmptyInput {
+                action: "configure LoRA",
+                what: "the list of target modules",
+            });
         }
         let mut wanted = Vec::new();
         for t in targets {
@@ -73,10 +97,11 @@ impl LoraConfig {
                 format!("{t}_proj")
             };
             if !TARGET_MODULES.contains(&full.as_str()) {
-                return Err(Error::Request(format!(
-                    "unknown LoRA target module `{t}`; this model has: {} (or short: q, k, v, o, gate, up, down)",
-                    TARGET_MODULES.join(", ")
-                )));
+                return Err(Error::UnknownName {
+                    what: "LoRA target module",
+                    name: t.clone(),
+                    expected: &TARGET_NAMES,
+                });
             }
             wanted.push(full);
         }
@@ -443,9 +468,7 @@ impl Model {
     /// B zero) and freezes every base weight.
     pub fn attach_lora(&mut self, config: LoraConfig, seed: u64) -> Result<&Lora> {
         if self.lora.is_some() {
-            return Err(Error::Request(
-                "the model already has a LoRA adapter; merge it first".into(),
-            ));
+            return Err(Error::AdapterAttached);
         }
         for (_, var) in self.var_store().variables() {
             let _ = var.set_requires_grad(false);
@@ -506,9 +529,9 @@ impl Model {
     /// it, so the model runs at base speed with the adapted behaviour.
     pub fn merge_lora(&mut self) -> Result<()> {
         let Some(lora) = self.lora.take() else {
-            return Err(Error::Request(
-                "the model has no LoRA adapter to merge".into(),
-            ));
+            return Err(Error::NoAdapter {
+                action: "merge the adapter",
+            });
         };
         let _guard = tch::no_grad_guard();
         let scale = lora.config.scale();
@@ -600,12 +623,47 @@ mod tests {
         let c = LoraConfig::new(4, 8.0, 0.0, &names(&["v", "q_proj", "down"])).unwrap();
         assert_eq!(c.target_modules, names(&["q_proj", "v_proj", "down_proj"]));
         assert_eq!(c.scale(), 2.0);
-        let err = LoraConfig::new(4, 8.0, 0.0, &names(&["qkv"]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("`qkv`") && err.contains("gate_proj"), "{err}");
-        assert!(LoraConfig::new(0, 8.0, 0.0, &names(&["q"])).is_err());
-        assert!(LoraConfig::new(4, 8.0, 1.0, &names(&["q"])).is_err());
+        let err = LoraConfig::new(4, 8.0, 0.0, &names(&["qkv"])).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnknownName { name, .. } if name == "qkv"),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("unknown LoRA target module `qkv`") && msg.contains("gate_proj"),
+            "{msg}"
+        );
+        let err = LoraConfig::new(0, 8.0, 0.0, &names(&["q"])).unwrap_err();
+        assert!(
+            matches!(err, Error::Setting { setting: "rank", value, .. } if value == 0.0),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "Failed to configure LoRA: `rank` must be at least 1, got 0"
+        );
+        let err = LoraConfig::new(4, 8.0, 1.0, &names(&["q"])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Setting {
+                    setting: "dropout",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = LoraConfig::new(4, 8.0, 0.0, &[]).unwrap_err();
+        assert!(matches!(err, Error::EmptyInput { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn every_target_name_is_a_module_or_its_short_form() {
+        let (long, short) = TARGET_NAMES.split_at(TARGET_MODULES.len());
+        assert_eq!(long, TARGET_MODULES);
+        for (l, s) in long.iter().zip(short) {
+            assert_eq!(*l, format!("{s}_proj"));
+        }
     }
 
     #[test]

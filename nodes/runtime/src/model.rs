@@ -84,9 +84,11 @@ impl FromStr for DType {
             "f32" | "float32" => Ok(DType::F32),
             "f16" | "float16" => Ok(DType::F16),
             "bf16" | "bfloat16" => Ok(DType::Bf16),
-            other => Err(Error::Request(format!(
-                "unknown dtype `{other}` (expected f32, f16 or bf16)"
-            ))),
+            other => Err(Error::UnknownName {
+                what: "dtype",
+                name: other.to_string(),
+                expected: &["f32", "f16", "bf16"],
+            }),
         }
     }
 }

@@ -78,9 +78,7 @@ pub fn encode_chat(model: &Model, messages: &[Message], max_len: usize) -> Resul
         let before = model.render_chat(&messages[..i], true)?;
         let through = model.render_chat(&messages[..=i], false)?;
         if !full.starts_with(&before) || !full.starts_with(&through) {
-            return Err(Error::Request(format!(
-                "the chat template does not render assistant turn {i} as a prefix of the whole conversation; cannot mask the loss"
-            )));
+            return Err(Error::TurnNotPrefix { turn: i });
         }
         spans.push(before.len()..through.len());
     }
@@ -119,9 +117,11 @@ impl std::str::FromStr for Schedule {
             "constant" => Ok(Schedule::Constant),
             "linear" => Ok(Schedule::Linear),
             "cosine" => Ok(Schedule::Cosine),
-            other => Err(Error::Request(format!(
-                "unknown schedule `{other}` (expected constant, linear or cosine)"
-            ))),
+            other => Err(Error::UnknownName {
+                what: "schedule",
+                name: other.to_string(),
+                expected: &["constant", "linear", "cosine"],
+            }),
         }
     }
 }
@@ -285,21 +285,21 @@ impl Trainer {
         cfg: TrainConfig,
     ) -> Result<Trainer> {
         if examples.is_empty() {
-            return Err(Error::Request("no training examples".into()));
+            return Err(Error::EmptyInput {
+                action: "train",
+                what: "the set of training examples",
+            });
         }
         let classify = matches!(cfg.objective, Objective::Classify { .. });
         if let Objective::Classify { labels, .. } = &cfg.objective {
             if labels.len() != examples.len() {
-                return Err(Error::Request(format!(
-                    "{} labels for {} examples",
-                    labels.len(),
-                    examples.len()
-                )));
+                return Err(Error::LabelCount {
+                    labels: labels.len(),
+                    examples: examples.len(),
+                });
             }
             if cfg.pack.is_some() {
-                return Err(Error::Request(
-                    "a classifier reads each example's last token; packing is not supported".into(),
-                ));
+                return Err(Error::ClassifierPacking);
             }
         }
         let empty: Vec<usize> = examples
@@ -315,22 +315,27 @@ impl Trainer {
             .map(|(i, _)| i)
             .collect();
         if !empty.is_empty() {
-            return Err(Error::Request(format!(
-                "{} example(s) have no trainable token after masking and truncation (examples {:?}{})",
-                empty.len(),
-                &empty[..empty.len().min(10)],
-                if empty.len() > 10 { ", ..." } else { "" }
-            )));
+            return Err(Error::NoTrainableTokens { examples: empty });
         }
-        if cfg.batch_size == 0 || cfg.grad_accum == 0 {
-            return Err(Error::Request(
-                "batch_size and grad_accum must be at least 1".into(),
-            ));
+        for (setting, value) in [
+            ("batch_size", cfg.batch_size),
+            ("grad_accum", cfg.grad_accum),
+        ] {
+            if value == 0 {
+                return Err(Error::Setting {
+                    action: "train",
+                    setting,
+                    value: 0.0,
+                    allowed: "at least 1",
+                });
+            }
         }
         let mut params: Vec<(String, Tensor)> = match mode {
             Mode::Lora => model
                 .lora()
-                .ok_or_else(|| Error::Request("LoRA training needs an attached adapter".into()))?
+                .ok_or(Error::NoAdapter {
+                    action: "train in LoRA mode",
+                })?
                 .parameters(),
             Mode::Full => {
                 let mut vars: Vec<(String, Tensor)> =
@@ -620,9 +625,7 @@ impl Trainer {
         batch_size: usize,
     ) -> Result<Vec<f64>> {
         if !matches!(self.cfg.objective, Objective::Classify { .. }) {
-            return Err(Error::Request(
-                "predict needs a classifier (Objective::Classify)".into(),
-            ));
+            return Err(Error::NotAClassifier);
         }
         let _g = tch::no_grad_guard();
         let mut out = Vec::with_capacity(examples.len());
