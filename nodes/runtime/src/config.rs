@@ -288,15 +288,14 @@ impl Config {
                 });
             }
             RopeScaling::Factors(_) => {
-                return Err(Error::Request(
-                    "this model's RoPE frequencies come from a GGUF `rope_freqs` tensor, which config.json cannot express; export from the Hugging Face folder instead".into(),
-                ));
+                return Err(Error::RopeFreqsExport);
             }
         }
         if self.qkv_bias != self.o_bias && self.architecture != Architecture::Qwen2 {
-            return Err(Error::Request(
-                "q/k/v and output projection biases differ, which this family's config.json cannot express".into(),
-            ));
+            return Err(Error::BiasExport {
+                qkv_bias: self.qkv_bias,
+                o_bias: self.o_bias,
+            });
         }
         let eos = match self.eos_token_ids.as_slice() {
             [] => serde_json::Value::Null,

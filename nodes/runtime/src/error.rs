@@ -270,9 +270,6 @@ pub enum Error {
         /// The continuation (with the context's trailing spaces moved into it).
         continuation: String,
     },
-    /// A generation or scoring request is invalid.
-    #[error("Failed to run request: {0}")]
-    Request(String),
     /// The RoPE frequencies come from a GGUF `rope_freqs` tensor, which `config.json` cannot express.
     #[error(
         "Failed to write `config.json`: this model's RoPE frequencies come from a GGUF `rope_freqs` tensor, which config.json cannot express"
@@ -341,7 +338,6 @@ impl Hint for Error {
             | Error::NoSuchHiddenState { .. }
             | Error::EmptyContinuation { .. }
             | Error::BiasExport { .. }
-            | Error::Request(_)
             | Error::NonFiniteLoss { .. } => return None,
         };
         Some(hint.to_string())

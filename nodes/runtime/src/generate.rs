@@ -276,24 +276,37 @@ impl Model {
         params: &SamplingParams,
         on_item: &mut dyn FnMut(&ItemResult),
     ) -> Result<Vec<ItemResult>> {
-        if params.n == 0 || params.batch_size == 0 {
-            return Err(Error::Request(
-                "`n` and `batch_size` must be at least 1".into(),
-            ));
+        for (setting, value) in [("n", params.n), ("batch_size", params.batch_size)] {
+            if value == 0 {
+                return Err(Error::Setting {
+                    action: "generate",
+                    setting,
+                    value: 0.0,
+                    allowed: "at least 1",
+                });
+            }
         }
-        if params.temperature < 0.0 || !(params.top_p > 0.0 && params.top_p <= 1.0) {
-            return Err(Error::Request(format!(
-                "temperature must be >= 0 and top_p in (0, 1] (got {} and {})",
-                params.temperature, params.top_p
-            )));
+        if params.temperature < 0.0 {
+            return Err(Error::Setting {
+                action: "generate",
+                setting: "temperature",
+                value: params.temperature,
+                allowed: ">= 0",
+            });
+        }
+        if !(params.top_p > 0.0 && params.top_p <= 1.0) {
+            return Err(Error::Setting {
+                action: "generate",
+                setting: "top_p",
+                value: params.top_p,
+                allowed: "in (0, 1]",
+            });
         }
         let mut items = Vec::with_capacity(requests.len());
         for (index, r) in requests.iter().enumerate() {
             let (prompt, ids) = self.encode_prompt(&r.prompt)?;
             if ids.is_empty() {
-                return Err(Error::Request(format!(
-                    "prompt {index} encodes to no tokens"
-                )));
+                return Err(Error::EmptyPrompt { index });
             }
             let seed = r.seed.unwrap_or_else(|| derive_seed(params.seed, &ids));
             items.push(Item {
@@ -333,10 +346,11 @@ impl Model {
         let width = batch.ids.size()[1];
         let capacity = width + p.max_new_tokens as i64;
         if capacity > cfg.max_position_embeddings {
-            return Err(Error::Request(format!(
-                "prompt ({width} tokens) plus max_new_tokens ({}) exceeds the model's context of {} tokens",
-                p.max_new_tokens, cfg.max_position_embeddings
-            )));
+            return Err(Error::ContextOverflow {
+                prompt_tokens: width,
+                max_new_tokens: p.max_new_tokens,
+                context: cfg.max_position_embeddings,
+            });
         }
         let mut cache = KvCache::new(
             cfg,
@@ -506,12 +520,13 @@ impl Model {
     pub fn hidden_states(&self, batch: &[Vec<u32>], states: &[usize]) -> Result<Vec<Tensor>> {
         let layers = self.config().num_hidden_layers as usize;
         if let Some(&bad) = states.iter().find(|&&i| i > layers) {
-            return Err(Error::Request(format!(
-                "hidden state {bad} does not exist; the model has {layers} blocks (valid: 0..={layers})"
-            )));
+            return Err(Error::NoSuchHiddenState { index: bad, layers });
         }
         if batch.is_empty() || batch.iter().any(Vec::is_empty) {
-            return Err(Error::Request("forward needs non-empty sequences".into()));
+            return Err(Error::EmptyInput {
+                action: "run the model",
+                what: "the batch or one of its sequences",
+            });
         }
         let examples: Vec<crate::train::Example> = batch
             .iter()
@@ -538,12 +553,13 @@ impl Model {
     ) -> Result<ForwardOutput> {
         let layers = self.config().num_hidden_layers as usize;
         if let Some(&bad) = hidden_states.iter().find(|&&i| i > layers) {
-            return Err(Error::Request(format!(
-                "hidden state {bad} does not exist; the model has {layers} blocks (valid: 0..={layers})"
-            )));
+            return Err(Error::NoSuchHiddenState { index: bad, layers });
         }
         if batch.is_empty() || batch.iter().any(Vec::is_empty) {
-            return Err(Error::Request("forward needs non-empty sequences".into()));
+            return Err(Error::EmptyInput {
+                action: "run the model",
+                what: "the batch or one of its sequences",
+            });
         }
         let rows: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
         let padded = left_pad(&rows, self.pad_token_id, self.device());

@@ -43,15 +43,11 @@ impl Model {
         let tok = self.tokenizer();
         let ctx = tok.encode(trimmed, true)?;
         if ctx.is_empty() {
-            return Err(Error::Request(
-                "the context encodes to no tokens, so the first continuation token has nothing to be predicted from; give a non-empty context".into(),
-            ));
+            return Err(Error::EmptyContext);
         }
         let whole = tok.encode(&format!("{trimmed}{continuation}"), true)?;
         if whole.len() <= ctx.len() {
-            return Err(Error::Request(format!(
-                "continuation `{continuation}` adds no tokens to its context"
-            )));
+            return Err(Error::EmptyContinuation { continuation });
         }
         Ok((whole[..ctx.len()].to_vec(), whole[ctx.len()..].to_vec()))
     }
@@ -82,9 +78,10 @@ impl Model {
     ) -> Result<Vec<Vec<ContinuationScore>>> {
         for (ctx, cont) in groups.iter().flatten() {
             if ctx.is_empty() || cont.is_empty() {
-                return Err(Error::Request(
-                    "a scored pair needs at least one context token (the first continuation token is predicted from it) and one continuation token".into(),
-                ));
+                return Err(Error::EmptyInput {
+                    action: "score",
+                    what: "a pair's context or continuation",
+                });
             }
         }
         let max_len = self.config().max_position_embeddings as usize;

@@ -312,9 +312,53 @@ fn over_long_requests_and_bad_hidden_indices_are_errors() {
     let err = model
         .generate(&[text("Hi")], &params, &mut |_| {})
         .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ContextOverflow {
+                context: 256,
+                max_new_tokens: 1000,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("context of 256 tokens"), "{err}");
     let err = model.forward(&[vec![1, 2]], &[3], false).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoSuchHiddenState {
+                index: 3,
+                layers: 2
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("valid: 0..=2"), "{err}");
+    let err = model.forward(&[vec![]], &[], true).unwrap_err();
+    assert!(matches!(err, Error::EmptyInput { .. }), "{err:?}");
+    let hot = SamplingParams {
+        top_p: 0.0,
+        ..SamplingParams::default()
+    };
+    let err = model
+        .generate(&[text("Hi")], &hot, &mut |_| {})
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Setting {
+                setting: "top_p",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "Failed to generate: `top_p` must be in (0, 1], got 0"
+    );
 }
 
 #[test]
