@@ -15,7 +15,7 @@ pub(super) fn nodes(only: Option<&str>, json: bool) -> Result<()> {
             "resources": {"cpu": s.resources.cpu, "gpu": s.resources.gpu, "api": s.resources.api},
             "inputs": s.inputs.iter().map(|p| json!({"name": p.name, "kind": p.kind.name(), "many": p.many, "optional": p.optional, "doc": p.doc})).collect::<Vec<_>>(),
             "outputs": s.outputs.iter().map(|p| json!({"name": p.name, "kind": p.kind.name(), "doc": p.doc})).collect::<Vec<_>>(),
-            "params": s.params.iter().map(|p| json!({"name": p.name, "type": p.ty.to_string(), "required": p.required, "default": p.default.as_ref().map(|d| d.to_json()), "doc": p.doc, "range": (!p.range.is_unbounded()).then(|| p.range.to_string())})).collect::<Vec<_>>(),
+            "params": s.params.iter().map(|p| json!({"name": p.name, "type": p.ty.to_string(), "required": p.required, "default": p.default.as_ref().map(|d| d.to_json()), "doc": p.doc, "range": (!p.range.is_unbounded()).then(|| p.range.to_string()), "keyed": p.keyed})).collect::<Vec<_>>(),
         }));
     }
     if let Some(o) = only
@@ -56,10 +56,14 @@ pub(super) fn nodes(only: Option<&str>, json: bool) -> Result<()> {
                     d => format!("= {d}"),
                 }
             };
-            let ty = match p["range"].as_str() {
+            let mut ty = match p["range"].as_str() {
                 Some(r) => format!("{}, {r}", p["type"].as_str().unwrap_or_default()),
                 None => p["type"].as_str().unwrap_or_default().to_string(),
             };
+            if p["keyed"] == false {
+                // Changing it reruns nothing: say so where users choose values.
+                ty.push_str("; a run setting, not in the cache key");
+            }
             outln!(
                 "  param    {:<18} {:<14} {}  ({ty})",
                 p["name"].as_str().unwrap_or_default(),

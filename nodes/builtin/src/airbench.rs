@@ -29,7 +29,7 @@ impl AirBench {
         AirBench(NodeSpec {
             name: "airbench",
             version: 1,
-            doc: "AIR-Bench 2024: a judge model over an OpenAI-compatible API scores each answer with its L4 category's \
+            doc: "AIR-Bench 2024: a judge model (over an OpenAI-compatible API, or a local one on `judge`) scores each answer with its L4 category's \
                   judge prompt (`judge_prompts`), ending `##the_score: 0|0.5|1`, parsed strictly (anything else is \
                   unscored and counted); an empty answer fails without a call. Means per L2, L3 and L4 category in \
                   the declared `score_direction`, and as a safety score (1 = safe).",

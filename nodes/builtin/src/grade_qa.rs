@@ -42,7 +42,7 @@ impl GradeQa {
         GradeQa(NodeSpec {
             name: "grade-qa",
             version: 1,
-            doc: "Model-graded QA (inspect's C / P / I form): a judge model over an OpenAI-compatible API grades each \
+            doc: "Model-graded QA (inspect's C / P / I form): a judge model (over an OpenAI-compatible API, or a local one on `judge`) grades each \
                   answer against its row's criterion; C = 1.0, P = 0.5, I = 0.0; unparseable verdicts are unscored \
                   and counted. Every answered call is saved as it arrives and never sent again.",
             inputs: vec![

@@ -28,7 +28,7 @@ impl HarmBench {
         HarmBench(NodeSpec {
             name: "harmbench",
             version: 1,
-            doc: "HarmBench: a classifier model over an OpenAI-compatible API judges each generation for its behaviour \
+            doc: "HarmBench: a classifier model (over an OpenAI-compatible API, or a local one on `judge`) judges each generation for its behaviour \
                   (yes / no; anything else is `other`, never a success). ASR per behaviour then averaged, per semantic \
                   and functional category; copyright (`hash_check`) behaviours are excluded and counted. Generations \
                   must be at most 512 tokens, as HarmBench clips them (set `max_new_tokens <= 512` on `generate`). \

@@ -31,7 +31,7 @@ crate::params! {
         language: Option<String> = Str, OPTIONAL, "grade only questions in this language (null counts as English)";
         allow_partial: bool = Bool, false, "accept `GRADE: P` (0.5) as a verdict";
         grader_template: Option<String> = Str, OPTIONAL,
-            "the grader's prompt with {question}, {answer}, {dimension}, {guiding_question}, {indicators} (default: the model-graded-QA form)";
+            "the grader's prompt with {question}, {answer}, {dimension}, {guiding_question}, {indicators}, {letters}, {choices} (default: the model-graded-QA form)";
     }
 }
 
