@@ -921,3 +921,62 @@ judges = ["{judge}"]
     assert_eq!(m["meta"]["unlabelled"], json!(4), "{m:#}");
     assert_eq!(m["meta"]["rows"], json!(4), "every row is kept");
 }
+
+#[test]
+fn two_models_compare_one_sided_over_their_epoch_means() {
+    let server = Server::start();
+    // judge-m passes its first five calls and fails the rest; with one call in flight they
+    // go in plan order: q1 (2 dimensions) x 2 epochs, then q2 epoch 0's first expansion.
+    // Epoch 0: q1 1, q2 (C, I) 1/2, q3 0 -> 1/2; epoch 1: q1 1, q2 0, q3 0 -> 1/3.
+    let mut behaviors = verdicts();
+    behaviors.insert(
+        0,
+        json!({"type": "reply", "text": "GRADE: C", "match": {"model": "judge-m"}, "times": 5}),
+    );
+    behaviors.push(json!({"type": "reply", "text": "GRADE: I", "match": {"model": "judge-m"}, "times": 1_000_000}));
+    server.script(Value::Array(behaviors));
+    let dir = tempfile::tempdir().unwrap();
+    let g = graph(&server.url(), &["judge-a"], "")
+        + &format!(
+            r#"
+[node.grade_m]
+type = "anima"
+inputs = {{ answers = "answers.generations", dimensions = "dimensions.dataset" }}
+judge_url = "{url}"
+judges = ["judge-m"]
+concurrency = 1
+
+[node.compare]
+type = "anima-compare"
+inputs = {{ a = "grade.scores", b = "grade_m.scores" }}
+"#,
+            url = server.url()
+        );
+    write_project(dir.path(), "g.toml", &g);
+    run_ok(dir.path());
+    let o = dag(dir.path(), &["--json", "show", "compare.metrics"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let m = &v["meta"];
+    assert_eq!(m["a"]["epoch_means"], json!([1.0, 1.0]), "{m:#}");
+    let b: Vec<f64> = serde_json::from_value(m["b"]["epoch_means"].clone()).unwrap();
+    assert!(
+        (b[0] - 0.5).abs() < 1e-12 && (b[1] - 1.0 / 3.0).abs() < 1e-12,
+        "{m:#}"
+    );
+    // Welch: se = sqrt(0/2 + (1/72)/2) = 1/12, t = (1 - 5/12) / (1/12) = 7, df = 1, and
+    // P(T_1 > 7) = 1/2 - atan(7)/pi.
+    let test = &m["test"];
+    assert!(
+        (test["statistic"].as_f64().unwrap() - 7.0).abs() < 1e-9,
+        "{test:#}"
+    );
+    assert!(
+        (test["df"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+        "{test:#}"
+    );
+    let p = 0.5 - 7f64.atan() / std::f64::consts::PI;
+    assert!(
+        (test["p_value"].as_f64().unwrap() - p).abs() < 1e-9,
+        "{test:#}"
+    );
+}

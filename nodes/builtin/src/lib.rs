@@ -8,6 +8,7 @@
 
 pub mod airbench;
 pub mod anima;
+pub mod anima_compare;
 mod balance;
 mod dataset;
 pub mod evaluate;
@@ -25,6 +26,7 @@ pub mod worker;
 
 pub use airbench::AirBench;
 pub use anima::Anima;
+pub use anima_compare::AnimaCompare;
 pub use balance::Balance;
 pub use dataset::Dataset;
 pub use evaluate::CompareEvals;
@@ -47,6 +49,7 @@ pub fn registry() -> dag_engine::Registry {
     r.register(CompareEvals::new());
     r.register(ProbeReport::new());
     r.register(Anima::new());
+    r.register(AnimaCompare::new());
     r.register(GradeQa::new());
     r.register(HarmBench::new());
     r.register(AirBench::new());
