@@ -7,52 +7,15 @@
 
 mod common;
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
+use common::tools::{Llmock, Running, free_port, venv, wait_listening};
 use common::{dag, text, write_project};
 use serde_json::{Value, json};
 
 const INSPECT: &str = "inspect-ai==0.3.285";
-const LLMOCK: &str = "llmock==0.2.2";
-
-/// `package` in a venv of its own under the cache, installed once (the marker file is
-/// written after a complete install); returns the venv.
-fn venv(name: &str, package: &str) -> PathBuf {
-    let cache = std::env::var_os("DAG_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("dag-test-cache"));
-    let venv = cache.join(name);
-    let done = venv.join(".installed");
-    if !done.exists() {
-        let _ = std::fs::remove_dir_all(&venv);
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let ok = Command::new(&python)
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs")
-            .success()
-            && Command::new(venv.join("bin/python"))
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    package,
-                ])
-                .status()
-                .expect("pip runs")
-                .success();
-        assert!(ok, "Failed to install {package} into {}", venv.display());
-        std::fs::write(&done, package).unwrap();
-    }
-    venv
-}
 
 /// inspect's venv (minutes to install the first time).
 fn inspect_venv() -> &'static Path {
@@ -104,40 +67,6 @@ fn read_back(log: &Path) -> Value {
         .expect("python runs");
     assert!(o.status.success(), "read_eval_log: {}", text(&o));
     serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)))
-}
-
-/// A child process killed when dropped (a failed assertion must not leave it running).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until something listens on `port`, failing if `child` exits first.
-fn wait_listening(child: &mut Child, port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("{what} exited ({status}): {err}");
-        }
-        assert!(Instant::now() < deadline, "{what} did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn curl(args: &[&str]) -> Value {
@@ -385,53 +314,6 @@ bootstrap_iters = 100
         text(&o)
     );
     assert!(!p.join("model.eval").exists());
-}
-
-/// A running llmock, stopped when dropped.
-struct Llmock {
-    _child: Running,
-    port: u16,
-}
-
-impl Llmock {
-    fn start() -> Llmock {
-        let bin = venv("venv-llmock-0.2.2", LLMOCK).join("bin/llmock");
-        let port = free_port();
-        let mut child = Command::new(bin)
-            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--response-style", "echo"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("llmock starts");
-        wait_listening(&mut child, port, "llmock");
-        Llmock {
-            _child: Running(child),
-            port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/v1", self.port)
-    }
-
-    /// Scripts the server: `behaviors` as llmock takes them.
-    fn script(&self, behaviors: Value) {
-        for (path, body) in [
-            ("/_llmock/reset", json!({})),
-            ("/_llmock/scenario", json!({ "behaviors": behaviors })),
-        ] {
-            curl(&[
-                "-X",
-                "POST",
-                "-H",
-                "content-type: application/json",
-                "--data",
-                &body.to_string(),
-                &format!("http://127.0.0.1:{}{path}", self.port),
-            ]);
-        }
-    }
 }
 
 #[test]
