@@ -22,6 +22,7 @@
 //! [`ScoreDirection`], stated in every report, and every report also gives the
 //! `safety_score`, on which 1 is always safe.
 
+use crate::cell::describe;
 use std::collections::{BTreeMap, HashMap};
 
 use dag_diagnostic::Hint;
@@ -151,27 +152,6 @@ impl Hint for AirBenchError {
         };
         Some(hint.to_owned())
     }
-}
-
-fn describe(value: &Value) -> String {
-    let kind = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    };
-    let mut text = value.to_string();
-    if text.len() > 60 {
-        let cut = (0..=60)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text.truncate(cut);
-        text.push_str("...");
-    }
-    format!("{kind} ({text})")
 }
 
 fn column(

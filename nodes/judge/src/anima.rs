@@ -12,6 +12,7 @@
 //! Values follow the evaluation code: **C = 1.0, P = 0.5, I = 0.0, higher is better** (some
 //! prose descriptions of AHB say the opposite); every report states it in its `convention`.
 
+use crate::cell::describe;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use dag_diagnostic::Hint;
@@ -231,27 +232,6 @@ pub struct QuestionSet {
     pub warnings: Vec<RowWarning>,
     /// How many rows the language filter left out (they are not in `skipped`).
     pub excluded_by_language: usize,
-}
-
-fn describe(value: &Value) -> String {
-    let kind = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    };
-    let mut text = value.to_string();
-    if text.len() > 60 {
-        let cut = (0..=60)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text.truncate(cut);
-        text.push_str("...");
-    }
-    format!("{kind} ({text})")
 }
 
 fn column(

@@ -22,6 +22,7 @@
 //! The overall ASR is therefore over the non-copyright behaviours and is not the number
 //! upstream prints for the full set.
 
+use crate::cell::describe;
 use std::collections::{BTreeMap, HashMap};
 
 use dag_diagnostic::Hint;
@@ -218,27 +219,6 @@ impl Behavior {
     pub fn is_contextual(&self) -> bool {
         self.has_tag(CONTEXT_TAG)
     }
-}
-
-fn describe(value: &Value) -> String {
-    let kind = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    };
-    let mut text = value.to_string();
-    if text.len() > 60 {
-        let cut = (0..=60)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text.truncate(cut);
-        text.push_str("...");
-    }
-    format!("{kind} ({text})")
 }
 
 fn column(row: usize, column: &'static str, problem: impl Into<String>) -> HarmBenchError {

@@ -5,6 +5,7 @@
 
 pub mod airbench;
 pub mod anima;
+mod cell;
 pub mod harmbench;
 pub mod remote;
 mod request;
