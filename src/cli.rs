@@ -78,9 +78,14 @@ pub struct RunArgs {
     /// GPU slots.
     #[arg(long, default_value_t = 1)]
     pub gpus: u32,
-    /// Concurrent API connections.
+    /// Concurrent API connections: requests in flight to any one endpoint, across every
+    /// node of the run.
     #[arg(long, default_value_t = 8)]
     pub api_connections: u32,
+    /// Requests to APIs the whole run may send, retries included (default: no limit).
+    /// Calls answered in an earlier run are reused and cost nothing.
+    #[arg(long, value_name = "N")]
+    pub max_api_calls: Option<u64>,
     /// Stop starting nodes after the first failure (default: independent branches finish).
     #[arg(long)]
     pub fail_fast: bool,

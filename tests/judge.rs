@@ -842,3 +842,157 @@ inputs = {{ a = "grade.scores", b = "grade_m.scores" }}
         "{test:#}"
     );
 }
+
+#[test]
+fn an_api_judge_held_to_a_json_schema_is_read_by_its_verdict_field() {
+    let server = Server::start();
+    // judge-json is not scripted: llmock answers with an object that follows the schema it
+    // was sent (the schema's first verdict). judge-odd answers a verdict outside it.
+    server.script(json!([
+        {"type": "reply", "text": "{\"reasoning\": \"x\", \"verdict\": \"GRADE: X\"}", "match": {"model": "judge-odd"}, "times": 1_000_000},
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(
+            &server.url(),
+            &["judge-json", "judge-odd"],
+            "json_verdict = true",
+        ),
+    );
+    run_ok(dir.path());
+    let journal = server.journal();
+    assert_eq!(answered(&journal), CALLS);
+    for r in &journal {
+        let body = &r["body"];
+        let format = &body["response_format"];
+        assert_eq!(format["type"], "json_schema", "{body:#}");
+        assert_eq!(
+            format["json_schema"]["schema"]["properties"]["verdict"]["enum"],
+            json!(["GRADE: C", "GRADE: I"]),
+            "the schema holds the verdict to the scorer's grammar: {body:#}"
+        );
+        let prompt = body["messages"][0]["content"].as_str().unwrap();
+        assert!(
+            prompt.ends_with("one of \"GRADE: C\", \"GRADE: I\"}."),
+            "{prompt}"
+        );
+    }
+    let s = scores(dir.path());
+    let mean = |judge: &str| {
+        s["graders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["grader"] == judge)
+            .map_or(Value::Null, |g| g["overall_mean"].clone())
+    };
+    assert_eq!(mean("judge-json"), json!(1.0), "{s:#}");
+    assert_eq!(
+        mean("judge-odd"),
+        Value::Null,
+        "a verdict outside the schema is unscored, never a 0: {s:#}"
+    );
+    assert_eq!(s["grades_unparseable"], json!(CALLS / 2), "{s:#}");
+    assert_eq!(s["overall_mean"], json!(1.0), "{s:#}");
+}
+
+/// The most requests the server had in flight at once, from its journal's times.
+fn most_in_flight(journal: &[Value]) -> usize {
+    let mut edges: Vec<(f64, i32)> = journal
+        .iter()
+        .flat_map(|r| {
+            [
+                (r["started_at"].as_f64().unwrap(), 1),
+                (r["ended_at"].as_f64().unwrap(), -1),
+            ]
+        })
+        .collect();
+    // An end and a start at the same instant do not overlap.
+    edges.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[test]
+fn nodes_side_by_side_share_the_runs_connections_and_budget() {
+    let server = Server::start();
+    let mut behaviors = verdicts();
+    behaviors.insert(
+        0,
+        json!({"type": "delay", "seconds": 0.2, "times": Value::Null}),
+    );
+    server.script(Value::Array(behaviors));
+    let dir = tempfile::tempdir().unwrap();
+    // Two anima nodes against one API, each allowed 8 requests in flight: judge-a's 10
+    // calls in `grade`, judge-b's 10 in `grade_b`.
+    let second = format!(
+        r#"concurrency = 8
+
+[node.grade_b]
+type = "anima"
+inputs = {{ answers = "answers.generations", dimensions = "dimensions.dataset" }}
+judge_url = "{}"
+judges = ["judge-b"]
+concurrency = 8
+"#,
+        server.url()
+    );
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(&server.url(), &["judge-a"], &second),
+    );
+    let o = dag(
+        dir.path(),
+        &[
+            "run",
+            "g.toml",
+            "-j",
+            "4",
+            "--api-connections",
+            "2",
+            "--max-api-calls",
+            "7",
+        ],
+    );
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("--max-api-calls"),
+        "the hint names the run's budget: {t}"
+    );
+    let journal = server.journal();
+    assert_eq!(journal.len(), 7, "one budget for the whole run: {t}");
+
+    let o = dag(
+        dir.path(),
+        &["run", "g.toml", "-j", "4", "--api-connections", "2"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let journal = server.journal();
+    assert_eq!(
+        answered(&journal),
+        CALLS,
+        "the second run sends only the 13 calls not yet answered"
+    );
+    assert_eq!(
+        most_in_flight(&journal),
+        2,
+        "two nodes of 8 each hold 2 connections to the endpoint between them"
+    );
+    let mut models: Vec<&str> = journal
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    models.dedup();
+    assert!(
+        models.len() > 2,
+        "the two nodes' calls interleave: {models:?}"
+    );
+}

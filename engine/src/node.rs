@@ -28,6 +28,14 @@ pub trait Node: Send + Sync + 'static {
         let _ = params;
         Ok(())
     }
+    /// What an instance holds while running, given the input ports the graph connects: by
+    /// default the spec's. A node that runs a model only when one is connected (a judge
+    /// node's local `judge`) holds the GPU class then, so it never runs beside another
+    /// model node on the same device (or on the same CPU cores, each with all the threads).
+    fn resources(&self, connected: &[&str]) -> crate::Resources {
+        let _ = connected;
+        self.spec().resources
+    }
 }
 
 /// A param that [`Node::check_params`] refuses.
@@ -88,9 +96,50 @@ pub struct RunContext<'a> {
     pub(crate) progress: indicatif::ProgressBar,
     pub(crate) next_batch: u64,
     pub(crate) spec: &'a NodeSpec,
+    pub(crate) run: &'a RunShared,
+}
+
+/// What every node of one run shares: the run's limits, and state a node layer keeps per
+/// run by type (the judge layer's connection slots per endpoint and its call budget), so
+/// that nodes running side by side are bounded together rather than each on its own.
+pub(crate) struct RunShared {
+    pub(crate) limits: crate::Limits,
+    by_type: std::sync::Mutex<
+        std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
+    >,
+}
+
+impl RunShared {
+    pub(crate) fn new(limits: crate::Limits) -> Self {
+        RunShared {
+            limits,
+            by_type: Default::default(),
+        }
+    }
 }
 
 impl<'a> RunContext<'a> {
+    /// The run's resource limits and budgets, as `dag run` was given them.
+    pub fn limits(&self) -> &crate::Limits {
+        &self.run.limits
+    }
+
+    /// The one `T` of this run, made by `init` from the run's limits for the first node that
+    /// asks; every node of the run gets the same one.
+    pub fn run_shared<T: Send + Sync + 'static>(
+        &self,
+        init: impl FnOnce(&crate::Limits) -> T,
+    ) -> Arc<T> {
+        let mut by_type = self.run.by_type.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = by_type
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(init(&self.run.limits)));
+        entry
+            .clone()
+            .downcast::<T>()
+            .expect("entries are stored under their own type")
+    }
+
     /// The instance name (`probe[layer=12]`).
     pub fn instance(&self) -> &str {
         &self.instance

@@ -43,8 +43,11 @@ pub struct Limits {
     pub cpu: u32,
     /// GPU slots (default 1).
     pub gpu: u32,
-    /// Concurrent API connections (default 8).
+    /// Concurrent API connections (default 8): the scheduler's `api` resource class, and
+    /// the connections one run may hold open to any one endpoint.
     pub api: u32,
+    /// Requests to APIs this run may send, retries included (default: unlimited).
+    pub api_calls: Option<u64>,
 }
 
 impl Default for Limits {
@@ -55,6 +58,7 @@ impl Default for Limits {
                 .unwrap_or(1),
             gpu: 1,
             api: 8,
+            api_calls: None,
         }
     }
 }
@@ -142,6 +146,7 @@ pub struct Runner {
     cpu: Arc<Semaphore>,
     gpu: Arc<Semaphore>,
     api: Arc<Semaphore>,
+    shared: Arc<crate::node::RunShared>,
     multi: indicatif::MultiProgress,
     /// Settled instances, tagged with their node's position in the topological order.
     log: std::sync::Mutex<Vec<(usize, StatusLine, NodeRunRecord)>>,
@@ -203,6 +208,7 @@ struct Execution {
     cancel: Arc<AtomicBool>,
     bar: indicatif::ProgressBar,
     started: Instant,
+    shared: Arc<crate::node::RunShared>,
 }
 
 impl Execution {
@@ -244,6 +250,7 @@ impl Execution {
             progress: self.bar.clone(),
             next_batch: 0,
             spec,
+            run: &self.shared,
         };
         let ran = self.node.run(&mut ctx);
         self.bar.finish_and_clear();
@@ -316,6 +323,7 @@ impl Runner {
             cpu: Arc::new(Semaphore::new(l.cpu.max(1) as usize)),
             gpu: Arc::new(Semaphore::new(l.gpu.max(1) as usize)),
             api: Arc::new(Semaphore::new(l.api.max(1) as usize)),
+            shared: Arc::new(crate::node::RunShared::new(l)),
             opts,
             multi,
             log: Default::default(),
@@ -654,7 +662,8 @@ impl Runner {
             return finish(outcome, state, Some(key), record);
         }
         // Execute.
-        let res = spec.resources;
+        let connected: Vec<&str> = decl.inputs.iter().map(|i| i.port).collect();
+        let res = decl.node.resources(&connected);
         let permits = self.acquire(res).await;
         if self.opts.cancel.load(Ordering::Relaxed) {
             drop(permits);
@@ -684,6 +693,7 @@ impl Runner {
             cancel: self.opts.cancel.clone(),
             bar,
             started: t0,
+            shared: self.shared.clone(),
         };
         let result = tokio::task::spawn_blocking(move || execution.run()).await;
         drop(permits);

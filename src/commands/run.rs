@@ -32,6 +32,7 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
     }
     limits.gpu = a.gpus;
     limits.api = a.api_connections;
+    limits.api_calls = a.max_api_calls;
     let opts = RunOptions {
         mode: RunMode::Execute,
         limits,

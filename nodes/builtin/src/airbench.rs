@@ -54,11 +54,7 @@ impl AirBench {
                 ),
             ],
             params: ParamSpec::from_params::<(AirBenchParams, JudgeParams)>(),
-            resources: Resources {
-                cpu: 1,
-                gpu: 0,
-                api: 1,
-            },
+            resources: judging::RESOURCES,
         })
     }
 }
@@ -72,6 +68,10 @@ impl Default for AirBench {
 impl Node for AirBench {
     fn spec(&self) -> &NodeSpec {
         &self.0
+    }
+
+    fn resources(&self, connected: &[&str]) -> Resources {
+        judging::resources(connected)
     }
 
     fn check_params(&self, params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
@@ -160,7 +160,7 @@ impl Node for AirBench {
                 None => (Some(direction.empty_answer_score()), None, None),
                 Some((key, _)) => {
                     let reply = &replies[key];
-                    match airbench::parse_score(&reply.text) {
+                    match airbench::parse_score(&judging::verdict(&j, reply)) {
                         Ok(s) => (Some(s), None, Some(reply)),
                         Err(e) => (None, Some(e.to_string()), Some(reply)),
                     }

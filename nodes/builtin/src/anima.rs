@@ -90,11 +90,7 @@ impl Anima {
                 ),
             ],
             params: ParamSpec::from_params::<(AnimaParams, JudgeParams)>(),
-            resources: Resources {
-                cpu: 1,
-                gpu: 0,
-                api: 1,
-            },
+            resources: judging::RESOURCES,
         })
     }
 }
@@ -130,6 +126,10 @@ fn fill_template(p: &AnimaParams, values: [(&str, &str); 5]) -> Result<String, S
 impl Node for Anima {
     fn spec(&self) -> &NodeSpec {
         &self.0
+    }
+
+    fn resources(&self, connected: &[&str]) -> Resources {
+        judging::resources(connected)
     }
 
     fn check_params(&self, params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
@@ -184,7 +184,7 @@ impl Node for Anima {
         let mut rows: Vec<Row> = Vec::with_capacity(gradings.len());
         for g in &gradings {
             let reply = &replies[&g.key];
-            let verdict = parse_graded_qa(&reply.text, p.allow_partial);
+            let verdict = parse_graded_qa(&judging::verdict(&j, reply), p.allow_partial);
             let value = verdict.as_ref().ok().map(|v| v.value());
             if let Ok(v) = &verdict {
                 let item = (

@@ -66,11 +66,7 @@ impl GradeQa {
                 ),
             ],
             params: ParamSpec::from_params::<(GradeQaParams, JudgeParams)>(),
-            resources: Resources {
-                cpu: 1,
-                gpu: 0,
-                api: 1,
-            },
+            resources: judging::RESOURCES,
         })
     }
 }
@@ -105,6 +101,10 @@ fn prompt(
 impl Node for GradeQa {
     fn spec(&self) -> &NodeSpec {
         &self.0
+    }
+
+    fn resources(&self, connected: &[&str]) -> Resources {
+        judging::resources(connected)
     }
 
     fn check_params(&self, params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
@@ -184,7 +184,7 @@ impl Node for GradeQa {
         let mut by_epoch: BTreeMap<u32, (f64, usize, usize)> = BTreeMap::new();
         for (i, epoch, judge, key, _) in &gradings {
             let reply = &replies[key];
-            let verdict = parse_graded_qa(&reply.text, p.allow_partial);
+            let verdict = parse_graded_qa(&judging::verdict(&j, reply), p.allow_partial);
             let value = verdict.as_ref().ok().map(|v| v.value());
             for acc in [
                 &mut overall,

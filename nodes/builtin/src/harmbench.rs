@@ -54,11 +54,7 @@ impl HarmBench {
                 ),
             ],
             params: ParamSpec::from_params::<(HarmBenchParams, JudgeParams)>(),
-            resources: Resources {
-                cpu: 1,
-                gpu: 0,
-                api: 1,
-            },
+            resources: judging::RESOURCES,
         })
     }
 }
@@ -77,6 +73,10 @@ fn read_text(path: &str, param: &str) -> Result<String, NodeError> {
 impl Node for HarmBench {
     fn spec(&self) -> &NodeSpec {
         &self.0
+    }
+
+    fn resources(&self, connected: &[&str]) -> Resources {
+        judging::resources(connected)
     }
 
     fn check_params(&self, params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
@@ -163,7 +163,7 @@ impl Node for HarmBench {
         let mut out = Vec::with_capacity(planned.len());
         for (i, id, index, judge, key, _) in &planned {
             let reply = &replies[key];
-            let verdict = harmbench::parse_classifier(&reply.text);
+            let verdict = harmbench::parse_classifier(&judging::verdict(&j, reply));
             records.entry(judge).or_default().push(ClassifierRecord {
                 behavior_id: id.clone(),
                 generation_index: *index,

@@ -2,11 +2,14 @@
 //! first, the rest are sent (bounded, retried, within a budget) and each reply is saved the
 //! moment it arrives, and several judges' verdicts are compared.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use dag_engine::{ArtifactKind, NodeError, ParamError, PortSpec, RunContext, Value as EngineValue};
-use dag_judge::remote::{Budget, Call, CallError, Endpoint, run_calls};
+use dag_engine::{
+    ArtifactKind, NodeError, ParamError, PortSpec, Resources, RunContext, Value as EngineValue,
+};
+use dag_judge::remote::{Budget, Call, CallError, Endpoint, SharedLimits, run_calls};
 use dag_judge::retry::RetryPolicy;
 use dag_judge::{JudgeId, JudgeReply, JudgeRequest, Message};
 use dag_protocol::judge::{
@@ -34,66 +37,140 @@ pub(crate) struct Judge {
 pub(crate) const JUDGE_PORT: PortSpec = PortSpec::new(
     "judge",
     ArtifactKind::Model,
-    "local judge models (a `model` node or a finetune checkpoint), instead of `judge_url` and `judges`",
+    "local judge models (a `model` node or a finetune checkpoint), beside or instead of `judge_url` and `judges`",
 )
 .many()
 .optional();
 
-/// The node's judges: its local `judge` models, or `judges` at `judge_url`.
-pub(crate) fn judges(ctx: &RunContext<'_>, j: &JudgeParams) -> Result<Vec<Judge>, NodeError> {
-    let local = ctx.inputs(JUDGE_PORT.name);
-    match (&j.judge_url, &j.judges, local.is_empty()) {
-        (Some(url), Some(names), true) => Ok(names
-            .iter()
-            .map(|n| Judge {
-                name: n.clone(),
-                id: JudgeId::new(url, n),
-                local: None,
-            })
-            .collect()),
-        (None, None, false) => Ok(local
-            .iter()
-            .map(|a| Judge {
-                name: a.label.clone(),
-                id: JudgeId::new("local", &a.digest.to_hex()),
-                local: Some(JobInput {
-                    path: a.path.clone(),
-                    digest: a.digest.to_hex(),
-                    kind: a.kind.name().into(),
-                    meta: a.meta.clone(),
-                    label: a.label.clone(),
-                }),
-            })
-            .collect()),
-        (_, _, false) => Err(NodeError::msg(
-            "The node has both local judges (its `judge` input) and `judge_url` / `judges`",
-        )
-        .hint("grade with one kind of judge per node: remove `judge_url` and `judges`, or the `judge` input")),
-        _ => Err(NodeError::msg("The node has no judge").hint(
-            "set `judge_url` and `judges` for an API judge, or connect a model to the `judge` input for a local one",
-        )),
+/// What a judge-graded node holds: a CPU and a connection of the scheduler's `api` class
+/// (its requests are bounded per endpoint on top, see [`send`]).
+pub(crate) const RESOURCES: Resources = Resources {
+    cpu: 1,
+    gpu: 0,
+    api: 1,
+};
+
+/// [`RESOURCES`], and the GPU class when a local judge is connected: the judge is a model
+/// run like `generate`'s, never beside another on the same device or cores.
+pub(crate) fn resources(connected: &[&str]) -> Resources {
+    if connected.contains(&JUDGE_PORT.name) {
+        Resources {
+            gpu: 1,
+            ..RESOURCES
+        }
+    } else {
+        RESOURCES
     }
 }
 
+/// The node's judges: its local `judge` models, then `judges` at `judge_url`. Both kinds
+/// may grade side by side (a local SmolLM2 beside an API judge): each is scored on its own,
+/// and their agreement is reported.
+pub(crate) fn judges(ctx: &RunContext<'_>, j: &JudgeParams) -> Result<Vec<Judge>, NodeError> {
+    let mut judges: Vec<Judge> = ctx
+        .inputs(JUDGE_PORT.name)
+        .iter()
+        .map(|a| Judge {
+            name: a.label.clone(),
+            id: JudgeId::new("local", &a.digest.to_hex()),
+            local: Some(JobInput {
+                path: a.path.clone(),
+                digest: a.digest.to_hex(),
+                kind: a.kind.name().into(),
+                meta: a.meta.clone(),
+                label: a.label.clone(),
+            }),
+        })
+        .collect();
+    if let (Some(url), Some(names)) = (&j.judge_url, &j.judges) {
+        judges.extend(names.iter().map(|n| Judge {
+            name: n.clone(),
+            id: JudgeId::new(url, n),
+            local: None,
+        }));
+    }
+    if judges.is_empty() {
+        return Err(NodeError::msg("The node has no judge").hint(
+            "set `judge_url` and `judges` for an API judge, or connect a model to the `judge` input for a local one",
+        ));
+    }
+    Ok(judges)
+}
+
 impl Judge {
-    /// The request for `prompt`. A local judge's reply is constrained to `choices` (the
-    /// verdict grammar's language), and the constraint is part of the request, so of the key.
+    /// The request for `prompt`, whose verdict is one of `choices` (the scorer's verdict
+    /// grammar). A local judge's reply is constrained to exactly one of them. An API judge
+    /// with `json_verdict` is asked, by JSON schema, for its reasoning and then one of them
+    /// (read back by [`Judge::verdict`]); without it, the prompt alone asks. The constraint
+    /// is part of the request, so of the call's key.
     pub(crate) fn request(
         &self,
         j: &JudgeParams,
         prompt: String,
         choices: &[&str],
     ) -> JudgeRequest {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "reasoning": { "type": "string" },
+                "verdict": { "type": "string", "enum": choices },
+            },
+            "required": ["reasoning", "verdict"],
+            "additionalProperties": false,
+        });
+        let quoted: Vec<String> = choices.iter().map(|c| format!("{c:?}")).collect();
+        let ask = format!(
+            "\n\nAnswer with one JSON object: {{\"reasoning\": your reasoning, \"verdict\": one of {}}}.",
+            quoted.join(", ")
+        );
+        self.request_shaped(j, prompt, choices, schema, &ask)
+    }
+
+    /// [`Judge::request`] for a node whose reply is itself a JSON object: an API judge with
+    /// `json_verdict` is held to `schema`, and `ask` is added to the prompt when it is.
+    pub(crate) fn request_shaped(
+        &self,
+        j: &JudgeParams,
+        mut prompt: String,
+        choices: &[&str],
+        schema: Value,
+        ask: &str,
+    ) -> JudgeRequest {
+        let response_format = if self.local.is_some() {
+            Some(json!({ "type": "choices", "choices": choices }))
+        } else if j.json_verdict {
+            prompt.push_str(ask);
+            Some(json!({
+                "type": "json_schema",
+                "json_schema": { "name": "verdict", "strict": true, "schema": schema },
+            }))
+        } else {
+            None
+        };
         JudgeRequest {
             messages: vec![Message::user(prompt)],
             temperature: j.judge_temperature,
             max_tokens: j.judge_max_tokens as u32,
             seed: j.judge_seed.map(|s| s as u64),
-            response_format: self
-                .local
-                .is_some()
-                .then(|| json!({ "type": "choices", "choices": choices })),
+            response_format,
         }
+    }
+}
+
+/// The verdict in a reply to [`Judge::request`], for the scorer's own strict parser: the
+/// `verdict` of an API judge's JSON object when `json_verdict` asked for one, else the text.
+/// A reply that is not such an object is handed on whole, so the parser reports it unscored
+/// rather than this guessing. (A local judge's reply is one of the verdicts, never an object.)
+pub(crate) fn verdict<'r>(j: &JudgeParams, reply: &'r JudgeReply) -> Cow<'r, str> {
+    if !j.json_verdict {
+        return Cow::Borrowed(&reply.text);
+    }
+    match serde_json::from_str::<Value>(reply.text.trim()) {
+        Ok(Value::Object(o)) => match o.get("verdict") {
+            Some(Value::String(v)) => Cow::Owned(v.clone()),
+            _ => Cow::Borrowed(&reply.text),
+        },
+        _ => Cow::Borrowed(&reply.text),
     }
 }
 
@@ -124,7 +201,9 @@ pub(crate) fn replies<'a>(
     let mut queued = HashSet::new();
     let mut calls = Vec::new();
     let mut local: BTreeMap<usize, Vec<LocalJudgeRequest>> = BTreeMap::new();
+    let mut judge_of: Vec<([u8; 32], &str)> = Vec::new();
     for p in planned {
+        judge_of.push((p.key, p.judge));
         if replies.contains_key(&p.key) || queued.contains(&p.key) {
             continue;
         }
@@ -184,6 +263,23 @@ pub(crate) fn replies<'a>(
     }
     for (index, requests) in local {
         run_local(ctx, &judges[index], requests, &mut replies)?;
+    }
+    // The model an API serves under a name can change between calls (an alias moved to a
+    // new snapshot) and is only known from a reply, so it cannot key the call; where it
+    // moved, say so. Each row of the scores records the model that answered it.
+    let mut served: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (key, judge) in &judge_of {
+        if let Some(m) = replies.get(key).and_then(|r| r.served_model.as_deref()) {
+            served.entry(judge).or_default().insert(m);
+        }
+    }
+    for (judge, models) in served.iter().filter(|(_, m)| m.len() > 1) {
+        let models: Vec<&str> = models.iter().copied().collect();
+        ctx.info(format!(
+            "warning: `{judge}` was answered by {} different served models ({}); its scores mix them, and each row records its `served_model`",
+            models.len(),
+            models.join(", ")
+        ));
     }
     Ok(replies)
 }
@@ -387,8 +483,13 @@ fn send(
             ))
         })?),
     };
+    let base_url = j.judge_url.clone().unwrap_or_default();
+    // Bounds shared by every node of the run: `--api-connections` per endpoint and
+    // `--max-api-calls` in all, beside the node's own `concurrency` and `max_calls`.
+    let run = ctx.run_shared(|l| SharedLimits::new(l.api as usize, l.api_calls, "--max-api-calls"));
     let endpoint = Endpoint {
-        base_url: j.judge_url.clone().unwrap_or_default(),
+        shared_slots: Some(run.slots(&base_url)),
+        base_url,
         api_key,
         concurrency: j.concurrency as usize,
         timeout: std::time::Duration::from_secs_f64(j.timeout_s),
@@ -397,7 +498,8 @@ fn send(
             ..RetryPolicy::default()
         },
     };
-    let budget = Arc::new(Budget::new(j.max_calls.map(|n| n as u64)));
+    let budget =
+        Arc::new(Budget::new(j.max_calls.map(|n| n as u64), "max_calls").within(run.budget()));
     let wanted = calls.len();
     let mut first_failure: Option<CallError> = None;
     let mut not_sent = 0usize;
@@ -445,9 +547,8 @@ fn send(
     if let Some(e) = first_failure {
         let done = wanted - not_sent;
         let hint = match &e {
-            CallError::BudgetSpent { .. } => {
-                "raise `max_calls` and rerun: answered calls are saved and not sent again"
-                    .to_string()
+            CallError::BudgetSpent { setting, .. } => {
+                format!("raise `{setting}` and rerun: answered calls are saved and not sent again")
             }
             CallError::Refused {
                 status: 401 | 403, ..

@@ -48,11 +48,7 @@ impl RubricLabel {
                 ),
             ],
             params: ParamSpec::from_params::<(RubricLabelParams, JudgeParams)>(),
-            resources: Resources {
-                cpu: 1,
-                gpu: 0,
-                api: 1,
-            },
+            resources: judging::RESOURCES,
         })
     }
 }
@@ -130,6 +126,10 @@ impl Node for RubricLabel {
         &self.0
     }
 
+    fn resources(&self, connected: &[&str]) -> Resources {
+        judging::resources(connected)
+    }
+
     fn check_params(&self, params: &BTreeMap<String, Value>) -> Result<(), ParamError> {
         judging::check_judge_params(params)?;
         if let Some(Value::List(labels)) = params.get("labels") {
@@ -164,6 +164,17 @@ impl Node for RubricLabel {
             .map(|l| json!({ "label": l }).to_string())
             .collect();
         let choices: Vec<&str> = choices.iter().map(String::as_str).collect();
+        // An API judge with `json_verdict` is held to the object the prompt asks for.
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "label": { "type": "string", "enum": p.labels },
+                "confidence": { "type": "integer", "minimum": 1, "maximum": 10 },
+                "explanation": { "type": "string" },
+            },
+            "required": ["label", "confidence", "explanation"],
+            "additionalProperties": false,
+        });
         let mut planned = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             let text = match row.get(&p.text_column) {
@@ -179,7 +190,8 @@ impl Node for RubricLabel {
             };
             let prompt = prompt(&rubric, &p.labels, &text);
             for judge in &judges {
-                let request = judge.request(&j, prompt.clone(), &choices);
+                let request =
+                    judge.request_shaped(&j, prompt.clone(), &choices, schema.clone(), "");
                 planned.push((
                     i,
                     judge.name.clone(),

@@ -409,6 +409,7 @@ fn dag_run(url: &str, n: usize, concurrency: usize, tag: &str) -> Result<Measure
         base_url: url.to_string(),
         api_key: None,
         concurrency,
+        shared_slots: None,
         timeout: Duration::from_secs(60),
         retry: RetryPolicy::default(),
     };
@@ -418,7 +419,7 @@ fn dag_run(url: &str, n: usize, concurrency: usize, tag: &str) -> Result<Measure
     let outcome = run_calls(
         &endpoint,
         calls,
-        Arc::new(Budget::new(None)),
+        Arc::new(Budget::new(None, "max_calls")),
         Arc::new(AtomicBool::new(false)),
         |_| retries += 1,
         |_, result, _| {

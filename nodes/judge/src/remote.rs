@@ -20,8 +20,12 @@ pub struct Endpoint {
     pub base_url: String,
     /// Sent as a bearer token. Never printed: `Endpoint`'s `Debug` leaves it out.
     pub api_key: Option<String>,
-    /// Requests in flight at once.
+    /// Requests in flight at once from this caller.
     pub concurrency: usize,
+    /// Connection slots to this endpoint shared with other callers (every node of a run),
+    /// taken per call beside the caller's own: the bound that holds when several nodes
+    /// grade against one API side by side.
+    pub shared_slots: Option<Arc<Semaphore>>,
     /// One request's limit, connection included.
     pub timeout: Duration,
     /// Retries of transient failures.
@@ -34,6 +38,7 @@ impl std::fmt::Debug for Endpoint {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
             .field("concurrency", &self.concurrency)
+            .field("shared_slots", &self.shared_slots)
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
             .finish()
@@ -90,11 +95,13 @@ pub enum CallError {
         /// What is wrong with it.
         detail: String,
     },
-    /// The run's budget of requests is spent.
-    #[error("the budget of {limit} requests (`max_calls`) is spent")]
+    /// A budget of requests is spent.
+    #[error("the budget of {limit} requests (`{setting}`) is spent")]
     BudgetSpent {
         /// The budget.
         limit: u64,
+        /// The setting that gave it.
+        setting: &'static str,
     },
     /// Not sent: the run was cancelled, or another call's failure stopped it.
     #[error("not sent: the run stopped first")]
@@ -104,36 +111,94 @@ pub enum CallError {
     Client(String),
 }
 
-/// Requests sent so far by one run, against an optional limit. Shared by every call of the
-/// run, retries included; replies found saved are not requests and cost nothing.
-#[derive(Debug, Default)]
+/// Requests sent so far against an optional limit, retries included; replies found saved
+/// are not requests and cost nothing. A budget may sit within a wider one (a node's within
+/// its run's): a request is taken from both, and refused when either is spent.
+#[derive(Debug)]
 pub struct Budget {
     limit: Option<u64>,
+    setting: &'static str,
     used: AtomicU64,
+    within: Option<Arc<Budget>>,
 }
 
 impl Budget {
-    /// At most `limit` requests (none: unlimited).
-    pub fn new(limit: Option<u64>) -> Self {
+    /// At most `limit` requests (none: unlimited), as the setting named `setting` says.
+    pub fn new(limit: Option<u64>, setting: &'static str) -> Self {
         Budget {
             limit,
+            setting,
             used: AtomicU64::new(0),
+            within: None,
         }
     }
 
-    /// Takes one request from the budget.
+    /// This budget, inside `wider`.
+    pub fn within(mut self, wider: Arc<Budget>) -> Self {
+        self.within = Some(wider);
+        self
+    }
+
+    /// Takes one request from this budget and every one around it.
     fn take(&self) -> Result<(), CallError> {
         let n = self.used.fetch_add(1, Ordering::SeqCst) + 1;
-        match self.limit {
-            Some(limit) if n > limit => Err(CallError::BudgetSpent { limit }),
-            _ => Ok(()),
+        if let Some(limit) = self.limit
+            && n > limit
+        {
+            self.used.fetch_sub(1, Ordering::SeqCst);
+            return Err(CallError::BudgetSpent {
+                limit,
+                setting: self.setting,
+            });
         }
+        if let Some(wider) = &self.within
+            && let Err(e) = wider.take()
+        {
+            self.used.fetch_sub(1, Ordering::SeqCst);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Requests sent.
     pub fn used(&self) -> u64 {
-        let n = self.used.load(Ordering::SeqCst);
-        self.limit.map_or(n, |l| n.min(l))
+        self.used.load(Ordering::SeqCst)
+    }
+}
+
+/// The bounds every caller of one run shares: connection slots per endpoint and one budget
+/// of requests. A run keeps one of these, so two nodes grading against the same API side by
+/// side hold `per_endpoint` connections between them, not each.
+#[derive(Debug)]
+pub struct SharedLimits {
+    per_endpoint: usize,
+    slots: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    budget: Arc<Budget>,
+}
+
+impl SharedLimits {
+    /// `per_endpoint` requests in flight to any one endpoint, and at most `max_requests`
+    /// in all (none: unlimited), as the setting named `setting` says.
+    pub fn new(per_endpoint: usize, max_requests: Option<u64>, setting: &'static str) -> Self {
+        SharedLimits {
+            per_endpoint: per_endpoint.max(1),
+            slots: Default::default(),
+            budget: Arc::new(Budget::new(max_requests, setting)),
+        }
+    }
+
+    /// The slots of `endpoint` (a base URL; a trailing `/` does not make another endpoint).
+    pub fn slots(&self, endpoint: &str) -> Arc<Semaphore> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(endpoint.trim_end_matches('/').to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint)))
+            .clone()
+    }
+
+    /// The shared budget.
+    pub fn budget(&self) -> Arc<Budget> {
+        self.budget.clone()
     }
 }
 
@@ -211,8 +276,15 @@ pub fn run_calls<E>(
                 retries: retry_tx.clone(),
             };
             let permits = permits.clone();
+            let shared = endpoint.shared_slots.clone();
             tasks.spawn(async move {
+                // Own slot first, then the shared one: every caller takes them in this
+                // order, and a caller waiting for a shared slot holds none another needs.
                 let _permit = permits.acquire_owned().await.expect("never closed");
+                let _shared = match shared {
+                    Some(s) => Some(s.acquire_owned().await.expect("never closed")),
+                    None => None,
+                };
                 let start = Instant::now();
                 let (result, sent) = ctx.call(&call).await;
                 if matches!(
@@ -449,15 +521,46 @@ mod tests {
 
     #[test]
     fn the_budget_counts_requests_and_refuses_past_its_limit() {
-        let b = Budget::new(Some(2));
+        let b = Budget::new(Some(2), "max_calls");
         assert!(b.take().is_ok() && b.take().is_ok());
-        assert!(matches!(b.take(), Err(CallError::BudgetSpent { limit: 2 })));
+        assert!(matches!(
+            b.take(),
+            Err(CallError::BudgetSpent {
+                limit: 2,
+                setting: "max_calls"
+            })
+        ));
         assert_eq!(b.used(), 2);
-        let unlimited = Budget::new(None);
+        let unlimited = Budget::new(None, "max_calls");
         for _ in 0..100 {
             unlimited.take().unwrap();
         }
         assert_eq!(unlimited.used(), 100);
+    }
+
+    #[test]
+    fn a_budget_within_a_wider_one_is_refused_when_either_is_spent() {
+        let run = Arc::new(Budget::new(Some(3), "--max-api-calls"));
+        let a = Budget::new(Some(2), "max_calls").within(run.clone());
+        let b = Budget::new(None, "max_calls").within(run.clone());
+        assert!(a.take().is_ok() && a.take().is_ok());
+        assert!(matches!(
+            a.take(),
+            Err(CallError::BudgetSpent {
+                setting: "max_calls",
+                ..
+            })
+        ));
+        assert!(b.take().is_ok());
+        assert!(matches!(
+            b.take(),
+            Err(CallError::BudgetSpent {
+                setting: "--max-api-calls",
+                ..
+            })
+        ));
+        // A refused request is counted nowhere.
+        assert_eq!((a.used(), b.used(), run.used()), (2, 1, 3));
     }
 
     #[test]
@@ -466,6 +569,7 @@ mod tests {
             base_url: "http://127.0.0.1:1/v1".into(),
             api_key: Some("sk-very-secret".into()),
             concurrency: 1,
+            shared_slots: None,
             timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
         };

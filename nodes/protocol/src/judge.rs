@@ -14,6 +14,8 @@ crate::params! {
         judge_temperature: f64 = Float, 0.0, "sampling temperature of the judge", min = 0.0;
         judge_max_tokens: i64 = Int, 1024, "tokens per verdict at most", min = 1.0;
         judge_seed: Option<i64> = Int, OPTIONAL, "seed sent with each request, where the API honours one", min = 0.0;
+        json_verdict: bool = Bool, false,
+            "hold an API judge to a JSON schema (`response_format`): its reasoning, then exactly one of the scorer's verdicts (local judges are always held to the verdicts)";
         concurrency: i64 = Int, 8, "requests in flight at once", min = 1.0, run_setting = true;
         max_retries: i64 = Int, 8,
             "retries of one call after a 429, a 5xx, a timeout or a connection error", min = 0.0, run_setting = true;
