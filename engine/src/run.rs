@@ -462,18 +462,41 @@ impl Runner {
         on_event: &(dyn Fn(&Event) + Sync),
     ) -> DeclOutcome {
         let decl = &self.graph.nodes[d];
+        let spec = decl.node.spec();
         let mut out = DeclOutcome::default();
         // A dynamic map expands over the list elements of its `[*]` source.
         let each = decl
             .inputs
             .iter()
             .find_map(|i| i.sources.iter().find(|s| s.each).map(|s| (i.port, s)));
+        // A node that reads a dynamically mapped node through a port of one artifact maps
+        // with it, element by element (`grade[step-30]` reads `answers[step-30]`), as a
+        // matrix node follows the matrix variables it shares with its inputs.
+        let inherited = match each {
+            Some(_) => None,
+            None => decl
+                .inputs
+                .iter()
+                .filter(|i| spec.input(i.port).is_some_and(|p| !p.many))
+                .flat_map(|i| i.sources.iter())
+                .find(|s| {
+                    done[&s.node]
+                        .instances
+                        .iter()
+                        .any(|u| u.id.element.is_some())
+                }),
+        };
         for assignment in cartesian(&decl.matrix) {
-            let mut elements: Vec<Option<(String, Digest)>> = vec![None];
+            let mut elements: Vec<Option<(String, Option<Digest>)>> = vec![None];
             let mut blocked = vec![];
+            if let Some(src) = inherited {
+                elements = matching(&done[&src.node], &assignment, None)
+                    .filter_map(|up| up.id.element.clone().map(|e| Some((e, None))))
+                    .collect();
+            }
             if let Some((_, src)) = each {
                 elements.clear();
-                for up in matching(&done[&src.node], &assignment) {
+                for up in matching(&done[&src.node], &assignment, None) {
                     match &up.outputs {
                         Some(outs) => {
                             let list = outs
@@ -482,7 +505,8 @@ impl Runner {
                                 .expect("declared output")
                                 .1;
                             match self.store.read_list(&list) {
-                                Ok(items) => elements.extend(items.into_iter().map(Some)),
+                                Ok(items) => elements
+                                    .extend(items.into_iter().map(|(n, d)| Some((n, Some(d))))),
                                 Err(e) => blocked.push(format!("{} ({e})", up.name)),
                             }
                         }
@@ -514,7 +538,7 @@ impl Runner {
         decl_index: usize,
         id: InstanceId,
         assignment: &BTreeMap<String, Value>,
-        element: Option<(String, Digest)>,
+        element: Option<(String, Option<Digest>)>,
         done: &BTreeMap<usize, Arc<DeclOutcome>>,
         each_blocked: &[String],
         on_event: &(dyn Fn(&Event) + Sync),
@@ -735,10 +759,11 @@ impl Runner {
         &self,
         decl_index: usize,
         assignment: &BTreeMap<String, Value>,
-        element: &Option<(String, Digest)>,
+        element: &Option<(String, Option<Digest>)>,
         done: &BTreeMap<usize, Arc<DeclOutcome>>,
         each_blocked: &[String],
     ) -> Upstream {
+        let element_name = element.as_ref().map(|(n, _)| n.as_str());
         let decl = &self.graph.nodes[decl_index];
         let spec = decl.node.spec();
         let mut inputs: BTreeMap<String, Vec<(Digest, ArtifactKind, Source)>> = BTreeMap::new();
@@ -748,7 +773,7 @@ impl Runner {
             let entry = inputs.entry(inp.port.to_string()).or_default();
             for src in &inp.sources {
                 if src.each {
-                    if let Some((ename, d)) = element {
+                    if let Some((ename, Some(d))) = element {
                         let k = spec
                             .input(inp.port)
                             .map(|p| p.kind)
@@ -765,7 +790,7 @@ impl Runner {
                     }
                     continue;
                 }
-                for up in matching(&done[&src.node], assignment) {
+                for up in matching(&done[&src.node], assignment, element_name) {
                     match &up.outputs {
                         Some(outs) => {
                             let (_, dg, kind) = outs
@@ -881,15 +906,21 @@ impl Runner {
     }
 }
 
-/// Upstream instances that agree with `assignment` on their shared matrix variables.
+/// Upstream instances that agree with `assignment` on their shared matrix variables and,
+/// for an instance of a dynamic map (`element`), on the element where they have one.
 fn matching<'o>(
     up: &'o DeclOutcome,
     assignment: &BTreeMap<String, Value>,
+    element: Option<&str>,
 ) -> impl Iterator<Item = &'o InstOutcome> {
     up.instances.iter().filter(move |i| {
         i.assignment
             .iter()
             .all(|(k, v)| assignment.get(k).is_none_or(|a| a == v))
+            && match (element, i.id.element.as_deref()) {
+                (Some(mine), Some(theirs)) => mine == theirs,
+                _ => true,
+            }
     })
 }
 

@@ -82,6 +82,19 @@ impl Node for Score {
     }
 }
 
+/// `grade`: reads one metrics file.
+struct Grade(NodeSpec);
+impl Node for Grade {
+    fn spec(&self) -> &NodeSpec {
+        &self.0
+    }
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
+        let m = std::fs::read_to_string(&ctx.input("metrics")?.path).unwrap();
+        std::fs::write(ctx.output_path("out"), format!("graded {m}\n")).unwrap();
+        Ok(())
+    }
+}
+
 /// `items`: processes `n` items in batches of 2, saving progress; dies after
 /// `die_after` batches when that is set (as a kill would).
 struct Items(NodeSpec, Arc<Mutex<Vec<u64>>>);
@@ -160,6 +173,15 @@ fn registry(items_log: Arc<Mutex<Vec<u64>>>) -> Registry {
             Value::Int(0),
             "layer",
         )],
+        resources: Resources::CPU,
+    }));
+    r.register(Grade(NodeSpec {
+        name: "grade",
+        version: 1,
+        doc: "grades one metrics file",
+        inputs: vec![PortSpec::new("metrics", ArtifactKind::Metrics, "metrics")],
+        outputs: vec![PortSpec::new("out", ArtifactKind::Dataset, "grade")],
+        params: vec![],
         resources: Resources::CPU,
     }));
     r.register(Items(
@@ -382,6 +404,58 @@ inputs = { model = "train.checkpoints[*]" }
     assert_eq!(
         env.run(&g.replace("steps = 2", "steps = 3")),
         ["s[step-3]", "train"]
+    );
+}
+
+#[test]
+fn a_node_reading_a_mapped_node_maps_with_it_and_a_many_port_collects_them() {
+    let env = Env::new();
+    let g = r#"
+[node.t]
+type = "source"
+text = "w"
+
+[node.train]
+type = "train"
+inputs = { data = "t.out" }
+steps = 2
+
+[node.s]
+type = "score"
+inputs = { model = "train.checkpoints[*]" }
+
+[node.g]
+type = "grade"
+inputs = { metrics = "s.metrics" }
+
+[node.all]
+type = "upper"
+inputs = { in = "g.out" }
+"#;
+    let (ran, s) = env.run_with(g, &LoadOptions::default(), RunMode::Execute);
+    assert_eq!(
+        ran,
+        [
+            "all",
+            "g[step-1]",
+            "g[step-2]",
+            "s[step-1]",
+            "s[step-2]",
+            "t",
+            "train"
+        ]
+    );
+    assert!(
+        env.output(&s, "g[step-2]").contains("w2"),
+        "each grade reads its own element"
+    );
+    assert!(!env.output(&s, "g[step-2]").contains("w1"));
+    let all = env.output(&s, "all");
+    assert!(all.contains("W1") && all.contains("W2"), "{all}");
+    // A third checkpoint: one more score and grade, and the collector.
+    assert_eq!(
+        env.run(&g.replace("steps = 2", "steps = 3")),
+        ["all", "g[step-3]", "s[step-3]", "train"]
     );
 }
 
