@@ -173,6 +173,19 @@ fn checkpoints_load_in_generate_and_the_loss_falls() {
     );
     let png = std::fs::read(metrics.join("loss.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
+    // `final` is the last checkpoint, the same artifact as the list's last element, so a
+    // node evaluating only the end of training shares its cache with the map's last one.
+    let index: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(export(d.path(), "ft.checkpoints")).unwrap())
+            .unwrap();
+    let o = dag(d.path(), &["--json", "show", "ft.final"]);
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        shown["artifact"],
+        index.last().unwrap()["artifact"],
+        "{}",
+        text(&o)
+    );
     // `gen` mapped over the 4 checkpoints (one instance each), all cached on a rerun.
     let o = dag(d.path(), &["run", "g.toml"]);
     assert!(text(&o).contains("0 ran, 7 cached"), "{}", text(&o));

@@ -16,7 +16,7 @@ pub fn finetune() -> CheckedWorker {
         // 3: CPU dropout masks from ChaCha8 streams; the LM head on target positions only.
         // 4: metrics.jsonl without the steps' wall-clock tokens_per_s (not an output of the
         //    inputs: the metrics artifact differed on every run).
-        version: 4,
+        version: 5,
         doc: "Supervised finetuning with an assistant-only loss. Examples are conversations (a `messages` column of \
               {role, content}) or, when `prompt` is set, a user turn and an assistant turn filled from `{column}` \
               templates; rendered with the model's chat template, optionally without system messages (context \
@@ -37,6 +37,12 @@ pub fn finetune() -> CheckedWorker {
                 ArtifactKind::Checkpoints,
                 "one model per saved step, in step order: model.json + PEFT adapter, or a Hugging Face folder (full)",
             ),
+            PortSpec::new(
+                "final",
+                ArtifactKind::Model,
+                "the last checkpoint, as a model (the same artifact as the list's last element)",
+            )
+            .dir(),
             PortSpec::new(
                 "metrics",
                 ArtifactKind::Metrics,

@@ -385,6 +385,11 @@ pub fn run(job: &Job, rep: &Reporter) -> Result<(), NodeError> {
             &out.join(format!("{i:06}-step-{}", s.step)),
         )?;
     }
+    // The model after training, for nodes that evaluate only the end of it.
+    let last = saved
+        .last()
+        .expect("at least one checkpoint, checked above");
+    link_tree(&last.dir.join("model"), &job.outputs["final"])?;
     let mdir = &job.outputs["metrics"];
     std::fs::create_dir_all(mdir)
         .map_err(|e| caused(format!("Failed to create `{}`", mdir.display()), &e))?;
