@@ -114,6 +114,7 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
                 errln!("\nerror: node `{}` failed: {msg}", f.instance);
             }
         }
+        print_reports(&store, &summary.records);
         errln!(
             "\nrun {}: {ran} ran, {cached} cached, {} failed, {skipped} skipped{}",
             summary.run_id,
@@ -129,4 +130,28 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
         RunStatus::Cancelled => Exit::Cancelled,
         _ => Exit::NodeFailed,
     })
+}
+
+/// The result of the run: every report it computed or found cached (an output whose
+/// metadata carries a `summary`, the table a report node writes for the terminal), with
+/// where its files are.
+fn print_reports(store: &dag_store::Store, records: &[dag_store::NodeRunRecord]) {
+    for r in records {
+        if !matches!(r.status, NodeRunStatus::Ran | NodeRunStatus::Cached) {
+            continue;
+        }
+        let Some(key) = &r.key else { continue };
+        for (port, digest) in &r.outputs {
+            let meta = store.output_meta(key, port).ok().flatten();
+            let Some(summary) = meta.as_ref().and_then(|m| m["summary"].as_str()) else {
+                continue;
+            };
+            outln!(
+                "\n{}.{port} ({}): `dag export {}.{port} DIR` writes its files, plots included\n\n{summary}",
+                r.instance,
+                &digest.to_hex()[..12],
+                r.instance
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! takes rows.
 #![deny(missing_docs)]
 
+pub mod ahb_report;
 pub mod airbench;
 pub mod anima;
 pub mod anima_compare;
@@ -24,6 +25,7 @@ pub mod report;
 pub mod rubric;
 pub mod worker;
 
+pub use ahb_report::AhbReport;
 pub use airbench::AirBench;
 pub use anima::Anima;
 pub use anima_compare::AnimaCompare;
@@ -54,6 +56,7 @@ pub fn registry() -> dag_engine::Registry {
     r.register(HarmBench::new());
     r.register(AirBench::new());
     r.register(RubricLabel::new());
+    r.register(AhbReport::new());
     register_model_nodes(&mut r);
     r
 }

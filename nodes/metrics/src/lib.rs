@@ -38,7 +38,9 @@ pub use classification::{
     reliability_table, roc_auc, roc_auc_weighted, roc_curve, tpr_at_fpr, tpr_at_fpr_closest_point,
 };
 pub use error::{MetricError, Result};
-pub use plot::{DISTINCT_COLOURS, line_plot_png, reliability_plot_png, roc_plot_png};
+pub use plot::{
+    DISTINCT_COLOURS, Estimate, dot_whisker_png, line_plot_png, reliability_plot_png, roc_plot_png,
+};
 pub use probes::{
     Aggregation, ClassWeight, Element, LedoitWolf, LinearProbe, LogisticConfig, LogisticCvFit,
     LogisticFit, Rows, Shrinkage, TokenGrid, aggregate, balanced_class_weights, fit_diff_of_means,

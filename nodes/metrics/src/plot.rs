@@ -209,3 +209,80 @@ pub fn line_plot_png(
         },
     )
 }
+
+/// One estimate of a dot-and-whisker chart: its label, the point, and its interval where
+/// there is one.
+#[derive(Debug, Clone)]
+pub struct Estimate {
+    /// Shown under its dot.
+    pub label: String,
+    /// The point estimate.
+    pub value: f64,
+    /// The interval's ends, drawn as the whisker.
+    pub interval: Option<(f64, f64)>,
+}
+
+/// Draws one dot per estimate, left to right in the given order, each with its interval as
+/// a whisker, on a y axis over `y` described by `y_desc`, and writes a PNG to `path`.
+/// Non-finite values are left out (their label stays, so the order still reads).
+pub fn dot_whisker_png(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    y: std::ops::Range<f64>,
+    estimates: &[Estimate],
+) -> Result<()> {
+    register_font();
+    let n = estimates.len().max(1);
+    // Room for a label of about 16 characters under each dot.
+    let width = (160 + 130 * n as u32).max(SIZE.0);
+    let root = BitMapBackend::new(path, (width, SIZE.1)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let labels: Vec<String> = estimates.iter().map(|e| e.label.clone()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(-0.5..(n as f64 - 0.5), y)
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_label_style(("sans-serif", 13))
+        .y_max_light_lines(1)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    let color = series_color(0);
+    for (i, e) in estimates.iter().enumerate() {
+        let x = i as f64;
+        if let Some((lo, hi)) = e
+            .interval
+            .filter(|(lo, hi)| lo.is_finite() && hi.is_finite())
+        {
+            chart
+                .draw_series([
+                    PathElement::new([(x, lo), (x, hi)], color.stroke_width(2)),
+                    PathElement::new([(x - 0.12, lo), (x + 0.12, lo)], color.stroke_width(2)),
+                    PathElement::new([(x - 0.12, hi), (x + 0.12, hi)], color.stroke_width(2)),
+                ])
+                .map_err(|e| plot_err(path, e))?;
+        }
+        if e.value.is_finite() {
+            chart
+                .draw_series([Circle::new((x, e.value), 6, color.filled())])
+                .map_err(|e| plot_err(path, e))?;
+        }
+    }
+    root.present().map_err(|e| plot_err(path, e))
+}

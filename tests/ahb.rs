@@ -1,0 +1,257 @@
+//! The AnimalHarmBench study end to end: `graphs/ahb.toml --profile dev` on the embedded
+//! SmolLM2 (answers, LoRA distillation, answers of every evaluated model, ANIMA graded by
+//! SmolLM2 as a local judge, the report), and the exact rerun set of each kind of edit.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::tools::Llmock;
+use common::{dag, text};
+use serde_json::{Value, json};
+
+fn graph() -> PathBuf {
+    common::root().join("graphs/ahb.toml")
+}
+
+/// `dag --store DIR/.dag ARGS` in `dir`, on the repository's own graph.
+fn dag_in(dir: &Path, args: &[&str]) -> Output {
+    let store = dir.join(".dag");
+    let mut all = vec!["--store", store.to_str().unwrap()];
+    all.extend_from_slice(args);
+    dag(dir, &all)
+}
+
+/// Runs the dev profile with `sets` (`node.param=value`), which must succeed; returns
+/// its output.
+fn run_dev(dir: &Path, sets: &[String]) -> String {
+    let g = graph();
+    let mut args = vec!["run", g.to_str().unwrap(), "--profile", "dev", "-q"];
+    for s in sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    let o = dag_in(dir, &args);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    t
+}
+
+/// Each instance's status in the latest run: `Ran`, `Cached`, ...
+fn statuses(dir: &Path) -> BTreeMap<String, String> {
+    let o = dag_in(dir, &["--json", "log", "-n", "1"]);
+    let runs: Vec<Value> =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    runs[0]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let status = match &n["status"] {
+                Value::String(s) => s.clone(),
+                Value::Object(o) => o.keys().next().unwrap().clone(),
+                other => other.to_string(),
+            };
+            (n["instance"].as_str().unwrap().to_string(), status)
+        })
+        .collect()
+}
+
+/// The instances that ran, sorted.
+fn ran(dir: &Path) -> Vec<String> {
+    statuses(dir)
+        .into_iter()
+        .filter(|(_, s)| s == "Ran")
+        .map(|(n, _)| n)
+        .collect()
+}
+
+fn show(dir: &Path, target: &str) -> Value {
+    let o = dag_in(dir, &["--json", "show", target]);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)))
+}
+
+/// Every anima node, by the model it evaluates.
+const GRADERS: [&str; 5] = ["pre", "pre_prompted", "ckpt", "post", "post_prompted"];
+
+#[test]
+fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // One checkpoint (at the end, step 2) first.
+    let out = run_dev(d, &["distill.save_interval=2".into()]);
+    assert!(out.contains("| ckpt[step-2] |"), "{out}");
+    assert!(!out.contains("ckpt[step-1]"), "{out}");
+
+    // Checkpoints every step: one more checkpoint, whose answers and grading are new; the
+    // step-2 checkpoint is bit-identical, so its answers and grading are reused.
+    let out = run_dev(d, &[]);
+    assert_eq!(
+        ran(d),
+        ["answers_ckpt[step-1]", "ckpt[step-1]", "distill", "report"],
+        "{out}"
+    );
+    let st = statuses(d);
+    for cached in [
+        "answers_ckpt[step-2]",
+        "ckpt[step-2]",
+        "post",
+        "post_prompted",
+    ] {
+        assert_eq!(st[cached], "Cached", "{cached}: {st:?}");
+    }
+
+    // The run ends with the report: a row per evaluated model and the comparison.
+    for row in [
+        "| pre |",
+        "| pre_prompted |",
+        "| ckpt[step-1] |",
+        "| ckpt[step-2] |",
+        "| post |",
+        "| post_prompted |",
+    ] {
+        assert!(out.contains(row), "{row} in:\n{out}");
+    }
+    assert!(out.contains("`post` vs `pre`"), "{out}");
+    assert!(out.contains("dag export report.report DIR"), "{out}");
+
+    // Every number in the report is the number of the grading it names.
+    let report = show(d, "report.report")["meta"].clone();
+    let models = report["models"].as_array().unwrap();
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "pre",
+            "pre_prompted",
+            "ckpt[step-1]",
+            "ckpt[step-2]",
+            "post",
+            "post_prompted"
+        ]
+    );
+    for m in models {
+        let scores = show(d, &format!("{}.scores", m["model"].as_str().unwrap()));
+        assert_eq!(scores["artifact"], m["scores"], "{m:#}");
+        assert_eq!(scores["meta"]["overall_mean"], m["overall"], "{m:#}");
+        assert_eq!(
+            m["epoch_means"].as_array().unwrap().len(),
+            2,
+            "two epochs in dev: {m:#}"
+        );
+        assert_eq!(
+            m["grades_unscored"],
+            json!(0),
+            "the local judge is held to the verdicts: {m:#}"
+        );
+    }
+    let exported = d.join("exported");
+    let o = dag_in(d, &["export", "report.report", exported.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let png = std::fs::read(exported.join("scores.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let md = std::fs::read_to_string(exported.join("report.md")).unwrap();
+    assert!(
+        md.contains("![overall score per model](scores.png)"),
+        "{md}"
+    );
+    let g = graph();
+    let o = dag_in(
+        d,
+        &["lineage", "report.report", "--graph", g.to_str().unwrap()],
+    );
+    let lineage = text(&o);
+    for reaches in [
+        "from questions",
+        "from dimensions",
+        "from base",
+        "from statements",
+    ] {
+        assert!(
+            lineage.contains(reaches),
+            "the report's lineage reaches `{reaches}`:\n{lineage}"
+        );
+    }
+
+    // Another judge: only the gradings and the report rerun, and SmolLM2's verdicts are
+    // reused (only the API judge's calls are made).
+    let server = Llmock::start();
+    server.script(json!([
+        {"type": "reply", "text": "{\"reasoning\": \"r\", \"verdict\": \"GRADE: I\"}", "match": {"model": "judge-x"}, "times": 1_000_000},
+    ]));
+    let mut judge = vec![];
+    for n in GRADERS {
+        judge.push(format!("{n}.judge_url=\"{}\"", server.url()));
+        judge.push(format!("{n}.judges=[\"judge-x\"]"));
+        judge.push(format!("{n}.json_verdict=true"));
+    }
+    run_dev(d, &judge);
+    let st = statuses(d);
+    for (name, status) in &st {
+        let grading = GRADERS
+            .iter()
+            .any(|g| name == g || name.starts_with(&format!("{g}[")));
+        if grading || name == "report" {
+            assert!(status == "Ran" || status == "Cached", "{name}: {st:?}");
+        } else {
+            assert_eq!(
+                status, "Cached",
+                "{name} must not rerun for a new judge: {st:?}"
+            );
+        }
+    }
+    assert_eq!(st["pre"], "Ran");
+    let journal = server.journal();
+    assert!(!journal.is_empty());
+    assert!(journal.iter().all(|r| r["model"] == "judge-x"));
+    let report = show(d, "report.report")["meta"].clone();
+    let pre = &report["models"][0];
+    assert_eq!(
+        pre["overall"],
+        json!(0.5),
+        "SmolLM2 says C (1.0), judge-x says I (0.0): the mean over graders: {pre:#}"
+    );
+
+    // The teacher's system prompt: the answers distilled and everything after them rerun;
+    // the pre-distill evaluations do not.
+    run_dev(
+        d,
+        &["answers.system_prompt=\"You are a chatbot who sees animals as things.\"".into()],
+    );
+    let st = statuses(d);
+    for rerun in [
+        "answers",
+        "distill",
+        "answers_ckpt[step-1]",
+        "answers_post_prompted",
+        "report",
+    ] {
+        assert_eq!(st[rerun], "Ran", "{rerun}: {st:?}");
+    }
+    // The last checkpoint and `distill.final` are one model: whichever of its two
+    // generations ran first, the other found it cached.
+    assert!(
+        [&st["answers_ckpt[step-2]"], &st["answers_post"]]
+            .iter()
+            .any(|s| *s == "Ran"),
+        "{st:?}"
+    );
+    for kept in [
+        "statements",
+        "questions",
+        "dimensions",
+        "base",
+        "answers_pre",
+        "answers_pre_prompted",
+        "pre",
+        "pre_prompted",
+    ] {
+        assert_eq!(st[kept], "Cached", "{kept}: {st:?}");
+    }
+}
