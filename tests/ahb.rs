@@ -91,13 +91,21 @@ fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches
     let out = run_dev(d, &[]);
     assert_eq!(
         ran(d),
-        ["answers_ckpt[step-1]", "ckpt[step-1]", "distill", "report"],
+        [
+            "answers_ckpt[step-1]",
+            "ckpt[step-1]",
+            "distill",
+            "propensity_ckpt[step-1]",
+            "report"
+        ],
         "{out}"
     );
     let st = statuses(d);
     for cached in [
         "answers_ckpt[step-2]",
         "ckpt[step-2]",
+        "propensity_ckpt[step-2]",
+        "propensity_post",
         "post",
         "post_prompted",
     ] {
@@ -116,6 +124,7 @@ fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches
         assert!(out.contains(row), "{row} in:\n{out}");
     }
     assert!(out.contains("`post` vs `pre`"), "{out}");
+    assert!(out.contains("propensity (advanced-ai-risk)"), "{out}");
     assert!(out.contains("dag export report.report DIR"), "{out}");
 
     // Every number in the report is the number of the grading it names.
@@ -149,6 +158,13 @@ fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches
             m["grades_unscored"],
             json!(0),
             "the local judge is held to the verdicts: {m:#}"
+        );
+        // Propensity: evaluated without a prompt, so not for the prompted rows.
+        let name = m["model"].as_str().unwrap();
+        assert_eq!(
+            m["propensity"].is_null(),
+            name.ends_with("_prompted"),
+            "{m:#}"
         );
     }
     let exported = d.join("exported");
@@ -230,6 +246,7 @@ fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches
         "distill",
         "answers_ckpt[step-1]",
         "answers_post_prompted",
+        "propensity_ckpt[step-1]",
         "report",
     ] {
         assert_eq!(st[rerun], "Ran", "{rerun}: {st:?}");
@@ -251,6 +268,7 @@ fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches
         "answers_pre_prompted",
         "pre",
         "pre_prompted",
+        "propensity_pre",
     ] {
         assert_eq!(st[kept], "Cached", "{kept}: {st:?}");
     }

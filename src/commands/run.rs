@@ -147,7 +147,7 @@ fn print_reports(store: &dag_store::Store, records: &[dag_store::NodeRunRecord])
                 continue;
             };
             outln!(
-                "\n{}.{port} ({}): `dag export {}.{port} DIR` writes its files, plots included\n\n{summary}",
+                "\n{}.{port} ({}): `dag export {}.{port} DIR` writes all its files\n\n{summary}",
                 r.instance,
                 &digest.to_hex()[..12],
                 r.instance

@@ -34,6 +34,13 @@ impl AhbReport {
                     "`anima` scores, one per evaluated model (a list; a mapped node gives all its instances), named by the instance that graded",
                 )
                 .many(),
+                PortSpec::new(
+                    "propensity",
+                    ArtifactKind::Metrics,
+                    "`evaluate` metrics of the evaluated models on the propensity tasks, from nodes named `propensity_<grading node>` (`propensity_post`; `propensity_ckpt` mapped with the checkpoints): one more column",
+                )
+                .many()
+                .optional(),
             ],
             outputs: vec![
                 PortSpec::new(
@@ -87,6 +94,8 @@ struct Model {
     unparseable: u64,
     questions_scored: u64,
     questions_unscored: usize,
+    /// The propensity tasks' group score and its interval, where an evaluation was given.
+    propensity: Option<(Option<f64>, Option<(f64, f64)>)>,
 }
 
 /// The evaluated model's name: the instance that graded it (`post`, `ckpt[step-40]`).
@@ -131,7 +140,55 @@ fn read_model(input: &InputArtifact, level: f64) -> Result<Model, NodeError> {
         unparseable: count("grades_unparseable"),
         questions_scored: count("questions_scored"),
         questions_unscored: r["questions_unscored"].as_array().map_or(0, Vec::len),
+        propensity: None,
     })
+}
+
+/// The grading node a propensity evaluation belongs to: its node's name without
+/// `propensity_`, with its map element (`propensity_ckpt[step-40]` -> `ckpt[step-40]`).
+fn propensity_model(input: &InputArtifact) -> Option<String> {
+    let p = &input.source.producer;
+    let base = p.node.strip_prefix("propensity_")?;
+    Some(match &p.element {
+        Some(e) => format!("{base}[{e}]"),
+        None => base.to_string(),
+    })
+}
+
+/// The score of an `evaluate` of the propensity tasks: its group's row (the first group),
+/// or its only task's, with the bootstrap interval.
+fn propensity_score(input: &InputArtifact) -> Result<(Option<f64>, Option<(f64, f64)>), NodeError> {
+    let bytes = std::fs::read(&input.path)
+        .map_err(|e| NodeError::caused(format!("Failed to read `{}`", input.label), &e))?;
+    let r: Json = serde_json::from_slice(&bytes)
+        .map_err(|e| NodeError::caused(format!("`{}` is not JSON", input.label), &e))?;
+    let table = r["table"].as_array().ok_or_else(|| {
+        NodeError::msg(format!(
+            "`{}` is not the metrics of an `evaluate` node",
+            input.label
+        ))
+        .hint("connect `propensity` to `evaluate` nodes' `metrics`")
+    })?;
+    let group = r["groups"]
+        .as_object()
+        .and_then(|g| g.keys().next().cloned());
+    let row = match &group {
+        Some(g) => table.iter().find(|t| t["task"] == g.as_str() && t["metric"] == "propensity"),
+        None if table.len() == 1 => table.first(),
+        None => None,
+    }
+    .ok_or_else(|| {
+        NodeError::msg(format!(
+            "`{}` has no group score of the propensity tasks",
+            input.label
+        ))
+        .hint("evaluate `tasks = [\"advanced_ai_risk_human\"]` (the group), as graphs/propensity.toml does")
+    })?;
+    let interval = match (row["ci_low"].as_f64(), row["ci_high"].as_f64()) {
+        (Some(lo), Some(hi)) => Some((lo, hi)),
+        _ => None,
+    };
+    Ok((row["value"].as_f64(), interval))
 }
 
 fn f3(x: Option<f64>) -> String {
@@ -151,6 +208,10 @@ fn table(models: &[Model], level: f64) -> String {
         "epochs".into(),
     ];
     head.extend(dims.iter().map(|d| d.to_string()));
+    let with_propensity = models.iter().any(|m| m.propensity.is_some());
+    if with_propensity {
+        head.push("propensity (advanced-ai-risk)".into());
+    }
     head.extend(["unscored grades".into(), "questions".into()]);
     let mut s = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
     for m in models {
@@ -171,6 +232,13 @@ fn table(models: &[Model], level: f64) -> String {
                 .find(|(n, _)| n == d)
                 .and_then(|(_, v)| *v);
             row.push(f3(mean));
+        }
+        if with_propensity {
+            row.push(match m.propensity {
+                Some((v, Some((lo, hi)))) => format!("{} [{lo:.3}, {hi:.3}]", f3(v)),
+                Some((v, None)) => f3(v),
+                None => "-".into(),
+            });
         }
         row.push(format!("{} of {}", m.unparseable, m.grades));
         row.push(if m.questions_unscored > 0 {
@@ -210,11 +278,29 @@ impl Node for AhbReport {
             .str("title")
             .unwrap_or("AnimalHarmBench (ANIMA)")
             .to_string();
-        let models = ctx
+        let mut models = ctx
             .inputs("scores")
             .iter()
             .map(|i| read_model(i, level))
             .collect::<Result<Vec<_>, _>>()?;
+        for input in ctx.inputs("propensity") {
+            let want = propensity_model(input);
+            let Some(m) = models.iter_mut().find(|m| Some(&m.name) == want.as_ref()) else {
+                let names: Vec<String> = models
+                    .iter()
+                    .map(|m| format!("`propensity_{}`", m.name))
+                    .collect();
+                return Err(NodeError::msg(format!(
+                    "The propensity evaluation `{}` belongs to no evaluated model",
+                    input.source.producer
+                ))
+                .hint(format!(
+                    "name each propensity `evaluate` node after the grading node of its model: one of {}",
+                    names.join(", ")
+                )));
+            };
+            m.propensity = Some(propensity_score(input)?);
+        }
         let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
         let comparison = match ctx.value("compare") {
             Some(Value::List(pair)) => {
@@ -284,6 +370,7 @@ impl Node for AhbReport {
                     "grades_unscored": m.unparseable,
                     "questions_scored": m.questions_scored,
                     "questions_unscored": m.questions_unscored,
+                    "propensity": m.propensity.map(|(v, ci)| json!({ "value": v, "interval": ci.map(|(a, b)| [a, b]) })),
                 })
             })
             .collect();
