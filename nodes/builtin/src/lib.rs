@@ -11,6 +11,7 @@ pub mod airbench;
 pub mod anima;
 pub mod anima_compare;
 mod balance;
+pub mod bench_report;
 mod dataset;
 pub mod evaluate;
 pub mod finetune;
@@ -30,6 +31,7 @@ pub use airbench::AirBench;
 pub use anima::Anima;
 pub use anima_compare::AnimaCompare;
 pub use balance::Balance;
+pub use bench_report::BenchmarkReport;
 pub use dataset::Dataset;
 pub use evaluate::CompareEvals;
 pub use grade_qa::GradeQa;
@@ -57,6 +59,7 @@ pub fn registry() -> dag_engine::Registry {
     r.register(AirBench::new());
     r.register(RubricLabel::new());
     r.register(AhbReport::new());
+    r.register(BenchmarkReport::new());
     register_model_nodes(&mut r);
     r
 }
