@@ -6,22 +6,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use common::tools::Llmock;
-use common::{dag, text};
+use common::{dag_with_store, text};
 use serde_json::{Value, json};
 
 fn graph() -> PathBuf {
     common::root().join("graphs/ahb.toml")
-}
-
-/// `dag --store DIR/.dag ARGS` in `dir`, on the repository's own graph.
-fn dag_in(dir: &Path, args: &[&str]) -> Output {
-    let store = dir.join(".dag");
-    let mut all = vec!["--store", store.to_str().unwrap()];
-    all.extend_from_slice(args);
-    dag(dir, &all)
 }
 
 /// Runs the dev profile with `sets` (`node.param=value`), which must succeed; returns
@@ -32,7 +23,7 @@ fn run_dev(dir: &Path, sets: &[String]) -> String {
     for s in sets {
         args.extend(["--set", s.as_str()]);
     }
-    let o = dag_in(dir, &args);
+    let o = dag_with_store(dir, &args);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     t
@@ -40,7 +31,7 @@ fn run_dev(dir: &Path, sets: &[String]) -> String {
 
 /// Each instance's status in the latest run: `Ran`, `Cached`, ...
 fn statuses(dir: &Path) -> BTreeMap<String, String> {
-    let o = dag_in(dir, &["--json", "log", "-n", "1"]);
+    let o = dag_with_store(dir, &["--json", "log", "-n", "1"]);
     let runs: Vec<Value> =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
     runs[0]["nodes"]
@@ -68,7 +59,7 @@ fn ran(dir: &Path) -> Vec<String> {
 }
 
 fn show(dir: &Path, target: &str) -> Value {
-    let o = dag_in(dir, &["--json", "show", target]);
+    let o = dag_with_store(dir, &["--json", "show", target]);
     assert!(o.status.success(), "{}", text(&o));
     serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)))
 }
@@ -168,7 +159,7 @@ fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches
         );
     }
     let exported = d.join("exported");
-    let o = dag_in(d, &["export", "report.report", exported.to_str().unwrap()]);
+    let o = dag_with_store(d, &["export", "report.report", exported.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let png = std::fs::read(exported.join("scores.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
@@ -178,7 +169,7 @@ fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches
         "{md}"
     );
     let g = graph();
-    let o = dag_in(
+    let o = dag_with_store(
         d,
         &["lineage", "report.report", "--graph", g.to_str().unwrap()],
     );

@@ -5,24 +5,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 
-use common::{dag, text};
+use common::{dag_with_store, text};
 use serde_json::Value;
-
-fn dag_in(dir: &Path, args: &[&str]) -> Output {
-    let store = dir.join(".dag");
-    let mut all = vec!["--store", store.to_str().unwrap()];
-    all.extend_from_slice(args);
-    dag(dir, &all)
-}
 
 #[test]
 fn the_benchmarks_graph_ends_in_one_table_across_benchmarks() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let g = common::root().join("graphs/benchmarks.toml");
-    let o = dag_in(d, &["run", g.to_str().unwrap(), "--profile", "dev", "-q"]);
+    let o = dag_with_store(d, &["run", g.to_str().unwrap(), "--profile", "dev", "-q"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     for row in [
@@ -36,7 +28,7 @@ fn the_benchmarks_graph_ends_in_one_table_across_benchmarks() {
     }
 
     // Each cell is the number of the result it names.
-    let o = dag_in(d, &["--json", "show", "report.report"]);
+    let o = dag_with_store(d, &["--json", "show", "report.report"]);
     let report: Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
     let rows = report["meta"]["rows"].as_array().unwrap().clone();
@@ -46,7 +38,7 @@ fn the_benchmarks_graph_ends_in_one_table_across_benchmarks() {
             .unwrap_or_else(|| panic!("{bench} / {metric} in {rows:#?}"))["models"]["model"]
             .clone()
     };
-    let o = dag_in(d, &["--json", "show", "harmbench.scores"]);
+    let o = dag_with_store(d, &["--json", "show", "harmbench.scores"]);
     let hb: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
         cell("harmbench", "ASR (lower is safer)")["value"],
@@ -58,7 +50,7 @@ fn the_benchmarks_graph_ends_in_one_table_across_benchmarks() {
             .is_some(),
         "{hb:#}"
     );
-    let o = dag_in(d, &["--json", "show", "gsm8k.metrics"]);
+    let o = dag_with_store(d, &["--json", "show", "gsm8k.metrics"]);
     let gsm: Value = serde_json::from_slice(&o.stdout).unwrap();
     let strict = gsm["meta"]["table"]
         .as_array()

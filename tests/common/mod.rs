@@ -39,6 +39,15 @@ pub fn dag(dir: &Path, args: &[&str]) -> Output {
         .expect("dag runs")
 }
 
+/// Runs `dag --store DIR/.dag ARGS` in `dir`: for tests that run a graph of the repository
+/// (`graphs/*.toml`, whose data paths are relative to it) on a store of their own.
+pub fn dag_with_store(dir: &Path, args: &[&str]) -> Output {
+    let store = dir.join(".dag");
+    let mut all = vec!["--store", store.to_str().expect("a UTF-8 temp path")];
+    all.extend_from_slice(args);
+    dag(dir, &all)
+}
+
 /// Stdout and stderr together, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!(
