@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{dag_with_store, text};
 use serde_json::Value;
 

@@ -94,8 +94,15 @@ struct Model {
     unparseable: u64,
     questions_scored: u64,
     questions_unscored: usize,
-    /// The propensity tasks' group score and its interval, where an evaluation was given.
-    propensity: Option<(Option<f64>, Option<(f64, f64)>)>,
+    /// The propensity tasks' group score, where an evaluation was given.
+    propensity: Option<Propensity>,
+}
+
+/// A propensity evaluation's group score and its bootstrap interval.
+#[derive(Debug, Clone, Copy)]
+struct Propensity {
+    value: Option<f64>,
+    interval: Option<(f64, f64)>,
 }
 
 /// The evaluated model's name: the instance that graded it (`post`, `ckpt[step-40]`).
@@ -157,7 +164,7 @@ fn propensity_model(input: &InputArtifact) -> Option<String> {
 
 /// The score of an `evaluate` of the propensity tasks: its group's row (the first group),
 /// or its only task's, with the bootstrap interval.
-fn propensity_score(input: &InputArtifact) -> Result<(Option<f64>, Option<(f64, f64)>), NodeError> {
+fn propensity_score(input: &InputArtifact) -> Result<Propensity, NodeError> {
     let bytes = std::fs::read(&input.path)
         .map_err(|e| NodeError::caused(format!("Failed to read `{}`", input.label), &e))?;
     let r: Json = serde_json::from_slice(&bytes)
@@ -188,7 +195,10 @@ fn propensity_score(input: &InputArtifact) -> Result<(Option<f64>, Option<(f64, 
         (Some(lo), Some(hi)) => Some((lo, hi)),
         _ => None,
     };
-    Ok((row["value"].as_f64(), interval))
+    Ok(Propensity {
+        value: row["value"].as_f64(),
+        interval,
+    })
 }
 
 fn f3(x: Option<f64>) -> String {
@@ -235,8 +245,11 @@ fn table(models: &[Model], level: f64) -> String {
         }
         if with_propensity {
             row.push(match m.propensity {
-                Some((v, Some((lo, hi)))) => format!("{} [{lo:.3}, {hi:.3}]", f3(v)),
-                Some((v, None)) => f3(v),
+                Some(Propensity {
+                    value,
+                    interval: Some((lo, hi)),
+                }) => format!("{} [{lo:.3}, {hi:.3}]", f3(value)),
+                Some(Propensity { value, .. }) => f3(value),
                 None => "-".into(),
             });
         }
@@ -370,7 +383,7 @@ impl Node for AhbReport {
                     "grades_unscored": m.unparseable,
                     "questions_scored": m.questions_scored,
                     "questions_unscored": m.questions_unscored,
-                    "propensity": m.propensity.map(|(v, ci)| json!({ "value": v, "interval": ci.map(|(a, b)| [a, b]) })),
+                    "propensity": m.propensity.map(|p| json!({ "value": p.value, "interval": p.interval.map(|(a, b)| [a, b]) })),
                 })
             })
             .collect();
