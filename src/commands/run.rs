@@ -114,7 +114,7 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
                 errln!("\nerror: node `{}` failed: {msg}", f.instance);
             }
         }
-        print_reports(&store, &summary.records);
+        print_reports(&store, &graph, &summary.records);
         errln!(
             "\nrun {}: {ran} ran, {cached} cached, {} failed, {skipped} skipped{}",
             summary.run_id,
@@ -132,16 +132,35 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
     })
 }
 
-/// The result of the run: every report it computed or found cached (an output whose
-/// metadata carries a `summary`, the table a report node writes for the terminal), with
-/// where its files are.
-fn print_reports(store: &dag_store::Store, records: &[dag_store::NodeRunRecord]) {
+/// The result of the run: every report it computed or found cached (a `report` output
+/// whose metadata carries a `summary`, the table a report node writes for the terminal),
+/// with where its files are. Only report ports are read, so a no-op run of a large graph
+/// costs no index reads here.
+fn print_reports(store: &dag_store::Store, graph: &Graph, records: &[dag_store::NodeRunRecord]) {
+    // (node type, port) of every report output the graph's node types declare.
+    let report_ports: std::collections::HashSet<(&str, &str)> = graph
+        .nodes
+        .iter()
+        .flat_map(|d| {
+            let spec = d.node.spec();
+            spec.outputs
+                .iter()
+                .filter(|p| p.kind == dag_engine::ArtifactKind::Report)
+                .map(move |p| (spec.name, p.name))
+        })
+        .collect();
+    if report_ports.is_empty() {
+        return;
+    }
     for r in records {
         if !matches!(r.status, NodeRunStatus::Ran | NodeRunStatus::Cached) {
             continue;
         }
         let Some(key) = &r.key else { continue };
         for (port, digest) in &r.outputs {
+            if !report_ports.contains(&(r.node_type.as_str(), port.as_str())) {
+                continue;
+            }
             let meta = store.output_meta(key, port).ok().flatten();
             let Some(summary) = meta.as_ref().and_then(|m| m["summary"].as_str()) else {
                 continue;
