@@ -12,6 +12,8 @@ pub mod anima;
 pub mod anima_compare;
 mod balance;
 pub mod bench_report;
+mod combinations;
+mod concat;
 mod dataset;
 pub mod evaluate;
 pub mod finetune;
@@ -24,6 +26,7 @@ pub mod probes;
 mod relabel;
 pub mod report;
 pub mod rubric;
+mod split;
 pub mod worker;
 
 pub use ahb_report::AhbReport;
@@ -32,6 +35,8 @@ pub use anima::Anima;
 pub use anima_compare::AnimaCompare;
 pub use balance::Balance;
 pub use bench_report::BenchmarkReport;
+pub use combinations::Combinations;
+pub use concat::Concat;
 pub use dataset::Dataset;
 pub use evaluate::CompareEvals;
 pub use grade_qa::GradeQa;
@@ -41,12 +46,16 @@ pub use noop::Noop;
 pub use relabel::Relabel;
 pub use report::ProbeReport;
 pub use rubric::RubricLabel;
+pub use split::Split;
 
 /// Every node type this build provides.
 pub fn registry() -> dag_engine::Registry {
     let mut r = dag_engine::Registry::new();
     r.register(Dataset::new());
     r.register(Balance::new());
+    r.register(Split::new());
+    r.register(Concat::new());
+    r.register(Combinations::new());
     r.register(ModelRef::new());
     r.register(Noop::new());
     r.register(Relabel::new());

@@ -25,7 +25,8 @@ impl Relabel {
             version: 1,
             doc: "Reshapes rows for classification: `unpivot = { rejected = 1, chosen = 0 }` makes one row per named \
                   column (its text in `text_column`, the given label in `label_column`, the source row's index in \
-                  `group_column`, other columns kept); `map = { yes = 1, no = 0 }` rewrites `label_column` values. \
+                  `group_column`, other columns kept); `map = { yes = 1, no = 0 }` rewrites `label_column` values; `set = { dataset = \"hh-rlhf\" }` writes a \
+                  column into every row. \
                   `held_out_fraction` splits by source row (seeded) before unpivoting, so pairs stay together.",
             inputs: vec![PortSpec::new(
                 "dataset",
@@ -50,6 +51,11 @@ impl Relabel {
                     "map",
                     ParamType::Map(Box::new(ParamType::Int)),
                     "value = label: rewrites `label_column` (values not listed are an error)",
+                ),
+                ParamSpec::optional(
+                    "set",
+                    ParamType::Map(Box::new(ParamType::Str)),
+                    "column = text written to every row, e.g. the rows' source dataset for a probe's `group_column`",
                 ),
                 ParamSpec::with_default(
                     "text_column",
@@ -105,6 +111,8 @@ pub struct Plan {
     pub group_column: String,
     /// Fraction of source rows held out, and the seed.
     pub held_out: Option<(f64, u64)>,
+    /// Columns written into every row.
+    pub set: Vec<(String, String)>,
 }
 
 fn int_map(v: Option<&Value>) -> Vec<(String, i64)> {
@@ -122,11 +130,11 @@ fn int_map(v: Option<&Value>) -> Vec<(String, i64)> {
 
 /// Applies `plan` to `rows`: (kept rows, held-out rows).
 pub fn relabel(rows: &[Row], plan: &Plan) -> Result<(Vec<Row>, Vec<Row>), NodeError> {
-    if plan.unpivot.is_empty() && plan.map.is_empty() {
+    if plan.unpivot.is_empty() && plan.map.is_empty() && plan.set.is_empty() {
         return Err(NodeError::msg(
-            "`relabel` has nothing to do: neither `unpivot` nor `map` is set",
+            "`relabel` has nothing to do: none of `unpivot`, `map` and `set` is given",
         )
-        .hint("add `unpivot = { rejected = 1, chosen = 0 }` or `map = { yes = 1, no = 0 }`"));
+        .hint("add `unpivot = { rejected = 1, chosen = 0 }`, `map = { yes = 1, no = 0 }` or `set = { dataset = \"name\" }`"));
     }
     let held: HashSet<usize> = match plan.held_out {
         Some((frac, seed)) => {
@@ -196,6 +204,11 @@ pub fn relabel(rows: &[Row], plan: &Plan) -> Result<(Vec<Row>, Vec<Row>), NodeEr
                 r.insert(plan.label_column.clone(), json!(mapped));
             }
         }
+        for r in &mut produced {
+            for (col, text) in &plan.set {
+                r.insert(col.clone(), json!(text));
+            }
+        }
         if held.contains(&i) {
             out_held.extend(produced);
         } else {
@@ -224,6 +237,13 @@ impl Node for Relabel {
             held_out: ctx
                 .float("held_out_fraction")
                 .map(|f| (f, ctx.int("seed").unwrap_or(0) as u64)),
+            set: match ctx.value("set") {
+                Some(Value::Table(m)) => m
+                    .iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect(),
+                _ => vec![],
+            },
         };
         let (kept, held) = relabel(&rows, &plan)?;
         for (port, out) in [("dataset", &kept), ("held_out", &held)] {
@@ -319,6 +339,26 @@ mod tests {
             ..plan()
         };
         assert_ne!(relabel(&rows(50), &other).unwrap().1, held);
+    }
+
+    #[test]
+    fn set_writes_a_column_into_every_row_unpivoted_or_not() {
+        let set = vec![("dataset".to_string(), "hh-rlhf".to_string())];
+        let p = Plan {
+            set: set.clone(),
+            held_out: Some((0.5, 1)),
+            ..plan()
+        };
+        let (kept, held) = relabel(&rows(4), &p).unwrap();
+        assert_eq!(kept.len() + held.len(), 8);
+        assert!(kept.iter().chain(&held).all(|r| r["dataset"] == "hh-rlhf"));
+        let alone = Plan {
+            set,
+            ..Plan::default()
+        };
+        let (kept, _) = relabel(&rows(2), &alone).unwrap();
+        assert_eq!(kept[1]["dataset"], "hh-rlhf");
+        assert_eq!(kept[1]["chosen"], "good 1", "nothing else changes");
     }
 
     #[test]
