@@ -148,7 +148,7 @@ fn run_rerun_edit_status_show_lineage_log_export() {
     let o = dag(d, &["lineage", "balanced"]);
     let s = text(&o);
     assert!(
-        s.contains("from balanced (balance v1)") && s.contains("from statements (dataset v1)"),
+        s.contains("from balanced (balance v2)") && s.contains("from statements (dataset v1)"),
         "{s}"
     );
     let o = dag(d, &["--json", "lineage", "statements", "--down"]);

@@ -20,10 +20,13 @@ impl Balance {
     pub fn new() -> Self {
         Balance(NodeSpec {
             name: "balance",
-            version: 1,
+            // 2: a row whose label is null (a judge could not label it) is dropped and
+            // counted, never balanced as a class of its own.
+            version: 2,
             doc: "Resamples rows so every value of `label` has the same count (within each value of `stratify`, when set): \
                   `down` keeps a seeded sample of each class as large as the smallest, `up` repeats seeded draws of the \
-                  smaller classes up to the largest. Reports counts before and after.",
+                  smaller classes up to the largest. Rows whose label is null (unlabelled) are dropped and counted. \
+                  Reports counts before and after.",
             inputs: vec![PortSpec::new(
                 "dataset",
                 ArtifactKind::Dataset,
@@ -72,6 +75,37 @@ fn column<'r>(r: &'r Row, col: &str, i: usize) -> Result<&'r serde_json::Value, 
     })
 }
 
+/// stratum -> label -> row indices, in input order.
+type Classes = BTreeMap<String, BTreeMap<String, Vec<usize>>>;
+
+/// The rows by stratum and label, and how many rows have a null label and are left out.
+fn classes(
+    rows: &[Row],
+    label: &str,
+    stratify: Option<&str>,
+) -> Result<(Classes, usize), NodeError> {
+    let mut groups = Classes::new();
+    let mut unlabelled = 0usize;
+    for (i, r) in rows.iter().enumerate() {
+        let l = column(r, label, i)?;
+        if l.is_null() {
+            unlabelled += 1;
+            continue;
+        }
+        let s = match stratify {
+            Some(c) => table::as_text(column(r, c, i)?),
+            None => String::new(),
+        };
+        groups
+            .entry(s)
+            .or_default()
+            .entry(table::as_text(l))
+            .or_default()
+            .push(i);
+    }
+    Ok((groups, unlabelled))
+}
+
 impl Node for Balance {
     fn spec(&self) -> &NodeSpec {
         &self.0
@@ -85,16 +119,7 @@ impl Node for Balance {
         let stratify = ctx.str("stratify").map(str::to_string);
         let up = ctx.str("mode") == Some("up");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ctx.int("seed").unwrap_or(0) as u64);
-        // stratum -> label -> row indices, in input order
-        let mut groups: BTreeMap<String, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            let l = table::as_text(column(r, &label, i)?);
-            let s = match &stratify {
-                Some(c) => table::as_text(column(r, c, i)?),
-                None => String::new(),
-            };
-            groups.entry(s).or_default().entry(l).or_default().push(i);
-        }
+        let (groups, unlabelled) = classes(&rows, &label, stratify.as_deref())?;
         let mut before: Counts = BTreeMap::new();
         let mut after: Counts = BTreeMap::new();
         let mut chosen: Vec<usize> = vec![];
@@ -146,13 +171,47 @@ impl Node for Balance {
             }
         };
         ctx.info(format!(
-            "{} rows -> {} rows; counts before {} after {}",
+            "{} rows -> {} rows; counts before {} after {}{}",
             rows.len(),
             out.len(),
             flat(&before),
-            flat(&after)
+            flat(&after),
+            if unlabelled > 0 {
+                format!("; {unlabelled} unlabelled rows dropped")
+            } else {
+                String::new()
+            }
         ));
-        ctx.set_meta("dataset", json!({ "rows": out.len(), "label": label, "stratify": stratify, "before": flat(&before), "after": flat(&after) }));
+        if groups.values().all(|by_label| by_label.len() < 2) {
+            return Err(NodeError::msg(format!(
+                "Every row has the same `{label}` ({})",
+                flat(&before)
+            ))
+            .hint("balancing needs two classes: check the node that wrote the labels (its metrics count them)"));
+        }
+        ctx.set_meta("dataset", json!({ "rows": out.len(), "label": label, "stratify": stratify, "before": flat(&before), "after": flat(&after), "unlabelled": unlabelled }));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unlabelled_rows_are_counted_not_a_class() {
+        let rows: Vec<Row> = [json!(1), json!(null), json!(0), json!(1)]
+            .into_iter()
+            .map(|l| {
+                let mut r = Row::new();
+                r.insert("label".into(), l);
+                r
+            })
+            .collect();
+        let (groups, unlabelled) = classes(&rows, "label", None).unwrap();
+        assert_eq!(unlabelled, 1);
+        let by_label = &groups[""];
+        assert_eq!(by_label.keys().collect::<Vec<_>>(), ["0", "1"]);
+        assert_eq!(by_label["1"], vec![0, 3]);
     }
 }
