@@ -98,6 +98,11 @@ pub(crate) fn judges(ctx: &RunContext<'_>, j: &JudgeParams) -> Result<Vec<Judge>
 }
 
 impl Judge {
+    /// Whether the runtime loads this judge (its replies carry log-likelihoods).
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
     /// The request for `prompt`, whose verdict is one of `choices` (the scorer's verdict
     /// grammar). A local judge's reply is constrained to exactly one of them. An API judge
     /// with `json_verdict` is asked, by JSON schema, for its reasoning and then one of them
@@ -207,8 +212,13 @@ pub(crate) fn replies<'a>(
         if replies.contains_key(&p.key) || queued.contains(&p.key) {
             continue;
         }
-        // Saved replies first: they cost nothing and need no key.
-        match ctx.call_result::<JudgeReply>(&Digest(p.key))? {
+        let is_local = |name: &str| judges.iter().any(|x| x.name == name && x.local.is_some());
+        // Saved replies first: they cost nothing and need no key. A local reply saved
+        // before replies kept their log-likelihoods is asked again (locally: free).
+        let saved = ctx
+            .call_result::<JudgeReply>(&Digest(p.key))?
+            .filter(|r| r.logprobs.is_some() || !is_local(p.judge));
+        match saved {
             Some(r) => {
                 replies.insert(p.key, r);
             }
@@ -342,6 +352,7 @@ fn run_local(
                 text: r.text,
                 served_model: None,
                 finish_reason: Some("choice".into()),
+                logprobs: Some(r.logprobs),
             };
             ctx.save_call_result(&key, &reply)?;
             replies.insert(key.0, reply);

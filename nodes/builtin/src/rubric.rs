@@ -152,6 +152,23 @@ impl Node for RubricLabel {
         let (p, j): (RubricLabelParams, JudgeParams) = ctx.typed_params()?;
         let judges = judging::judges(ctx, &j)?;
         let names = judging::names(&judges);
+        let labeller = match &p.label_judge {
+            None => names[0].clone(),
+            Some(n) if names.contains(n) => n.clone(),
+            Some(n) => {
+                return Err(NodeError::msg(format!(
+                    "`label_judge = {n:?}` is not one of this node's judges"
+                ))
+                .hint(format!(
+                    "the judges are {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        };
         let rubric = std::fs::read_to_string(&p.rubric).map_err(|e| {
             NodeError::caused(format!("Failed to read the rubric `{}`", p.rubric), &e)
         })?;
@@ -200,20 +217,57 @@ impl Node for RubricLabel {
                 ));
             }
         }
+        // Contextual calibration: each local judge labels the content-free texts too.
+        let calibration_texts = p.calibrate_with.clone().unwrap_or_default();
+        let mut baseline_calls = Vec::new();
+        for judge in judges.iter().filter(|j| j.is_local()) {
+            for t in &calibration_texts {
+                let request = judge.request_shaped(
+                    &j,
+                    prompt(&rubric, &p.labels, t),
+                    &choices,
+                    schema.clone(),
+                    "",
+                );
+                baseline_calls.push((
+                    judge.name.clone(),
+                    call_key(&judge.id, &request, 0),
+                    request,
+                ));
+            }
+        }
         let replies = judging::replies(
             ctx,
             &j,
             &judges,
             planned
                 .iter()
-                .map(|(_, judge, key, request)| judging::Planned {
+                .map(|(_, judge, key, request)| (judge, key, request))
+                .chain(
+                    baseline_calls
+                        .iter()
+                        .map(|(judge, key, request)| (judge, key, request)),
+                )
+                .map(|(judge, key, request)| judging::Planned {
                     key: *key,
                     judge,
                     request,
                 }),
         )?;
+        let baselines: BTreeMap<&str, Vec<f64>> = judges
+            .iter()
+            .filter(|j| j.is_local() && !calibration_texts.is_empty())
+            .map(|judge| {
+                let logprobs: Vec<&[f64]> = baseline_calls
+                    .iter()
+                    .filter(|(name, _, _)| *name == judge.name)
+                    .map(|(_, key, _)| replies[key].logprobs.as_deref().unwrap_or_default())
+                    .collect();
+                (judge.name.as_str(), content_free_baseline(&logprobs))
+            })
+            .collect();
 
-        // The first judge labels the rows; every judge's labels enter the agreement.
+        // One judge labels the rows; every judge's labels enter the agreement.
         let col = &p.label_column;
         let mut out: Vec<Row> = rows.clone();
         let mut by_judge: BTreeMap<usize, BTreeMap<String, char>> = BTreeMap::new();
@@ -221,7 +275,11 @@ impl Node for RubricLabel {
         let mut unlabelled = 0usize;
         let mut compared: (Vec<usize>, Vec<usize>) = (vec![], vec![]);
         for (i, judge, key, _) in &planned {
-            let parsed = parse_reply(&replies[key].text, &p.labels);
+            let reply = &replies[key];
+            let parsed = match (baselines.get(judge.as_str()), &reply.logprobs) {
+                (Some(baseline), Some(logprobs)) => Ok(calibrated(logprobs, baseline)),
+                _ => parse_reply(&reply.text, &p.labels),
+            };
             if let Ok(l) = &parsed {
                 let letter = char::from_digit(l.index as u32, 36).unwrap_or('?');
                 by_judge
@@ -229,7 +287,7 @@ impl Node for RubricLabel {
                     .or_default()
                     .insert(judge.clone(), letter);
             }
-            if *judge != names[0] {
+            if *judge != labeller {
                 continue;
             }
             let row = &mut out[*i];
@@ -274,11 +332,15 @@ impl Node for RubricLabel {
         });
         let metrics = json!({
             "rows": rows.len(),
-            "labelled_by": names[0],
+            "labelled_by": labeller,
             "counts": p.labels.iter().zip(&counts).map(|(l, n)| (l.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
             "unlabelled": unlabelled,
             "agreement_with_existing": existing,
             "agreement": judging::agreement(&names, &by_judge),
+            "calibration": (!baselines.is_empty()).then(|| json!({
+                "content_free": calibration_texts,
+                "label_probabilities": baselines.iter().map(|(j, b)| (j.to_string(), json!(b.iter().map(|l| l.exp()).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>(),
+            })),
         });
         std::fs::write(
             ctx.output_path("metrics"),
@@ -294,9 +356,71 @@ impl Node for RubricLabel {
     }
 }
 
+/// The label probabilities a judge gives content-free texts, averaged (as logs): what it
+/// leans to whatever the text (Zhao et al. 2021, "Calibrate before use").
+fn content_free_baseline(logprobs: &[&[f64]]) -> Vec<f64> {
+    let k = logprobs.first().map_or(0, |l| l.len());
+    let mut mean = vec![0.0; k];
+    for l in logprobs {
+        for (m, p) in mean.iter_mut().zip(softmax(l)) {
+            *m += p / logprobs.len() as f64;
+        }
+    }
+    mean.iter().map(|p| p.ln()).collect()
+}
+
+fn softmax(logprobs: &[f64]) -> Vec<f64> {
+    let max = logprobs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = logprobs.iter().map(|l| (l - max).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.iter().map(|x| x / sum).collect()
+}
+
+/// The label with the highest probability once divided by the content-free baseline, with
+/// its calibrated probability, in percent, as the explanation.
+fn calibrated(logprobs: &[f64], baseline: &[f64]) -> Labelled {
+    let p = softmax(logprobs);
+    let adjusted: Vec<f64> = p.iter().zip(baseline).map(|(p, b)| p.ln() - b).collect();
+    let q = softmax(&adjusted);
+    // The first of equals wins, as the uncalibrated choice does.
+    let index = (0..q.len()).fold(0, |b, i| if q[i] > q[b] { i } else { b });
+    Labelled {
+        index,
+        confidence: None,
+        explanation: Some(format!(
+            "calibrated probability {:.3} (uncalibrated {:.3})",
+            q[index], p[index]
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_divides_out_the_judges_lean() {
+        // The judge gives "High" e^2 times the odds of "Low" on content-free texts (on
+        // average): a row it favours "High" on by less than that is "Low" once calibrated.
+        let baseline = content_free_baseline(&[&[-3.0, -1.0], &[-2.5, -0.5]]);
+        let p = softmax(&baseline);
+        assert!((p[1] / p[0] - 2f64.exp()).abs() < 1e-9, "{p:?}");
+        let leaning_less = calibrated(&[-2.0, -1.0], &baseline);
+        assert_eq!(leaning_less.index, 0);
+        let leaning_more = calibrated(&[-4.0, -1.0], &baseline);
+        assert_eq!(leaning_more.index, 1);
+        assert!(
+            leaning_more
+                .explanation
+                .unwrap()
+                .starts_with("calibrated probability 0.731"),
+            "e^3 / e^2 = e: p = e / (1 + e)"
+        );
+        // Without a lean nothing changes.
+        let flat = content_free_baseline(&[&[-1.0, -1.0]]);
+        assert_eq!(calibrated(&[-1.0, -1.2], &flat).index, 0);
+        assert_eq!(calibrated(&[-1.2, -1.0], &flat).index, 1);
+    }
 
     #[test]
     fn replies_parse_strictly() {

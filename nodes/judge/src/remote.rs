@@ -494,6 +494,7 @@ fn parse_completion(bytes: &[u8]) -> Result<JudgeReply, String> {
         text,
         served_model: v["model"].as_str().map(str::to_string),
         finish_reason: choice["finish_reason"].as_str().map(str::to_string),
+        logprobs: None,
     })
 }
 

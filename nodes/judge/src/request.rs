@@ -78,7 +78,7 @@ pub fn call_key(judge: &JudgeId, request: &JudgeRequest, epoch: u32) -> [u8; 32]
 /// What a call returned, as it is saved and reused. Holds only what the judge said, never how
 /// long it took or how many attempts it needed: those vary between runs of the same call and
 /// go to the run's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JudgeReply {
     /// The reply's text.
     pub text: String,
@@ -89,6 +89,10 @@ pub struct JudgeReply {
     /// Why generation stopped (`stop`, `length`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
+    /// A local judge's summed log-likelihood of each allowed reply, in the request's order
+    /// (what contextual calibration reweighs); an API's reply has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<f64>>,
 }
 
 #[cfg(test)]

@@ -138,5 +138,9 @@ crate::params! {
         label_column: String = Str, "rubric_label", "the column receiving the label's number (null where unlabelled)";
         compare_column: Option<String> = Str, OPTIONAL,
             "a column of existing labels (numbers as `labels` numbers them) to report agreement with";
+        label_judge: Option<String> = Str, OPTIONAL,
+            "the judge whose labels are written (default: the first, a connected local judge before API judges); the others enter the agreement";
+        calibrate_with: Option<Vec<String>> = List(&Str), OPTIONAL,
+            "local judges: content-free texts (e.g. [\"N/A\", \"\"]) whose label probabilities, averaged, divide each row's before the label is picked (contextual calibration), so a small judge's leaning to one label does not decide every row";
     }
 }
