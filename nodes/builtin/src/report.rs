@@ -7,7 +7,7 @@
 //! composition `train-probe` uses), under this node's own bootstrap seed, so every row of the
 //! table shares one resampling setup whatever its producer used.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -31,7 +31,8 @@ impl ProbeReport {
     pub fn new() -> Self {
         ProbeReport(NodeSpec {
             name: "probe-report",
-            version: 1,
+            // 2: the metadata's `summary`, the table `dag run` prints.
+            version: 2,
             doc: "The probes study's report: reads per-row `scores` (train-probe cells, classify-prompted) and writes \
                   results.md (one row per input and split: AUROC with a seeded stratified bootstrap 95% interval, \
                   TPR at 1% FPR with the threshold on negatives only and the seed study's closest-point variant, \
@@ -530,7 +531,57 @@ pub fn write_report(
         "inputs": inputs.len(),
         "splits": options.splits,
         "plots": plots.iter().map(|(_, f)| f).collect::<Vec<_>>(),
+        "summary": summary(&inputs, &cells, &cols, options),
     }))
+}
+
+/// The table `dag run` prints at the end: each input's AUROC [95% CI] per split, then per
+/// group (source dataset) of each split whose scores carry groups.
+fn summary(
+    inputs: &[Scored],
+    cells: &[Vec<Option<Cell>>],
+    cols: &[String],
+    options: &Options,
+) -> String {
+    let mut header = row_label_header(cols);
+    // (split index, group): the whole split first, then its groups in order.
+    let mut columns: Vec<(usize, Option<&str>)> = vec![];
+    for (s, split) in options.splits.iter().enumerate() {
+        columns.push((s, None));
+        header.push(format!("{split} AUROC"));
+        let groups: BTreeSet<&str> = cells[s]
+            .iter()
+            .flatten()
+            .flat_map(|c| c.by_group.keys().map(String::as_str))
+            .collect();
+        let groups_len = groups.len();
+        // One group is the whole split again.
+        for g in groups.into_iter().filter(|_| groups_len > 1) {
+            columns.push((s, Some(g)));
+            header.push(format!("{split} `{g}`"));
+        }
+    }
+    let mut md = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        " --- |".repeat(header.len())
+    );
+    for (i, input) in inputs.iter().enumerate() {
+        let mut line = row_label(input, cols);
+        for (s, group) in &columns {
+            let text = match (&cells[*s][i], group) {
+                (None, _) => "-".to_string(),
+                (Some(c), None) => auroc_text(&c.metrics, c.auroc_ci),
+                (Some(c), Some(g)) => c
+                    .by_group
+                    .get(*g)
+                    .map_or("-".into(), |(m, ci)| auroc_text(m, *ci)),
+            };
+            line.push(text);
+        }
+        md.push_str(&format!("| {} |\n", line.join(" | ")));
+    }
+    md
 }
 
 /// One input's metrics on some rows as results.json writes them.
