@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::tools::Llmock;
-use common::{dag_with_store, text};
+use common::{dag_with_store, run_statuses, text};
 use serde_json::{Value, json};
 
 fn graph() -> PathBuf {
@@ -31,22 +31,7 @@ fn run_dev(dir: &Path, sets: &[String]) -> String {
 
 /// Each instance's status in the latest run: `Ran`, `Cached`, ...
 fn statuses(dir: &Path) -> BTreeMap<String, String> {
-    let o = dag_with_store(dir, &["--json", "log", "-n", "1"]);
-    let runs: Vec<Value> =
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
-    runs[0]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            let status = match &n["status"] {
-                Value::String(s) => s.clone(),
-                Value::Object(o) => o.keys().next().unwrap().clone(),
-                other => other.to_string(),
-            };
-            (n["instance"].as_str().unwrap().to_string(), status)
-        })
-        .collect()
+    run_statuses(&dag_with_store(dir, &["--json", "log", "-n", "1"]))
 }
 
 /// The instances that ran, sorted.

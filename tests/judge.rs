@@ -91,24 +91,7 @@ fn scores(dir: &Path) -> Value {
 
 /// Each instance's status in the latest run.
 fn statuses(dir: &Path) -> std::collections::BTreeMap<String, String> {
-    let o = dag(dir, &["--json", "log", "-n", "1"]);
-    let runs: Vec<Value> =
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
-    let run = runs
-        .iter()
-        .max_by_key(|r| r["id"].as_str().unwrap_or_default().to_string())
-        .unwrap();
-    run["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["instance"].as_str().unwrap().to_string(),
-                n["status"].to_string(),
-            )
-        })
-        .collect()
+    common::run_statuses(&dag(dir, &["--json", "log", "-n", "1"]))
 }
 
 fn answered(journal: &[Value]) -> usize {

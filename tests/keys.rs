@@ -1,4 +1,4 @@
-//! The cache keys of the three study graphs, recorded: a change to how params are declared,
+//! The cache keys of the study graphs, recorded: a change to how params are declared,
 //! defaulted, coerced or canonicalised (the worker protocol, a node's `Params`) must keep
 //! every existing store's cache hits, so every key must stay byte-identical unless a node's
 //! version is bumped on purpose. Input artifacts and path contents are fixed placeholders,
@@ -96,7 +96,7 @@ fn keys(graph: &Path, profile: Option<&str>) -> BTreeMap<String, serde_json::Val
 fn the_study_graphs_keep_their_cache_keys() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut now = BTreeMap::new();
-    for graph in ["ahb", "probes", "propensity"] {
+    for graph in ["ahb", "probes", "hh-probes", "propensity", "benchmarks"] {
         for profile in [None, Some("dev")] {
             let name = format!(
                 "{graph}{}",

@@ -384,11 +384,11 @@ fn killed_classifier_training_resumes_to_identical_scores_and_weights() {
     assert!(resumed.2 == reference.2, "the adapter differs");
 }
 
-/// `graphs/probes.toml` itself, with the tiny random model in place of SmolLM2 (its layers
+/// `graphs/hh-probes.toml` itself, with the tiny random model in place of SmolLM2 (its layers
 /// 0, 1, 2 for 6, 15, 24) so the whole graph runs in seconds; the dev profile, shrunk further.
 fn probes_graph_on_the_tiny_model(dir: &Path) {
     let tiny = tiny_model();
-    let graph = std::fs::read_to_string(root().join("graphs/probes.toml"))
+    let graph = std::fs::read_to_string(root().join("graphs/hh-probes.toml"))
         .unwrap()
         .replace(
             "../../shared/data/",
@@ -571,4 +571,187 @@ fn probes_graph_dev_profile_runs_and_reports_sane_metrics() {
         ],
     );
     assert!(text(&o).contains("0 ran"), "{}", text(&o));
+}
+
+/// `graphs/probes.toml` (Models Under Pressure, the paper's way) with the tiny random model
+/// writing, judging and being probed: its layers 0 and 1 for 6, 15, 24, so adding layer 2
+/// is an edit the test can make.
+/// The tiny random Llama with a longer context, under `dir`: the judge reads the whole
+/// rubric, thousands of the tiny tokenizer's tokens (RoPE has no learned positions to
+/// outgrow). One copy serves every project of a test: a `model` node's reference names its
+/// path.
+fn long_context_tiny_model(dir: &Path) -> PathBuf {
+    let tiny = dir.join("tiny-llama-long");
+    std::fs::create_dir_all(&tiny).unwrap();
+    for f in std::fs::read_dir(tiny_model()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, tiny.join(f.file_name().unwrap())).unwrap();
+    }
+    let config = tiny.join("config.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["max_position_embeddings"] = 8192.into();
+    std::fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    tiny
+}
+
+fn mup_graph_on_the_tiny_model(dir: &Path, tiny: &Path, layers: &str) {
+    let graph = std::fs::read_to_string(root().join("graphs/probes.toml"))
+        .unwrap()
+        .replace(
+            "../../shared/data/",
+            &format!("{}/", root().join("../shared/data").display()),
+        )
+        .replace(
+            "source = \"smollm2\"",
+            &format!("path = \"{}\"", tiny.display()),
+        )
+        .replace("[6, 15, 24]", layers);
+    assert!(graph.contains("tiny-llama") && graph.contains(layers));
+    write_project(dir, "probes.toml", &graph);
+}
+
+fn statuses(dir: &Path) -> BTreeMap<String, String> {
+    common::run_statuses(&dag(dir, &["--json", "log", "-n", "1"]))
+}
+
+#[test]
+fn the_mup_graph_labels_its_own_data_reports_in_and_out_of_distribution_and_a_new_layer_runs_only_its_cells()
+ {
+    let models = tempfile::tempdir().unwrap();
+    let tiny = long_context_tiny_model(models.path());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    mup_graph_on_the_tiny_model(d, &tiny, "[0, 1]");
+    let args = [
+        "run",
+        "probes.toml",
+        "--profile",
+        "dev",
+        "--set",
+        "probe.epochs=3",
+    ];
+    let o = dag(d, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let printed = text(&o);
+    let at = |t: &str| show(d, t);
+
+    // The data the graph wrote: 40 drawn combinations, each asked for as a high- and a
+    // low-stakes situation, one message each.
+    let factors = at("factors");
+    assert_eq!(factors["meta"]["rows"], 80);
+    assert_eq!(factors["meta"]["combinations"], 40);
+    assert_eq!(
+        factors["meta"]["factors"],
+        serde_json::json!({"role_of_user": 10, "impact_factor": 20, "topic": 24,
+            "prompt_style": 5, "tone": 4, "language": 4, "length": 4})
+    );
+    assert_eq!(at("prompts")["meta"]["rows"], 80);
+    // Every row labelled by the rubric, both labels used (the calibrated local judge), and
+    // the agreement with the intended stakes reported.
+    for (node, rows, compared) in [("labelled", 80, "stakes"), ("hh_labelled", 40, "harmful")] {
+        let m = &at(&format!("{node}.metrics"))["meta"];
+        assert_eq!(m["rows"], rows, "{node}: {m}");
+        assert_eq!(
+            m["unlabelled"], 0,
+            "a local judge always picks a label: {m}"
+        );
+        let (low, high) = (
+            m["counts"]["Low Stakes"].as_u64().unwrap(),
+            m["counts"]["High Stakes"].as_u64().unwrap(),
+        );
+        assert_eq!(low + high, rows);
+        assert!(low > 0 && high > 0, "{node}: {m}");
+        assert_eq!(m["agreement_with_existing"]["column"], compared);
+        assert_eq!(
+            m["calibration"]["content_free"],
+            serde_json::json!(["N/A", "", "[MASK]"])
+        );
+    }
+    // Balanced, then split by combination: the three splits partition the balanced rows.
+    let balanced = at("balanced")["meta"].clone();
+    let after = balanced["after"].as_object().unwrap();
+    assert_eq!(after["0"], after["1"], "{balanced}");
+    let rows = |t: &str| at(t)["meta"]["rows"].as_u64().unwrap();
+    let (train, val, test) = (
+        rows("splits.train"),
+        rows("splits.validation"),
+        rows("splits.test"),
+    );
+    assert_eq!(train + val + test, balanced["rows"].as_u64().unwrap());
+    assert!(train > 0 && val > 0 && test > 0);
+    let test_rows = at("test_rows")["meta"].clone();
+    assert_eq!(
+        test_rows["rows"].as_u64().unwrap(),
+        test + rows("hh_balanced"),
+        "{test_rows}"
+    );
+    // The report, printed by `dag run`: every probe cell and both baselines, with the test
+    // split broken down by source dataset.
+    for header in ["test AUROC", "test `synthetic`", "test `hh-rlhf`"] {
+        assert!(printed.contains(header), "{header} in\n{printed}");
+    }
+    for layer in [0, 1] {
+        for probe in [
+            "mean-logistic",
+            "diff-of-means",
+            "lda",
+            "per-token",
+            "attention",
+        ] {
+            let row = format!("| probe | {layer} | {probe} | ");
+            assert_eq!(printed.matches(&row).count(), 1, "{row} in\n{printed}");
+        }
+    }
+    assert!(printed.contains("| prompted | - | - | - |"), "{printed}");
+    assert!(printed.contains("| finetuned | - | - | "), "{printed}");
+    let md = std::fs::read_to_string(export(d, "report").join("results.md")).unwrap();
+    assert!(md.contains("### test: per group"), "{md}");
+
+    // Another directory, the same bytes: generation, judging, splits and probes are
+    // functions of their inputs.
+    let elsewhere = tempfile::tempdir().unwrap();
+    mup_graph_on_the_tiny_model(elsewhere.path(), &tiny, "[0, 1]");
+    let o = dag(elsewhere.path(), &args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_outputs(d, elsewhere.path());
+
+    // Adding a layer: every extraction's key changes (`layers` is a param), but the stored
+    // layers come back with the same bytes, so only the new layer's probes and the report run.
+    let before = common::last_run_outputs(d);
+    mup_graph_on_the_tiny_model(d, &tiny, "[0, 1, 2]");
+    let o = dag(d, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let st = statuses(d);
+    let ran: Vec<&str> = st
+        .iter()
+        .filter(|(_, s)| *s == "Ran")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let mut expected: Vec<String> = ["acts_train", "acts_val", "acts_test"]
+        .iter()
+        .flat_map(|a| (0..3).map(move |l| format!("{a}[layer={l}]")))
+        .chain(
+            [
+                "mean-logistic",
+                "diff-of-means",
+                "lda",
+                "per-token",
+                "attention",
+            ]
+            .iter()
+            .map(|p| format!("probe[layer=2,probe={p}]")),
+        )
+        .chain(["report".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(ran, expected, "{st:?}");
+    for (instance, outputs) in &before {
+        if instance.starts_with("acts_") {
+            assert_eq!(
+                &common::last_run_outputs(d)[instance],
+                outputs,
+                "{instance} keeps its bytes"
+            );
+        }
+    }
 }

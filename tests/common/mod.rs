@@ -129,6 +129,27 @@ fn saved_states(dir: &Path, prefix: &str) -> usize {
         .count()
 }
 
+/// Each instance's status (`Ran`, `Cached`, `Failed`, ...) in the run `log` describes: the
+/// output of `dag --json log -n 1`, with or without `--store`.
+pub fn run_statuses(log: &Output) -> std::collections::BTreeMap<String, String> {
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&log.stdout)
+        .unwrap_or_else(|_| panic!("dag log --json: {}", text(log)));
+    runs[0]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            // A failure carries its message: `{"Failed": "..."}`.
+            let status = match &n["status"] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Object(o) => o.keys().next().unwrap().clone(),
+                other => other.to_string(),
+            };
+            (n["instance"].as_str().unwrap().to_string(), status)
+        })
+        .collect()
+}
+
 /// Every node instance's outputs (port to digest) in the latest run recorded in `dir`.
 pub fn last_run_outputs(dir: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
     let o = dag(dir, &["--json", "log", "-n", "1"]);
