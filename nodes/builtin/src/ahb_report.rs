@@ -21,10 +21,12 @@ impl AhbReport {
     pub fn new() -> Self {
         AhbReport(NodeSpec {
             name: "ahb-report",
-            version: 1,
+            // 2: per-dimension intervals.
+            version: 2,
             doc: "The AnimalHarmBench testbed's report over every evaluated model's `anima` scores, in input order: the \
                   overall score (C = 1.0, I = 0.0, higher is better) with a Student-t interval over the per-epoch \
-                  means, the per-dimension means, unscored grades and questions; Welch's one-sided t-test of the first \
+                  means, the per-dimension means with the same interval over each dimension's per-epoch means, \
+                  unscored grades and questions; Welch's one-sided t-test of the first \
                   model of `compare` scoring higher than the second; report.md (the table), scores.png (dot and \
                   whisker) and report.json.",
             inputs: vec![
@@ -89,13 +91,21 @@ struct Model {
     overall: Option<f64>,
     epoch_means: Vec<f64>,
     interval: Option<dag_metrics::TInterval>,
-    dimensions: Vec<(String, Option<f64>)>,
+    dimensions: Vec<DimensionScore>,
     grades: u64,
     unparseable: u64,
     questions_scored: u64,
     questions_unscored: usize,
     /// The propensity tasks' group score, where an evaluation was given.
     propensity: Option<Propensity>,
+}
+
+/// One dimension's mean, and the Student-t interval over its per-epoch means.
+#[derive(Debug, Clone)]
+struct DimensionScore {
+    name: String,
+    mean: Option<f64>,
+    interval: Option<(f64, f64)>,
 }
 
 /// A propensity evaluation's group score and its bootstrap interval.
@@ -137,10 +147,12 @@ fn read_model(input: &InputArtifact, level: f64) -> Result<Model, NodeError> {
         dimensions: dims
             .iter()
             .map(|d| {
-                (
-                    d["dimension"].as_str().unwrap_or_default().to_string(),
-                    d["mean"].as_f64(),
-                )
+                let i = &d["epoch_interval"];
+                DimensionScore {
+                    name: d["dimension"].as_str().unwrap_or_default().to_string(),
+                    mean: d["mean"].as_f64(),
+                    interval: i["lower"].as_f64().zip(i["upper"].as_f64()),
+                }
             })
             .collect(),
         grades: count("grades_attempted"),
@@ -209,7 +221,7 @@ fn f3(x: Option<f64>) -> String {
 fn table(models: &[Model], level: f64) -> String {
     let dims: Vec<&str> = models
         .first()
-        .map(|m| m.dimensions.iter().map(|(d, _)| d.as_str()).collect())
+        .map(|m| m.dimensions.iter().map(|d| d.name.as_str()).collect())
         .unwrap_or_default();
     let mut head = vec![
         "model".to_string(),
@@ -236,12 +248,15 @@ fn table(models: &[Model], level: f64) -> String {
             m.epoch_means.len().to_string(),
         ];
         for d in &dims {
-            let mean = m
-                .dimensions
-                .iter()
-                .find(|(n, _)| n == d)
-                .and_then(|(_, v)| *v);
-            row.push(f3(mean));
+            row.push(match m.dimensions.iter().find(|x| x.name == *d) {
+                Some(DimensionScore {
+                    mean,
+                    interval: Some((lo, hi)),
+                    ..
+                }) => format!("{} [{lo:.3}, {hi:.3}]", f3(*mean)),
+                Some(x) => f3(x.mean),
+                None => "-".into(),
+            });
         }
         if with_propensity {
             row.push(match m.propensity {
@@ -346,7 +361,8 @@ impl Node for AhbReport {
         let mut md = format!(
             "# {title}\n\nANIMA scores: C = 1.0, I = 0.0, higher is better. Overall: the mean over questions of \
              each question's score (means over graders, then expansions, then dimensions by weight), reduced over \
-             epochs; the interval is Student-t over the per-epoch means.\n\n{table}\n"
+             epochs; the interval is Student-t over the per-epoch means, and a dimension's over its per-epoch \
+             means (none with a single epoch).\n\n{table}\n"
         );
         if let Some(c) = &comparison {
             let _ = writeln!(md, "{}\n", c["summary"].as_str().unwrap_or_default());
@@ -378,7 +394,7 @@ impl Node for AhbReport {
                     "overall": m.overall,
                     "epoch_means": m.epoch_means,
                     "interval": m.interval.as_ref().map(|i| json!([i.lower, i.upper])),
-                    "dimensions": m.dimensions.iter().map(|(d, v)| json!({"dimension": d, "mean": v})).collect::<Vec<_>>(),
+                    "dimensions": m.dimensions.iter().map(|d| json!({"dimension": d.name, "mean": d.mean, "interval": d.interval.map(|(a, b)| [a, b])})).collect::<Vec<_>>(),
                     "grades": m.grades,
                     "grades_unscored": m.unparseable,
                     "questions_scored": m.questions_scored,

@@ -689,6 +689,12 @@ pub struct DimensionMean {
     pub mean: Option<f64>,
     /// How many questions it is averaged over.
     pub questions: usize,
+    /// The dimension's mean per epoch (over the questions that have it in that epoch), in
+    /// epoch order, for the epochs where any question has it.
+    pub epoch_means: Vec<f64>,
+    /// Student-t interval ([`EPOCH_INTERVAL_LEVEL`]) over [`DimensionMean::epoch_means`];
+    /// `None` with fewer than 2 of them.
+    pub epoch_interval: Option<TInterval>,
 }
 
 /// The mean overall score of one epoch, over the questions scored in that epoch.
@@ -875,6 +881,8 @@ fn aggregate(grades: &[Indexed<'_>], ids: &[&str], dims: &[Dimension]) -> Aggreg
     }
     let mut by_question: BTreeMap<usize, Vec<(u32, EpochScore)>> = BTreeMap::new();
     let mut by_epoch: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    // (dimension, epoch) -> the epoch's scores of that dimension, over questions
+    let mut by_dimension_epoch: BTreeMap<(usize, u32), Vec<f64>> = BTreeMap::new();
     let mut unscored_epochs = Vec::new();
     for (&(question, epoch), cells) in &samples {
         let scored = by_question.entry(question).or_default();
@@ -882,6 +890,9 @@ fn aggregate(grades: &[Indexed<'_>], ids: &[&str], dims: &[Dimension]) -> Aggreg
         match score_epoch(cells, dims) {
             Some(s) => {
                 epoch_means.push(s.overall);
+                for (&d, &x) in &s.dimensions {
+                    by_dimension_epoch.entry((d, epoch)).or_default().push(x);
+                }
                 scored.push((epoch, s));
             }
             None => unscored_epochs.push(UnscoredEpoch {
@@ -901,16 +912,27 @@ fn aggregate(grades: &[Indexed<'_>], ids: &[&str], dims: &[Dimension]) -> Aggreg
     }
     let dimensions: Vec<DimensionMean> = dims
         .iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(i, d)| {
             let values: Vec<f64> = questions
                 .iter()
                 .filter_map(|q| q.dimensions.get(&d.name).copied())
                 .collect();
+            let epoch_means: Vec<f64> = by_dimension_epoch
+                .range((i, 0)..=(i, u32::MAX))
+                .filter_map(|(_, xs)| mean(xs.iter().copied()))
+                .collect();
+            // The means are of grades in [0, 1], finite: the interval cannot fail.
+            let epoch_interval = (epoch_means.len() >= 2)
+                .then(|| t_interval(&epoch_means, EPOCH_INTERVAL_LEVEL).ok())
+                .flatten();
             DimensionMean {
                 dimension: d.name.clone(),
                 weight: d.weight,
                 mean: mean(values.iter().copied()),
                 questions: values.len(),
+                epoch_means,
+                epoch_interval,
             }
         })
         .collect();
@@ -1179,5 +1201,33 @@ mod tests {
         assert_eq!(r.questions_scored, 0);
         assert!(r.epochs.is_empty());
         assert!(compare_epochs(&r, &r).is_err());
+    }
+
+    #[test]
+    fn each_dimension_has_its_epoch_means_and_their_interval() {
+        let dims = vec![dim("A", "?"), dim("B", "?")];
+        // Epoch 1: A = (1 + 0) / 2 over q1, q2; B = 1 (q1 only). Epoch 2: A = 1, B = 0.
+        // Epoch 3: A = 0.5 (q1 alone), B absent.
+        let grades = [
+            g("q1", 1, "A", 0, "j", Some(1.0)),
+            g("q2", 1, "A", 0, "j", Some(0.0)),
+            g("q1", 1, "B", 0, "j", Some(1.0)),
+            g("q1", 2, "A", 0, "j", Some(1.0)),
+            g("q2", 2, "A", 0, "j", Some(1.0)),
+            g("q1", 2, "B", 0, "j", Some(0.0)),
+            g("q1", 3, "A", 0, "j", Some(0.5)),
+        ];
+        let r = score(&grades, &dims).unwrap();
+        let (a, b) = (&r.dimensions[0], &r.dimensions[1]);
+        assert_eq!(a.epoch_means, vec![0.5, 1.0, 0.5]);
+        assert_eq!(b.epoch_means, vec![1.0, 0.0]);
+        let want = t_interval(&[0.5, 1.0, 0.5], EPOCH_INTERVAL_LEVEL).unwrap();
+        assert_eq!(a.epoch_interval, Some(want));
+        assert!(
+            b.epoch_interval.unwrap().lower < 0.0,
+            "two epochs far apart: a wide interval"
+        );
+        let single = score(&grades[..3], &dims).unwrap();
+        assert!(single.dimensions.iter().all(|d| d.epoch_interval.is_none()));
     }
 }
