@@ -2,10 +2,26 @@
 
 use super::*;
 
-/// Every number in a metrics JSON artifact, keyed by its path (`tasks.gsm8k.acc,none`); the
-/// `table` array repeats them for display and is skipped.
-pub(super) fn metric_numbers(store: &Store, d: &Digest) -> Vec<(String, f64)> {
-    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, f64)>) {
+/// One number of a metrics or report artifact, with the interval stored beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Number {
+    pub value: f64,
+    pub interval: Option<(f64, f64)>,
+}
+
+/// Every number in a JSON document, keyed by its path (`tasks.gsm8k.acc,none`,
+/// `rows.3.auroc`), each with its interval where one sits beside it: `<name>_ci` or
+/// `interval` as a pair, or `ci_low` and `ci_high`. The intervals' own ends are not listed
+/// apart, and a metrics file's top-level `table` (a display copy of the same numbers) is
+/// skipped.
+pub(super) fn json_numbers(prefix: &str, v: &serde_json::Value) -> Vec<(String, Number)> {
+    fn pair(v: Option<&serde_json::Value>) -> Option<(f64, f64)> {
+        match v?.as_array()?.as_slice() {
+            [a, b] => Some((a.as_f64()?, b.as_f64()?)),
+            _ => None,
+        }
+    }
+    fn walk(prefix: &str, v: &serde_json::Value, top: bool, out: &mut Vec<(String, Number)>) {
         let join = |k: &str| {
             if prefix.is_empty() {
                 k.to_string()
@@ -14,26 +30,105 @@ pub(super) fn metric_numbers(store: &Store, d: &Digest) -> Vec<(String, f64)> {
             }
         };
         match v {
-            serde_json::Value::Number(n) => out.extend(n.as_f64().map(|x| (prefix.to_string(), x))),
             serde_json::Value::Object(o) => {
-                for (k, v) in o {
-                    if !(prefix.is_empty() && k == "table") {
-                        walk(&join(k), v, out);
+                let lows = (o.get("ci_low"), o.get("ci_high"));
+                // An object's `interval` (or `ci_low`, `ci_high`) belongs to its estimate.
+                let estimate = ["value", "mean", "overall", "difference"]
+                    .into_iter()
+                    .find(|k| o.get(*k).is_some_and(serde_json::Value::is_number));
+                for (k, x) in o {
+                    let an_interval_end =
+                        k == "interval" || k == "ci_low" || k == "ci_high" || k.ends_with("_ci");
+                    if (top && k == "table") || an_interval_end {
+                        continue;
+                    }
+                    if let Some(value) = x.as_f64() {
+                        let of_estimate = estimate == Some(k.as_str());
+                        let interval = pair(o.get(&format!("{k}_ci")))
+                            .or_else(|| pair(o.get("interval")).filter(|_| of_estimate))
+                            .or_else(|| match lows {
+                                (Some(l), Some(h)) if of_estimate => {
+                                    Some((l.as_f64()?, h.as_f64()?))
+                                }
+                                _ => None,
+                            });
+                        out.push((join(k), Number { value, interval }));
+                    } else {
+                        walk(&join(k), x, false, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, x) in items.iter().enumerate() {
+                    // An element that names itself is found by its name, not its position,
+                    // so a row added before it does not make every later number "move".
+                    let name = ["label", "name", "model", "task", "dimension", "node"]
+                        .iter()
+                        .find_map(|k| x.get(k).and_then(serde_json::Value::as_str));
+                    let key = match name {
+                        Some(n) => format!("[{n}]"),
+                        None => i.to_string(),
+                    };
+                    match x.as_f64() {
+                        Some(value) => out.push((
+                            join(&key),
+                            Number {
+                                value,
+                                interval: None,
+                            },
+                        )),
+                        None => walk(&join(&key), x, false, out),
                     }
                 }
             }
             _ => {}
         }
     }
-    let Ok(bytes) = store.read(d) else {
-        return vec![];
-    };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return vec![];
-    };
     let mut out = vec![];
-    walk("", &v, &mut out);
+    match v.as_f64() {
+        Some(value) => out.push((
+            prefix.to_string(),
+            Number {
+                value,
+                interval: None,
+            },
+        )),
+        None => walk(prefix, v, true, &mut out),
+    }
     out
+}
+
+/// The numbers of a metrics artifact (a JSON file) or of a report (every `.json` file in
+/// its tree, each path prefixed by the file's name and `:`); none for other kinds.
+pub(super) fn artifact_numbers(store: &Store, d: &Digest) -> Vec<(String, Number)> {
+    let Ok(Some(rec)) = store.artifact(d) else {
+        return vec![];
+    };
+    let parse = |d: &Digest| {
+        store
+            .read(d)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    };
+    match rec.kind.as_str() {
+        "metrics" => parse(d).map(|v| json_numbers("", &v)).unwrap_or_default(),
+        "report" => rec
+            .entries
+            .iter()
+            .filter(|e| e.path.ends_with(".json"))
+            .filter_map(|e| parse(&e.digest).map(|v| json_numbers(&format!("{}:", e.path), &v)))
+            .flatten()
+            .map(|(k, n)| (k.replacen(":.", ":", 1), n))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn shown(n: &Number) -> String {
+    match n.interval {
+        Some((lo, hi)) => format!("{:.6} [{lo:.6}, {hi:.6}]", n.value),
+        None => format!("{:.6}", n.value),
+    }
 }
 
 pub(super) fn diff(explicit: Option<&Path>, a: &str, b: &str, json: bool) -> Result<Exit> {
@@ -83,20 +178,27 @@ pub(super) fn diff(explicit: Option<&Path>, a: &str, b: &str, json: bool) -> Res
                     .unwrap_or_default();
                 let mut entry =
                     json!({"output": port, "a": da.short(), "b": db.map(|d| d.short())});
-                if kind == "metrics"
+                if (kind == "metrics" || kind == "report")
                     && let Some(db) = db
                 {
-                    let ma = metric_numbers(&store, da);
-                    let mb = metric_numbers(&store, &db);
-                    let rows: Vec<_> = ma
+                    let ma = artifact_numbers(&store, da);
+                    let mb = artifact_numbers(&store, &db);
+                    let moved: Vec<_> = ma
                         .iter()
                         .filter_map(|(k, x)| {
-                            mb.iter()
-                                .find(|(k2, _)| k2 == k)
-                                .map(|(_, y)| json!({"metric": k, "a": x, "b": y, "delta": y - x}))
+                            let (_, y) = mb.iter().find(|(k2, _)| k2 == k)?;
+                            // Every number that moved, and every interval that did.
+                            (x != y).then(|| {
+                                json!({
+                                    "metric": k, "a": x.value, "b": y.value, "delta": y.value - x.value,
+                                    "a_interval": x.interval.map(|(l, h)| [l, h]),
+                                    "b_interval": y.interval.map(|(l, h)| [l, h]),
+                                    "shown": [shown(x), shown(y)],
+                                })
+                            })
                         })
                         .collect();
-                    entry["metrics"] = json!(rows);
+                    entry["metrics"] = json!(moved);
                 }
                 changes.push(entry);
             }
@@ -139,10 +241,10 @@ pub(super) fn diff(explicit: Option<&Path>, a: &str, b: &str, json: bool) -> Res
                         .flatten()
                     {
                         outln!(
-                            "    {:<64} {:>12.6} {:>12.6} {:>+12.6}",
+                            "    {:<56} {:>32} -> {:<32} {:>+12.6}",
                             m["metric"].as_str().unwrap_or_default(),
-                            m["a"].as_f64().unwrap_or(f64::NAN),
-                            m["b"].as_f64().unwrap_or(f64::NAN),
+                            m["shown"][0].as_str().unwrap_or_default(),
+                            m["shown"][1].as_str().unwrap_or_default(),
                             m["delta"].as_f64().unwrap_or(f64::NAN)
                         );
                     }
@@ -153,4 +255,39 @@ pub(super) fn diff(explicit: Option<&Path>, a: &str, b: &str, json: bool) -> Res
         }
     }
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn numbers_come_with_the_interval_beside_them() {
+        let v = json!({
+            "table": [{"x": 1}],
+            "rows": [{"auroc": 0.7, "auroc_ci": [0.6, 0.8], "n": 40}],
+            "overall": 0.5, "interval": [0.4, 0.6], "questions": 3,
+            "tasks": {"gsm8k": {"value": 0.25, "stderr": 0.01, "ci_low": 0.2, "ci_high": 0.3}},
+            "epochs": [0.1, 0.2],
+            "models": [{"model": "pre", "mean": 0.5}],
+        });
+        let got: BTreeMap<String, Number> = json_numbers("", &v).into_iter().collect();
+        let n = |value, interval| Number { value, interval };
+        assert_eq!(got["rows.0.auroc"], n(0.7, Some((0.6, 0.8))));
+        assert_eq!(got["rows.0.n"], n(40.0, None));
+        assert_eq!(got["overall"], n(0.5, Some((0.4, 0.6))));
+        assert_eq!(got["questions"], n(3.0, None));
+        assert_eq!(got["tasks.gsm8k.value"], n(0.25, Some((0.2, 0.3))));
+        assert_eq!(got["tasks.gsm8k.stderr"], n(0.01, None));
+        assert_eq!(got["epochs.1"], n(0.2, None));
+        assert_eq!(got["models.[pre].mean"], n(0.5, None), "found by name");
+        assert_eq!(
+            got.len(),
+            9,
+            "no interval ends or display table apart: {got:?}"
+        );
+        let top = json_numbers("", &json!({"table": [1], "a": {"table": 2}}));
+        assert_eq!(top, vec![("a.table".to_string(), n(2.0, None))]);
+    }
 }
