@@ -135,6 +135,20 @@ fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches
             json!(0),
             "the local judge is held to the verdicts: {m:#}"
         );
+        // Each dimension with its interval over the two epochs, as the scores have it.
+        let dims = m["dimensions"].as_array().unwrap();
+        assert!(!dims.is_empty(), "{m:#}");
+        for (d, theirs) in dims
+            .iter()
+            .zip(scores["meta"]["dimensions"].as_array().unwrap())
+        {
+            let i = &theirs["epoch_interval"];
+            assert_eq!(
+                d["interval"],
+                json!([i["lower"], i["upper"]]),
+                "{d} {theirs}"
+            );
+        }
         // Propensity: evaluated without a prompt, so not for the prompted rows.
         let name = m["model"].as_str().unwrap();
         assert_eq!(
@@ -208,6 +222,35 @@ fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches
         pre["overall"],
         json!(0.5),
         "SmolLM2 says C (1.0), judge-x says I (0.0): the mean over graders: {pre:#}"
+    );
+    // `dag diff` of the two runs shows the report's numbers that moved, each with both
+    // intervals.
+    let o = dag_with_store(d, &["--json", "diff", "last~1", "last"]);
+    let diff: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let moved: Vec<&Value> = diff
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["node"] == "report")
+        .flat_map(|n| n["changes"].as_array().unwrap())
+        .filter_map(|c| c["metrics"].as_array())
+        .flatten()
+        .collect();
+    let overall = moved
+        .iter()
+        .find(|m| m["metric"] == "report.json:models.[pre].overall")
+        .unwrap_or_else(|| panic!("{moved:#?}"));
+    assert_eq!(overall["b"], json!(0.5), "{overall}");
+    assert_ne!(overall["a"], overall["b"]);
+    assert_eq!(overall["b_interval"], pre["interval"], "{overall}");
+    assert!(
+        overall["a_interval"].is_array() && overall["b_interval"].is_array(),
+        "{overall}"
+    );
+    let printed = text(&dag_with_store(d, &["diff", "last~1", "last"]));
+    assert!(
+        printed.contains("report.json:models.[pre].overall"),
+        "{printed}"
     );
 
     // The teacher's system prompt: the answers distilled and everything after them rerun;
