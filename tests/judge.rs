@@ -1009,3 +1009,83 @@ fn nodes_side_by_side_share_the_runs_connections_and_budget() {
         "the second run sends only the 13 calls not yet answered"
     );
 }
+
+#[test]
+fn a_pinned_judge_revision_keys_its_calls_and_refuses_another_served_model() {
+    let server = Server::start();
+    server.script(Value::Array(verdicts()));
+    let dir = tempfile::tempdir().unwrap();
+    // llmock reports the model asked for: `judge-a`.
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(
+            &server.url(),
+            &["judge-a"],
+            "judge_revisions = [\"judge-a\"]",
+        ),
+    );
+    run_ok(dir.path());
+    assert_eq!(server.journal().len(), CALLS / 2);
+    let pinned = scores(dir.path());
+    assert!(pinned["overall_mean"].is_number(), "{pinned:#}");
+
+    // Unpinned, the same judge is another key: its calls are asked again.
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(&server.url(), &["judge-a"], ""),
+    );
+    run_ok(dir.path());
+    assert_eq!(
+        server.journal().len(),
+        CALLS,
+        "the pin is part of each call's key"
+    );
+
+    // Pinned to a snapshot the server does not report: refused, named, nothing saved for it.
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(
+            &server.url(),
+            &["judge-a"],
+            "judge_revisions = [\"judge-a-2026-01-01\"]\nconcurrency = 1",
+        ),
+    );
+    let o = dag(dir.path(), &["run", "g.toml"]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("`judge-a` was answered by the served model `judge-a`, not the pinned `judge-a-2026-01-01`")
+            && t.contains("judge_revisions"),
+        "{t}"
+    );
+    assert!(t.contains("0 of 10 judge calls answered and saved"), "{t}");
+    let before = server.journal().len();
+    assert_eq!(before, CALLS + 1, "the first refusal stops the requests: {t}");
+    let o = dag(dir.path(), &["run", "g.toml"]);
+    assert!(!o.status.success());
+    assert_eq!(
+        server.journal().len(),
+        before + 1,
+        "a refused reply was not saved: its call is asked again"
+    );
+
+    // One revision per judge, checked when the graph loads.
+    write_project(
+        dir.path(),
+        "g.toml",
+        &graph(
+            &server.url(),
+            &["judge-a", "judge-b"],
+            "judge_revisions = [\"judge-a\"]",
+        ),
+    );
+    let o = dag(dir.path(), &["status", "g.toml"]);
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("1 revisions for 2 judges"),
+        "{t}"
+    );
+}

@@ -83,9 +83,10 @@ pub(crate) fn judges(ctx: &RunContext<'_>, j: &JudgeParams) -> Result<Vec<Judge>
         })
         .collect();
     if let (Some(url), Some(names)) = (&j.judge_url, &j.judges) {
-        judges.extend(names.iter().map(|n| Judge {
+        let pins = j.judge_revisions.clone().unwrap_or_default();
+        judges.extend(names.iter().enumerate().map(|(i, n)| Judge {
             name: n.clone(),
-            id: JudgeId::new(url, n),
+            id: JudgeId::new(url, n).pinned(pins.get(i).cloned()),
             local: None,
         }));
     }
@@ -431,6 +432,19 @@ pub(crate) fn check_judge_params(params: &BTreeMap<String, EngineValue>) -> Resu
             "write the API's base URL, e.g. `judge_url = \"http://127.0.0.1:8000/v1\"`",
         ));
     }
+    if let Some(EngineValue::List(pins)) = params.get("judge_revisions") {
+        let judges = match params.get("judges") {
+            Some(EngineValue::List(j)) => j.len(),
+            _ => 0,
+        };
+        if pins.len() != judges {
+            return Err(ParamError::new(
+                "judge_revisions",
+                format!("{} revisions for {judges} judges", pins.len()),
+                "give one served model id per name in `judges`, in the same order",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -570,6 +584,7 @@ fn send(
                     .map(|n| format!(" in `{n}`"))
                     .unwrap_or_default()
             ),
+            CallError::WrongModel(_) => "the name now serves another model: pin that one in `judge_revisions` (its calls are then asked again), or serve the pinned one; answered calls are saved".to_string(),
             CallError::Refused { status: 404, .. } => {
                 "check `judge_url` (up to and including `/v1`) and the model names in `judges`"
                     .to_string()

@@ -95,6 +95,10 @@ pub enum CallError {
         /// What is wrong with it.
         detail: String,
     },
+    /// A judge pinned to a revision was answered by another model (or by one the reply does
+    /// not name): the reply is not that judge's, and is not kept.
+    #[error("{0}")]
+    WrongModel(String),
     /// A budget of requests is spent.
     #[error("the budget of {limit} requests (`{setting}`) is spent")]
     BudgetSpent {
@@ -287,12 +291,17 @@ pub fn run_calls<E>(
                 };
                 let start = Instant::now();
                 let (result, sent) = ctx.call(&call).await;
+                let result = result.and_then(|reply| match call.judge.refuses(&reply) {
+                    Some(why) => Err(CallError::WrongModel(why)),
+                    None => Ok(reply),
+                });
                 if matches!(
                     result,
                     Err(CallError::Refused { .. }
                         | CallError::GaveUp { .. }
                         | CallError::BudgetSpent { .. }
-                        | CallError::BadReply { .. })
+                        | CallError::BadReply { .. }
+                        | CallError::WrongModel(_))
                 ) {
                     ctx.stop.store(true, Ordering::SeqCst);
                 }

@@ -49,6 +49,10 @@ pub struct JudgeId {
     pub endpoint: String,
     /// The model name sent with each request.
     pub model: String,
+    /// The model id the API must report in its replies (a pinned snapshot behind an alias).
+    /// Absent, the key is what it was before pins existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 impl JudgeId {
@@ -57,6 +61,29 @@ impl JudgeId {
         JudgeId {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             model: model.to_string(),
+            revision: None,
+        }
+    }
+
+    /// The same judge, answered only by the model the API reports as `revision`.
+    pub fn pinned(self, revision: Option<String>) -> Self {
+        JudgeId { revision, ..self }
+    }
+
+    /// Why `reply` cannot count as this judge's, if the judge is pinned to a revision the
+    /// reply does not report.
+    pub fn refuses(&self, reply: &JudgeReply) -> Option<String> {
+        let pin = self.revision.as_deref()?;
+        match reply.served_model.as_deref() {
+            Some(m) if m == pin => None,
+            Some(m) => Some(format!(
+                "`{}` was answered by the served model `{m}`, not the pinned `{pin}`",
+                self.model
+            )),
+            None => Some(format!(
+                "`{}` is pinned to `{pin}`, but the API's reply names no model to check",
+                self.model
+            )),
         }
     }
 }

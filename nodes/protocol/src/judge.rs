@@ -9,6 +9,8 @@ crate::params! {
             "base URL of an OpenAI-compatible API, up to and including `/v1` (or connect a local `judge` model instead)";
         judges: Option<Vec<String>> = List(&Str), OPTIONAL,
             "judge model names at `judge_url`; with several, each grades every item and scores are averaged";
+        judge_revisions: Option<Vec<String>> = List(&Str), OPTIONAL,
+            "the model id the API must report for each of `judges` (same order; e.g. a dated snapshot): it enters every call's key, and a reply from another model is refused";
         api_key_env: Option<String> = SecretEnv, OPTIONAL,
             "NAME of the environment variable holding the API key, sent as a bearer token (never stored)";
         judge_temperature: f64 = Float, 0.0, "sampling temperature of the judge", min = 0.0;
