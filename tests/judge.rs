@@ -1063,7 +1063,11 @@ fn a_pinned_judge_revision_keys_its_calls_and_refuses_another_served_model() {
     );
     assert!(t.contains("0 of 10 judge calls answered and saved"), "{t}");
     let before = server.journal().len();
-    assert_eq!(before, CALLS + 1, "the first refusal stops the requests: {t}");
+    assert_eq!(
+        before,
+        CALLS + 1,
+        "the first refusal stops the requests: {t}"
+    );
     let o = dag(dir.path(), &["run", "g.toml"]);
     assert!(!o.status.success());
     assert_eq!(
