@@ -384,11 +384,10 @@ fn killed_classifier_training_resumes_to_identical_scores_and_weights() {
     assert!(resumed.2 == reference.2, "the adapter differs");
 }
 
-/// `graphs/hh-probes.toml` itself, with the tiny random model in place of SmolLM2 (its layers
-/// 0, 1, 2 for 6, 15, 24) so the whole graph runs in seconds; the dev profile, shrunk further.
-fn probes_graph_on_the_tiny_model(dir: &Path) {
-    let tiny = tiny_model();
-    let graph = std::fs::read_to_string(root().join("graphs/hh-probes.toml"))
+/// A graph of the repository with its data paths made absolute, `model` (a path) in place
+/// of SmolLM2 and `layers` in place of 6, 15, 24, written to `dir/probes.toml`.
+fn repo_graph_on(dir: &Path, graph: &str, model: &Path, layers: &str) {
+    let graph = std::fs::read_to_string(root().join("graphs").join(graph))
         .unwrap()
         .replace(
             "../../shared/data/",
@@ -396,11 +395,17 @@ fn probes_graph_on_the_tiny_model(dir: &Path) {
         )
         .replace(
             "source = \"smollm2\"",
-            &format!("path = \"{}\"", tiny.display()),
+            &format!("path = \"{}\"", model.display()),
         )
-        .replace("[6, 15, 24]", "[0, 1, 2]");
-    assert!(graph.contains("tiny-llama") && graph.contains("[0, 1, 2]"));
+        .replace("[6, 15, 24]", layers);
+    assert!(graph.contains("tiny-llama") && graph.contains(layers));
     write_project(dir, "probes.toml", &graph);
+}
+
+/// `graphs/hh-probes.toml` itself, with the tiny random model in place of SmolLM2 (its layers
+/// 0, 1, 2 for 6, 15, 24) so the whole graph runs in seconds; the dev profile, shrunk further.
+fn probes_graph_on_the_tiny_model(dir: &Path) {
+    repo_graph_on(dir, "hh-probes.toml", &tiny_model(), "[0, 1, 2]");
 }
 
 #[test]
@@ -595,19 +600,7 @@ fn long_context_tiny_model(dir: &Path) -> PathBuf {
 }
 
 fn mup_graph_on_the_tiny_model(dir: &Path, tiny: &Path, layers: &str) {
-    let graph = std::fs::read_to_string(root().join("graphs/probes.toml"))
-        .unwrap()
-        .replace(
-            "../../shared/data/",
-            &format!("{}/", root().join("../shared/data").display()),
-        )
-        .replace(
-            "source = \"smollm2\"",
-            &format!("path = \"{}\"", tiny.display()),
-        )
-        .replace("[6, 15, 24]", layers);
-    assert!(graph.contains("tiny-llama") && graph.contains(layers));
-    write_project(dir, "probes.toml", &graph);
+    repo_graph_on(dir, "probes.toml", tiny, layers);
 }
 
 fn statuses(dir: &Path) -> BTreeMap<String, String> {

@@ -66,15 +66,6 @@ impl Default for Balance {
 
 type Counts = BTreeMap<String, BTreeMap<String, usize>>;
 
-fn column<'r>(r: &'r Row, col: &str, i: usize) -> Result<&'r serde_json::Value, NodeError> {
-    r.get(col).ok_or_else(|| {
-        NodeError::msg(format!("Row {i} has no column `{col}`")).hint(format!(
-            "columns are: {}",
-            r.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })
-}
-
 /// stratum -> label -> row indices, in input order.
 type Classes = BTreeMap<String, BTreeMap<String, Vec<usize>>>;
 
@@ -87,13 +78,13 @@ fn classes(
     let mut groups = Classes::new();
     let mut unlabelled = 0usize;
     for (i, r) in rows.iter().enumerate() {
-        let l = column(r, label, i)?;
+        let l = crate::column(r, label, i)?;
         if l.is_null() {
             unlabelled += 1;
             continue;
         }
         let s = match stratify {
-            Some(c) => table::as_text(column(r, c, i)?),
+            Some(c) => table::as_text(crate::column(r, c, i)?),
             None => String::new(),
         };
         groups

@@ -48,6 +48,20 @@ pub use report::ProbeReport;
 pub use rubric::RubricLabel;
 pub use split::Split;
 
+/// Row `i`'s value in column `col`, or an error naming the row and the columns it has.
+pub(crate) fn column<'r>(
+    row: &'r dag_table::Row,
+    col: &str,
+    i: usize,
+) -> Result<&'r serde_json::Value, dag_engine::NodeError> {
+    row.get(col).ok_or_else(|| {
+        dag_engine::NodeError::msg(format!("Row {i} has no column `{col}`")).hint(format!(
+            "columns are: {}",
+            row.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
 /// Every node type this build provides.
 pub fn registry() -> dag_engine::Registry {
     let mut r = dag_engine::Registry::new();

@@ -91,15 +91,6 @@ struct Plan<'a> {
     seed: u64,
 }
 
-fn cell<'r>(row: &'r Row, col: &str, i: usize) -> Result<&'r serde_json::Value, NodeError> {
-    row.get(col).ok_or_else(|| {
-        NodeError::msg(format!("Row {i} has no column `{col}`")).hint(format!(
-            "columns are: {}",
-            row.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })
-}
-
 /// The split each row goes to (0 train, 1 validation, 2 test).
 fn assign(rows: &[Row], plan: &Plan<'_>) -> Result<Vec<usize>, NodeError> {
     // Groups in order of first appearance, so the draw does not depend on how values sort.
@@ -108,7 +99,7 @@ fn assign(rows: &[Row], plan: &Plan<'_>) -> Result<Vec<usize>, NodeError> {
     for (i, r) in rows.iter().enumerate() {
         match plan.group {
             Some(col) => {
-                let v = table::as_text(cell(r, col, i)?);
+                let v = table::as_text(crate::column(r, col, i)?);
                 let g = *by_value.entry(v).or_insert_with(|| {
                     groups.push(vec![]);
                     groups.len() - 1
@@ -124,7 +115,7 @@ fn assign(rows: &[Row], plan: &Plan<'_>) -> Result<Vec<usize>, NodeError> {
             Some(col) => {
                 let mut values = members
                     .iter()
-                    .map(|&i| cell(&rows[i], col, i).map(table::as_text))
+                    .map(|&i| crate::column(&rows[i], col, i).map(table::as_text))
                     .collect::<Result<Vec<_>, _>>()?;
                 values.sort_unstable();
                 values.dedup();
