@@ -55,6 +55,36 @@ impl Default for Concat {
     }
 }
 
+/// The rows of each (label, rows) input in order, each tagged with its name from `sources`
+/// in `column` when a column is given; with the row count per name.
+fn stack(
+    inputs: Vec<(&str, Vec<Row>)>,
+    sources: &[String],
+    column: Option<&str>,
+) -> Result<(Vec<Row>, serde_json::Map<String, serde_json::Value>), NodeError> {
+    let mut out: Vec<Row> = Vec::new();
+    let mut counts = serde_json::Map::new();
+    for ((label, rows), name) in inputs.into_iter().zip(sources) {
+        let before = out.len() as u64;
+        for (i, mut row) in rows.into_iter().enumerate() {
+            if let Some(column) = column {
+                if row.contains_key(column) {
+                    return Err(NodeError::msg(format!(
+                        "Row {i} of `{label}` already has a `{column}` column"
+                    ))
+                    .hint("set `source_column` to a name the rows do not use"));
+                }
+                row.insert(column.to_string(), json!(name));
+            }
+            out.push(row);
+        }
+        // Two inputs may share a name: their rows are one source.
+        let n = counts.get(name).and_then(|v| v.as_u64()).unwrap_or(0);
+        counts.insert(name.clone(), json!(n + out.len() as u64 - before));
+    }
+    Ok((out, counts))
+}
+
 impl Node for Concat {
     fn spec(&self) -> &NodeSpec {
         &self.0
@@ -82,31 +112,13 @@ impl Node for Concat {
             ))
             .hint("give one name per input, in the order `datasets` lists them"));
         }
-        let mut out: Vec<Row> = Vec::new();
-        let mut counts = serde_json::Map::new();
-        for (input, name) in inputs.iter().zip(&sources) {
-            let before = out.len() as u64;
+        let mut read = Vec::new();
+        for input in inputs {
             let rows = table::read_dataset(&input.path)
                 .map_err(|e| NodeError::caused(format!("Failed to read `{}`", input.label), &e))?;
-            for (i, mut row) in rows.into_iter().enumerate() {
-                if !named {
-                    out.push(row);
-                    continue;
-                }
-                if row.contains_key(&column) {
-                    return Err(NodeError::msg(format!(
-                        "Row {i} of `{}` already has a `{column}` column",
-                        input.label
-                    ))
-                    .hint("set `source_column` to a name the rows do not use"));
-                }
-                row.insert(column.clone(), json!(name));
-                out.push(row);
-            }
-            // Two inputs may share a name: their rows are one source.
-            let n = counts.get(name).and_then(|v| v.as_u64()).unwrap_or(0);
-            counts.insert(name.clone(), json!(n + out.len() as u64 - before));
+            read.push((input.label.as_str(), rows));
         }
+        let (out, counts) = stack(read, &sources, named.then_some(column.as_str()))?;
         let path = ctx.output_path("dataset");
         table::write_jsonl(&path, &out)
             .map_err(|e| NodeError::caused(format!("Failed to write `{}`", path.display()), &e))?;
@@ -115,5 +127,46 @@ impl Node for Concat {
             json!({ "rows": out.len(), "source_column": named.then_some(&column), "sources": counts }),
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(texts: &[&str]) -> Vec<Row> {
+        texts
+            .iter()
+            .map(|t| {
+                let mut r = Row::new();
+                r.insert("text".into(), json!(t));
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_stack_in_order_named_or_not() {
+        let names = vec!["synthetic".to_string(), "hh".to_string()];
+        let inputs = || {
+            vec![
+                ("a.dataset", rows(&["x", "y"])),
+                ("b.dataset", rows(&["z"])),
+            ]
+        };
+        let (out, counts) = stack(inputs(), &names, Some("dataset")).unwrap();
+        let got: Vec<(&str, &str)> = out
+            .iter()
+            .map(|r| (r["text"].as_str().unwrap(), r["dataset"].as_str().unwrap()))
+            .collect();
+        assert_eq!(got, [("x", "synthetic"), ("y", "synthetic"), ("z", "hh")]);
+        assert_eq!(counts["synthetic"], 2);
+        let (plain, _) = stack(inputs(), &names, None).unwrap();
+        assert!(plain.iter().all(|r| !r.contains_key("dataset")));
+        let e = stack(inputs(), &names, Some("text")).unwrap_err();
+        assert!(
+            format!("{e:?}").contains("Row 0 of `a.dataset` already has a `text` column"),
+            "{e:?}"
+        );
     }
 }
