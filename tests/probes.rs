@@ -1,8 +1,9 @@
 //! Activations and probes end to end through `dag` and `dag-worker`: SmolLM2 activations
 //! against transformers' `hidden_states`, one forward pass per group of layers and only the
 //! new layer computed when one is added, a kill -9 during extraction that resumes per shard
-//! to the same bytes, and the probes graph's dev profile. Needs `dag-worker` built beside
-//! `dag` (scripts/test builds it first).
+//! to the same bytes, the HH-RLHF probes graph's dev profile, and the Models Under Pressure
+//! study graph (`graphs/probes.toml`) end to end on the tiny model with a new-layer edit.
+//! Needs `dag-worker` built beside `dag` (scripts/test builds it first).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
