@@ -17,6 +17,15 @@ use common::{
     write_project,
 };
 
+/// The five probe families every layer of the probes graphs trains.
+const PROBES: [&str; 5] = [
+    "mean-logistic",
+    "diff-of-means",
+    "lda",
+    "per-token",
+    "attention",
+];
+
 fn show(dir: &Path, target: &str) -> Value {
     let o = dag(dir, &["--json", "show", target]);
     serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)))
@@ -443,13 +452,7 @@ fn probes_graph_dev_profile_runs_and_reports_sane_metrics() {
     assert_eq!(n_train + n_val + n_test, 40, "20 pairs, two rows each");
     assert!(n_val % 2 == 0 && n_test % 2 == 0, "pairs stay whole");
     for layer in [0, 1, 2] {
-        for probe in [
-            "mean-logistic",
-            "diff-of-means",
-            "lda",
-            "per-token",
-            "attention",
-        ] {
+        for probe in PROBES {
             let name = format!("probe[layer={layer},probe={probe}]");
             let meta = &at(&format!("{name}.probe"))["meta"];
             assert_eq!(meta["layer"], layer);
@@ -542,13 +545,7 @@ fn probes_graph_dev_profile_runs_and_reports_sane_metrics() {
     let md = std::fs::read_to_string(export(d, "report").join("results.md")).unwrap();
     let test = md.split_once("## test").unwrap().1;
     for layer in [0, 1, 2] {
-        for probe in [
-            "mean-logistic",
-            "diff-of-means",
-            "lda",
-            "per-token",
-            "attention",
-        ] {
+        for probe in PROBES {
             let row = format!("| probe | {layer} | {probe} | ");
             assert_eq!(test.matches(&row).count(), 1, "{row} in\n{md}");
         }
@@ -685,13 +682,7 @@ fn the_mup_graph_labels_its_own_data_reports_in_and_out_of_distribution_and_a_ne
         assert!(printed.contains(header), "{header} in\n{printed}");
     }
     for layer in [0, 1] {
-        for probe in [
-            "mean-logistic",
-            "diff-of-means",
-            "lda",
-            "per-token",
-            "attention",
-        ] {
+        for probe in PROBES {
             let row = format!("| probe | {layer} | {probe} | ");
             assert_eq!(printed.matches(&row).count(), 1, "{row} in\n{printed}");
         }
@@ -724,17 +715,7 @@ fn the_mup_graph_labels_its_own_data_reports_in_and_out_of_distribution_and_a_ne
     let mut expected: Vec<String> = ["acts_train", "acts_val", "acts_test"]
         .iter()
         .flat_map(|a| (0..3).map(move |l| format!("{a}[layer={l}]")))
-        .chain(
-            [
-                "mean-logistic",
-                "diff-of-means",
-                "lda",
-                "per-token",
-                "attention",
-            ]
-            .iter()
-            .map(|p| format!("probe[layer=2,probe={p}]")),
-        )
+        .chain(PROBES.iter().map(|p| format!("probe[layer=2,probe={p}]")))
         .chain(["report".to_string()])
         .collect();
     expected.sort();
