@@ -80,7 +80,7 @@ fn keys(graph: &Path, profile: Option<&str>) -> BTreeMap<String, serde_json::Val
                     spec.param(k)
                         .is_some_and(|p| p.ty == dag_engine::ParamType::Path)
                 })
-                .map(|k| (k.clone(), placeholder(&format!("path:{k}"))))
+                .map(|k| (k.clone(), vec![placeholder(&format!("path:{k}"))]))
                 .collect();
             let pre = Preimage::new(spec, &params, &paths, &inputs);
             out.insert(

@@ -57,6 +57,15 @@ fn short(s: &str) -> String {
 
 fn show(v: &Json) -> String {
     match v {
+        Json::Object(o) if o.len() == 1 && o["content"].is_array() => {
+            let files: Vec<String> = o["content"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| short(d.as_str().unwrap_or_default()))
+                .collect();
+            format!("file contents [{}]", files.join(", "))
+        }
         Json::Object(o) if o.len() == 1 && o.contains_key("content") => {
             format!(
                 "file content {}",
@@ -65,6 +74,10 @@ fn show(v: &Json) -> String {
         }
         other => other.to_string(),
     }
+}
+
+fn new_or_none(v: Option<&Json>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
 }
 
 /// What differs between the pre-image a node last ran with (`old`) and the one it
@@ -132,6 +145,13 @@ pub fn explain_change(old: &Json, new: &Json) -> Vec<String> {
             (Some(_), None) => out.push(format!("input {p} disconnected")),
             _ => {}
         }
+    }
+    if old.get("material") != new.get("material") {
+        out.push(format!(
+            "its environment changed: {} -> {}",
+            new_or_none(old.get("material")),
+            new_or_none(new.get("material"))
+        ));
     }
     if out.is_empty() {
         out.push(

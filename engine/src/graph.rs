@@ -31,7 +31,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::spec::{ParamSpec, ParamType};
-use crate::{Node, Registry, Value};
+use crate::{ArtifactKind, Node, NodeSpec, PortSpec, Registry, Value};
+
+mod declare;
 
 /// Where a problem is, and what to do about it.
 #[derive(Debug, Clone)]
@@ -141,6 +143,16 @@ pub struct NodeDecl {
     pub inputs: Vec<InputDecl>,
     /// Line of its `[node.NAME]` header.
     pub line: usize,
+    /// The spec the node declares itself, for a type that [`Node::declares_ports`].
+    pub declared: Option<Arc<NodeSpec>>,
+}
+
+impl NodeDecl {
+    /// The spec this node runs under: the one it declares (a user step's ports and
+    /// params), or its type's.
+    pub fn spec(&self) -> &NodeSpec {
+        self.declared.as_deref().unwrap_or_else(|| self.node.spec())
+    }
 }
 
 impl fmt::Debug for NodeDecl {
@@ -313,6 +325,15 @@ struct RawNode<'t> {
     params: BTreeMap<String, (Value, std::ops::Range<usize>)>,
     matrix: Vec<(String, Vec<Value>)>,
     inputs: Option<&'t Spanned<DeValue<'t>>>,
+    /// The node's own spec, for a type that declares ports (its inputs are added when
+    /// they are resolved).
+    declared: Option<NodeSpec>,
+}
+
+impl RawNode<'_> {
+    fn spec(&self) -> &NodeSpec {
+        self.declared.as_ref().unwrap_or_else(|| self.node.spec())
+    }
 }
 
 impl<'a> Loader<'a> {
@@ -427,8 +448,12 @@ impl<'a> Loader<'a> {
             .collect();
         let mut nodes = Vec::with_capacity(raws.len());
         for raw in &raws {
-            let inputs = self.inputs(raw, &raws, &index);
-            let spec = raw.node.spec();
+            let (inputs, declared_inputs) = self.inputs(raw, &raws, &index);
+            let declared = raw.declared.clone().map(|mut d| {
+                d.inputs = declared_inputs;
+                Arc::new(d)
+            });
+            let spec = declared.as_deref().unwrap_or_else(|| raw.node.spec());
             for p in &spec.params {
                 if p.required
                     && !raw.params.contains_key(p.name)
@@ -455,10 +480,10 @@ impl<'a> Loader<'a> {
                 }
             }
             for (k, (v, span)) in &raw.params {
-                if let Some(ps) = spec.param(k)
-                    && ps.ty == ParamType::Path
-                    && let Value::Str(rel) = v
-                {
+                if !spec.is_path_param(k) {
+                    continue;
+                }
+                let mut resolve = |rel: &str| {
                     let abs = self.src.path.parent().unwrap_or(Path::new(".")).join(rel);
                     if !abs.exists() {
                         self.err(
@@ -471,10 +496,28 @@ impl<'a> Loader<'a> {
                             Some("paths are relative to the graph file's directory".into()),
                         );
                     }
-                    params.insert(k.clone(), Value::Str(abs.display().to_string()));
-                }
+                    Value::Str(abs.display().to_string())
+                };
+                let resolved = match v {
+                    Value::Str(rel) => resolve(rel),
+                    Value::List(items) => Value::List(
+                        items
+                            .iter()
+                            .map(|i| i.as_str().map_or_else(|| i.clone(), &mut resolve))
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                };
+                params.insert(k.clone(), resolved);
             }
-            if let Err(e) = raw.node.check_params(&params) {
+            let checked = match &declared {
+                Some(d) => raw
+                    .node
+                    .check_params(&params)
+                    .and_then(|()| raw.node.check_declared(d, &params)),
+                None => raw.node.check_params(&params),
+            };
+            if let Err(e) = checked {
                 let span = raw
                     .params
                     .get(&e.param)
@@ -493,6 +536,7 @@ impl<'a> Loader<'a> {
                 matrix: raw.matrix.clone(),
                 inputs,
                 line: self.src.line_col(raw.name_span.start).0,
+                declared,
             });
         }
         let order = self.toposort(&nodes, &raws);
@@ -557,7 +601,6 @@ impl<'a> Loader<'a> {
             self.err(ty.span(), format!("unknown node type `{ty_name}`"), hint);
             return None;
         };
-        let spec = node.spec();
         let mut raw = RawNode {
             name: node_name.clone(),
             name_span: name.span(),
@@ -565,12 +608,18 @@ impl<'a> Loader<'a> {
             params: BTreeMap::new(),
             matrix: vec![],
             inputs: None,
+            declared: None,
         };
+        let declared = node
+            .declares_ports()
+            .then(|| self.declare(&node_name, node.spec(), t, &mut raw.params));
+        let spec = declared.as_ref().unwrap_or_else(|| node.spec());
         let param_names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
         for (k, v) in t.iter() {
             let key = k.get_ref().as_ref();
             match key {
                 "type" => {}
+                "outputs" | "params" if declared.is_some() => {}
                 "inputs" => raw.inputs = Some(v),
                 "matrix" => {
                     let DeValue::Table(m) = v.get_ref() else {
@@ -647,6 +696,7 @@ impl<'a> Loader<'a> {
                 }
             }
         }
+        raw.declared = declared;
         for (m, _) in &raw.matrix {
             if let Some((_, span)) = raw.params.get(m) {
                 let span = span.clone();
@@ -753,7 +803,7 @@ impl<'a> Loader<'a> {
             };
             for (k, v) in over.iter() {
                 let key = k.get_ref().to_string();
-                let spec = raws[i].node.spec().clone();
+                let spec = raws[i].spec().clone();
                 let Some(ps) = spec.param(&key) else {
                     let names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
                     let hint = suggest(&key, &format!("`{}` takes", spec.name), &names);
@@ -798,7 +848,7 @@ impl<'a> Loader<'a> {
             fail(format!("`--set` names unknown node `{nname}`"), None);
             return;
         };
-        let spec = raw.node.spec().clone();
+        let spec = raw.spec().clone();
         let Some(ps) = spec.param(key) else {
             let names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
             fail(
@@ -856,14 +906,18 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// The node's input declarations and, for a node that declares its ports, the input
+    /// ports they declare (each of the kind its sources produce).
     fn inputs(
         &mut self,
         raw: &RawNode<'_>,
         raws: &[RawNode<'_>],
         index: &HashMap<String, usize>,
-    ) -> Vec<InputDecl> {
-        let spec = raw.node.spec();
+    ) -> (Vec<InputDecl>, Vec<PortSpec>) {
+        let spec = raw.spec();
+        let declaring = raw.declared.is_some();
         let mut out: Vec<InputDecl> = vec![];
+        let mut declared: Vec<PortSpec> = vec![];
         let port_names: Vec<&str> = spec.inputs.iter().map(|p| p.name).collect();
         if let Some(v) = raw.inputs {
             let DeValue::Table(t) = v.get_ref() else {
@@ -872,26 +926,38 @@ impl<'a> Loader<'a> {
                     "`inputs` must be a table of `port = \"node.port\"`",
                     None,
                 );
-                return out;
+                return (out, declared);
             };
             for (port, refs) in t.iter() {
                 let pname = port.get_ref().as_ref();
-                let Some(ps) = spec.input(pname) else {
-                    let hint = suggest(pname, &format!("`{}` has inputs", spec.name), &port_names)
-                        .or_else(|| Some(format!("`{}` takes no inputs", spec.name)));
-                    self.err(
-                        port.span(),
-                        format!(
-                            "unknown input port `{pname}` for node `{}` (type `{}`)",
-                            raw.name, spec.name
-                        ),
-                        hint,
-                    );
-                    continue;
-                };
                 let items: Vec<&Spanned<DeValue<'_>>> = match refs.get_ref() {
                     DeValue::Array(a) => a.iter().collect(),
                     _ => vec![refs],
+                };
+                let ps = if declaring {
+                    if !self.port_name_ok(pname, port.span(), "input") {
+                        continue;
+                    }
+                    // The kind is the sources'; a list makes a port of many.
+                    let mut p = PortSpec::new(declare::intern(pname), ArtifactKind::File, "");
+                    p.many = matches!(refs.get_ref(), DeValue::Array(_));
+                    p
+                } else {
+                    let Some(ps) = spec.input(pname) else {
+                        let hint =
+                            suggest(pname, &format!("`{}` has inputs", spec.name), &port_names)
+                                .or_else(|| Some(format!("`{}` takes no inputs", spec.name)));
+                        self.err(
+                            port.span(),
+                            format!(
+                                "unknown input port `{pname}` for node `{}` (type `{}`)",
+                                raw.name, spec.name
+                            ),
+                            hint,
+                        );
+                        continue;
+                    };
+                    ps.clone()
                 };
                 if items.len() > 1 && !ps.many {
                     self.err(
@@ -906,14 +972,39 @@ impl<'a> Loader<'a> {
                     continue;
                 }
                 let mut sources = vec![];
+                let mut kind: Option<ArtifactKind> = None;
                 for item in items {
                     let Some(s) = item.get_ref().as_str() else {
                         self.err(item.span(), "an input must be a string `node.port`", None);
                         continue;
                     };
-                    if let Some(src) = self.source_ref(s, item.span(), raw, ps, raws, index) {
-                        sources.push(src);
+                    let expect = (!declaring).then_some(ps.kind);
+                    let Some((src, produced)) =
+                        self.source_ref(s, item.span(), raw, &ps, expect, raws, index)
+                    else {
+                        continue;
+                    };
+                    match kind {
+                        Some(k) if k != produced => self.err(
+                            item.span(),
+                            format!(
+                                "input `{pname}` of node `{}` mixes kinds: {k} and {produced}",
+                                raw.name
+                            ),
+                            Some(
+                                "connect outputs of one kind to a port, or split it in two ports"
+                                    .into(),
+                            ),
+                        ),
+                        _ => kind = Some(produced),
                     }
+                    sources.push(src);
+                }
+                if declaring && let Some(k) = kind {
+                    declared.push(PortSpec {
+                        kind: k,
+                        ..ps.clone()
+                    });
                 }
                 out.push(InputDecl {
                     port: ps.name,
@@ -933,18 +1024,22 @@ impl<'a> Loader<'a> {
                 );
             }
         }
-        out
+        (out, declared)
     }
 
+    /// Resolves `node.port` (or `node.port[*]`), checking that it produces `expect` when
+    /// the port has a kind of its own; returns the reference and the kind it brings.
+    #[allow(clippy::too_many_arguments)]
     fn source_ref(
         &mut self,
         s: &str,
         span: std::ops::Range<usize>,
         raw: &RawNode<'_>,
-        port: &crate::PortSpec,
+        port: &PortSpec,
+        expect: Option<ArtifactKind>,
         raws: &[RawNode<'_>],
         index: &HashMap<String, usize>,
-    ) -> Option<SourceRef> {
+    ) -> Option<(SourceRef, ArtifactKind)> {
         let (body, each) = match s.strip_suffix("[*]") {
             Some(b) => (b, true),
             None => (s, false),
@@ -966,7 +1061,7 @@ impl<'a> Loader<'a> {
             );
             return None;
         };
-        let sspec = raws[src].node.spec();
+        let sspec = raws[src].spec();
         let outs: Vec<&str> = sspec.outputs.iter().map(|p| p.name).collect();
         let out = match oport {
             Some(p) => sspec.output(p),
@@ -1008,29 +1103,34 @@ impl<'a> Loader<'a> {
         } else {
             out.kind
         };
-        if !produced.feeds(port.kind) {
+        if let Some(want) = expect
+            && !produced.feeds(want)
+        {
             let hint = match (out.kind.element(), each) {
-                (Some(e), false) if e.feeds(port.kind) => Some(format!(
+                (Some(e), false) if e.feeds(want) => Some(format!(
                     "map over its elements with `{nname}.{}[*]`",
                     out.name
                 )),
-                _ => Some(format!("connect an output of kind {}", port.kind)),
+                _ => Some(format!("connect an output of kind {want}")),
             };
             self.err(
                 span,
                 format!(
                     "input `{}` of node `{}` takes {}, but `{nname}.{}` produces {}",
-                    port.name, raw.name, port.kind, out.name, produced
+                    port.name, raw.name, want, out.name, produced
                 ),
                 hint,
             );
             return None;
         }
-        Some(SourceRef {
-            node: src,
-            port: out.name,
-            each,
-        })
+        Some((
+            SourceRef {
+                node: src,
+                port: out.name,
+                each,
+            },
+            produced,
+        ))
     }
 
     fn toposort(&mut self, nodes: &[NodeDecl], raws: &[RawNode<'_>]) -> Vec<usize> {
@@ -1183,6 +1283,7 @@ pub(crate) fn coerce_value(v: Value, ty: &ParamType) -> Result<Value, String> {
                 .map(|(k, v)| Ok((k, coerce_value(v, inner)?)))
                 .collect::<Result<_, String>>()?,
         )),
+        (ParamType::Any, v) => Ok(v),
         (_, other) => Err(other.type_name().to_string()),
     }
 }

@@ -15,13 +15,14 @@ use crate::{NodeSpec, Value};
 pub struct Preimage(pub Json);
 
 impl Preimage {
-    /// Builds the pre-image. `path_digests` holds the content digest of every
-    /// [`ParamType::Path`] param: a path enters the key by content, not by name, so
-    /// moving a data file does not invalidate anything and editing it does.
+    /// Builds the pre-image. `path_digests` holds the content digests of every
+    /// [`ParamType::Path`] param (one) and list of paths (one per path, in order): a path
+    /// enters the key by content, not by name, so moving a data file does not invalidate
+    /// anything and editing it does.
     pub fn new(
         spec: &NodeSpec,
         params: &BTreeMap<String, Value>,
-        path_digests: &BTreeMap<String, Digest>,
+        path_digests: &BTreeMap<String, Vec<Digest>>,
         inputs: &BTreeMap<String, Vec<Digest>>,
     ) -> Preimage {
         let mut p = serde_json::Map::new();
@@ -29,9 +30,14 @@ impl Preimage {
             if spec.param(k).is_some_and(|s| !s.keyed) {
                 continue;
             }
-            let is_path = spec.param(k).is_some_and(|s| s.ty == ParamType::Path);
-            let j = match (is_path, path_digests.get(k)) {
-                (true, Some(d)) => json!({ "content": d.to_hex() }),
+            let ty = spec.param(k).map(|s| &s.ty);
+            let j = match (ty, path_digests.get(k)) {
+                (Some(ParamType::Path), Some(d)) if d.len() == 1 => {
+                    json!({ "content": d[0].to_hex() })
+                }
+                (Some(t), Some(d)) if t.is_paths() => {
+                    json!({ "content": d.iter().map(|d| d.to_hex()).collect::<Vec<_>>() })
+                }
                 _ => v.to_json(),
             };
             p.insert(k.clone(), j);
@@ -51,6 +57,16 @@ impl Preimage {
         }))
     }
 
+    /// Adds what the node type itself says its outputs depend on beyond params and inputs
+    /// ([`crate::Node::key_material`]: a user step's interpreter version). Absent for every
+    /// other type, so their keys are what they were.
+    pub fn with_material(mut self, material: Option<Json>) -> Preimage {
+        if let (Some(m), Json::Object(o)) = (material, &mut self.0) {
+            o.insert("material".into(), m);
+        }
+        self
+    }
+
     /// The key.
     pub fn key(&self) -> Digest {
         let mut h = blake3::Hasher::new_derive_key("dag node cache key v1");
@@ -63,7 +79,7 @@ impl Preimage {
 pub fn node_key(
     spec: &NodeSpec,
     params: &BTreeMap<String, Value>,
-    path_digests: &BTreeMap<String, Digest>,
+    path_digests: &BTreeMap<String, Vec<Digest>>,
     inputs: &BTreeMap<String, Vec<Digest>>,
 ) -> Digest {
     Preimage::new(spec, params, path_digests, inputs).key()

@@ -28,13 +28,41 @@ pub trait Node: Send + Sync + 'static {
         let _ = params;
         Ok(())
     }
-    /// What an instance holds while running, given the input ports the graph connects: by
-    /// default the spec's. A node that runs a model only when one is connected (a judge
-    /// node's local `judge`) holds the GPU class then, so it never runs beside another
-    /// model node on the same device (or on the same CPU cores, each with all the threads).
-    fn resources(&self, connected: &[&str]) -> crate::Resources {
-        let _ = connected;
+    /// What an instance holds while running, given its params and the input ports the
+    /// graph connects: by default the spec's. A node that runs a model only when one is
+    /// connected (a judge node's local `judge`) holds the GPU class then, so it never runs
+    /// beside another model node on the same device (or on the same CPU cores, each with
+    /// all the threads); a user step holds what its params declare.
+    fn resources(&self, params: &BTreeMap<String, Value>, connected: &[&str]) -> crate::Resources {
+        let _ = (params, connected);
         self.spec().resources
+    }
+    /// Whether each node of this type declares its own ports and params in the graph
+    /// (`outputs = {...}`, `params = {...}`, and inputs named freely, of any kind): a user
+    /// step. The engine then checks the graph against that node's spec (see
+    /// [`crate::NodeDecl::spec`]) rather than the type's.
+    fn declares_ports(&self) -> bool {
+        false
+    }
+    /// For a type that [`Node::declares_ports`]: checks a node's params against its own
+    /// declared spec (a placeholder naming a port it does not have), at load.
+    fn check_declared(
+        &self,
+        spec: &NodeSpec,
+        params: &BTreeMap<String, Value>,
+    ) -> Result<(), ParamError> {
+        let _ = (spec, params);
+        Ok(())
+    }
+    /// What an instance's outputs depend on beyond its params, input artifacts and path
+    /// contents, entering its key (a user step's interpreter version). `Err` says why it
+    /// could not be found out, and fails the instance.
+    fn key_material(
+        &self,
+        params: &BTreeMap<String, Value>,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let _ = params;
+        Ok(None)
     }
 }
 
@@ -104,15 +132,19 @@ pub struct RunContext<'a> {
 /// that nodes running side by side are bounded together rather than each on its own.
 pub(crate) struct RunShared {
     pub(crate) limits: crate::Limits,
+    pub(crate) run_id: String,
+    pub(crate) graph_dir: PathBuf,
     by_type: std::sync::Mutex<
         std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
     >,
 }
 
 impl RunShared {
-    pub(crate) fn new(limits: crate::Limits) -> Self {
+    pub(crate) fn new(limits: crate::Limits, run_id: String, graph_dir: PathBuf) -> Self {
         RunShared {
             limits,
+            run_id,
+            graph_dir,
             by_type: Default::default(),
         }
     }
@@ -143,6 +175,22 @@ impl<'a> RunContext<'a> {
     /// The instance name (`probe[layer=12]`).
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// The spec this instance runs under: its type's, or the one its node declares.
+    pub fn spec(&self) -> &NodeSpec {
+        self.spec
+    }
+
+    /// The id of the run, for files kept beside its record (a user step's logs).
+    pub fn run_id(&self) -> &str {
+        &self.run.run_id
+    }
+
+    /// The directory of the graph file: where a user step's command runs. Never part of
+    /// an output or a key.
+    pub fn graph_dir(&self) -> &Path {
+        &self.run.graph_dir
     }
 
     /// All params, coerced to their declared types; paths are absolute.

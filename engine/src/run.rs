@@ -24,7 +24,7 @@ use crate::explain::{NodeState, StatusLine, explain_change};
 use crate::instance::{InstanceId, Source};
 use crate::key::Preimage;
 use crate::node::{InputArtifact, Node, RunContext, store_failure};
-use crate::spec::{NodeSpec, ParamType};
+use crate::spec::NodeSpec;
 use crate::{ArtifactKind, Graph, Resources, Value};
 
 /// Execute, or only say what would happen.
@@ -198,6 +198,8 @@ struct Upstream {
 struct Execution {
     store: Arc<Store>,
     node: Arc<dyn Node>,
+    /// The spec its node declares, if it declares one (else it runs under its type's).
+    declared: Option<Arc<NodeSpec>>,
     instance: String,
     params: BTreeMap<String, Value>,
     inputs: BTreeMap<String, Vec<(Digest, ArtifactKind, Source)>>,
@@ -237,7 +239,7 @@ impl Execution {
                 });
             }
         }
-        let spec = self.node.spec();
+        let spec = self.declared.as_deref().unwrap_or_else(|| self.node.spec());
         let mut ctx = RunContext {
             instance: self.instance.clone(),
             params: self.params,
@@ -316,19 +318,24 @@ impl Runner {
         } else {
             indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
         };
+        let id = run_id();
         Runner {
             store,
-            graph,
-            run_id: run_id(),
+            run_id: id.clone(),
             cpu: Arc::new(Semaphore::new(l.cpu.max(1) as usize)),
             gpu: Arc::new(Semaphore::new(l.gpu.max(1) as usize)),
             api: Arc::new(Semaphore::new(l.api.max(1) as usize)),
-            shared: Arc::new(crate::node::RunShared::new(l)),
+            shared: Arc::new(crate::node::RunShared::new(
+                l,
+                id.clone(),
+                graph.dir().to_path_buf(),
+            )),
             opts,
             multi,
             log: Default::default(),
             topo_pos,
             failed_once: AtomicBool::new(false),
+            graph,
         }
     }
 
@@ -462,7 +469,7 @@ impl Runner {
         on_event: &(dyn Fn(&Event) + Sync),
     ) -> DeclOutcome {
         let decl = &self.graph.nodes[d];
-        let spec = decl.node.spec();
+        let spec = decl.spec();
         let mut out = DeclOutcome::default();
         // A dynamic map expands over the list elements of its `[*]` source.
         let each = decl
@@ -544,7 +551,7 @@ impl Runner {
         on_event: &(dyn Fn(&Event) + Sync),
     ) -> InstOutcome {
         let decl = &self.graph.nodes[decl_index];
-        let spec = decl.node.spec();
+        let spec = decl.spec();
         let name = id.to_string();
         let mut params = decl.params.clone();
         params.extend(assignment.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -625,7 +632,7 @@ impl Runner {
             outcome.failed = true;
             return finish(outcome, NodeState::Cancelled, None, record);
         }
-        let pre = match self.preimage(spec, &params, &inputs) {
+        let pre = match self.preimage(decl, &params, &inputs) {
             Ok(pre) => pre,
             Err(msg) => return self.fail(outcome, record, None, msg, on_event, &finish),
         };
@@ -687,7 +694,7 @@ impl Runner {
         }
         // Execute.
         let connected: Vec<&str> = decl.inputs.iter().map(|i| i.port).collect();
-        let res = decl.node.resources(&connected);
+        let res = decl.node.resources(&params, &connected);
         let permits = self.acquire(res).await;
         if self.opts.cancel.load(Ordering::Relaxed) {
             drop(permits);
@@ -707,6 +714,7 @@ impl Runner {
         let execution = Execution {
             store: self.store.clone(),
             node: decl.node.clone(),
+            declared: decl.declared.clone(),
             instance: name.clone(),
             params,
             inputs,
@@ -765,7 +773,7 @@ impl Runner {
     ) -> Upstream {
         let element_name = element.as_ref().map(|(n, _)| n.as_str());
         let decl = &self.graph.nodes[decl_index];
-        let spec = decl.node.spec();
+        let spec = decl.spec();
         let mut inputs: BTreeMap<String, Vec<(Digest, ArtifactKind, Source)>> = BTreeMap::new();
         let mut waiting: Vec<String> = each_blocked.to_vec();
         let mut failed_up: Vec<String> = vec![];
@@ -821,18 +829,27 @@ impl Runner {
     }
 
     /// The instance's cache-key pre-image: type, version, canonical params (paths by
-    /// content), input digests. `Err` names an input file that cannot be read.
+    /// content), input digests, and what the type adds ([`Node::key_material`]). `Err`
+    /// names an input file that cannot be read.
     fn preimage(
         &self,
-        spec: &NodeSpec,
+        decl: &crate::NodeDecl,
         params: &BTreeMap<String, Value>,
         inputs: &BTreeMap<String, Vec<(Digest, ArtifactKind, Source)>>,
     ) -> Result<Preimage, String> {
+        let spec = decl.spec();
         let mut path_digests = BTreeMap::new();
         for (k, v) in params {
-            if spec.param(k).is_some_and(|p| p.ty == ParamType::Path)
-                && let Value::Str(p) = v
-            {
+            if !spec.is_path_param(k) {
+                continue;
+            }
+            let paths: Vec<&str> = match v {
+                Value::Str(p) => vec![p],
+                Value::List(items) => items.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            let mut digests = Vec::with_capacity(paths.len());
+            for p in paths {
                 let d = self
                     .store
                     .hash_external(std::path::Path::new(p))
@@ -842,14 +859,16 @@ impl Runner {
                             e.hint(),
                         )
                     })?;
-                path_digests.insert(k.clone(), d);
+                digests.push(d);
             }
+            path_digests.insert(k.clone(), digests);
         }
         let input_digests: BTreeMap<String, Vec<Digest>> = inputs
             .iter()
             .map(|(k, v)| (k.clone(), v.iter().map(|x| x.0).collect()))
             .collect();
-        Ok(Preimage::new(spec, params, &path_digests, &input_digests))
+        let material = decl.node.key_material(params)?;
+        Ok(Preimage::new(spec, params, &path_digests, &input_digests).with_material(material))
     }
 
     fn fail(

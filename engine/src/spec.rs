@@ -25,6 +25,9 @@ pub enum ArtifactKind {
     Metrics,
     /// A human-readable report (plots, tables).
     Report,
+    /// Bytes no node type interprets: a user step's file or directory (a plot, a binary, a
+    /// cache). Only user steps (`command`) read it.
+    File,
 }
 
 impl ArtifactKind {
@@ -40,11 +43,12 @@ impl ArtifactKind {
             ArtifactKind::Scores => "scores",
             ArtifactKind::Metrics => "metrics",
             ArtifactKind::Report => "report",
+            ArtifactKind::File => "file",
         }
     }
 
     /// Every kind.
-    pub const ALL: [ArtifactKind; 9] = [
+    pub const ALL: [ArtifactKind; 10] = [
         ArtifactKind::Dataset,
         ArtifactKind::Model,
         ArtifactKind::Checkpoints,
@@ -54,6 +58,7 @@ impl ArtifactKind {
         ArtifactKind::Scores,
         ArtifactKind::Metrics,
         ArtifactKind::Report,
+        ArtifactKind::File,
     ];
 
     /// Whether its content is rows (JSONL, one object per line), shown as a table.
@@ -167,6 +172,21 @@ pub enum ParamType {
     /// The *name* of an environment variable holding a secret. Only the name enters keys
     /// and records; the value is read by the node at run time.
     SecretEnv,
+    /// Any TOML value, taken as written: a user step's own params, which only its script
+    /// interprets.
+    Any,
+}
+
+impl ParamType {
+    /// A path, or a list of paths: resolved against the graph's directory at load, and
+    /// entering keys by content.
+    pub fn is_paths(&self) -> bool {
+        match self {
+            ParamType::Path => true,
+            ParamType::List(inner) => **inner == ParamType::Path,
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for ParamType {
@@ -188,6 +208,7 @@ impl fmt::Display for ParamType {
             ParamType::List(t) => write!(f, "a list of {t}"),
             ParamType::Map(t) => write!(f, "a table of {t}"),
             ParamType::SecretEnv => f.write_str("the name of an environment variable"),
+            ParamType::Any => f.write_str("any value"),
         }
     }
 }
@@ -433,6 +454,10 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
+    /// Whether param `name` is a path, or a list of paths, whose content enters the key.
+    pub fn is_path_param(&self, name: &str) -> bool {
+        self.param(name).is_some_and(|p| p.ty.is_paths())
+    }
     /// The input port named `name`.
     pub fn input(&self, name: &str) -> Option<&PortSpec> {
         self.inputs.iter().find(|p| p.name == name)

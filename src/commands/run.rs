@@ -142,7 +142,7 @@ fn print_reports(store: &dag_store::Store, graph: &Graph, records: &[dag_store::
         .nodes
         .iter()
         .flat_map(|d| {
-            let spec = d.node.spec();
+            let spec = d.spec();
             spec.outputs
                 .iter()
                 .filter(|p| p.kind == dag_engine::ArtifactKind::Report)

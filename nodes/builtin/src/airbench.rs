@@ -70,7 +70,7 @@ impl Node for AirBench {
         &self.0
     }
 
-    fn resources(&self, connected: &[&str]) -> Resources {
+    fn resources(&self, _params: &BTreeMap<String, Value>, connected: &[&str]) -> Resources {
         judging::resources(connected)
     }
 

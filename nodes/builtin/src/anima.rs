@@ -129,7 +129,7 @@ impl Node for Anima {
         &self.0
     }
 
-    fn resources(&self, connected: &[&str]) -> Resources {
+    fn resources(&self, _params: &BTreeMap<String, Value>, connected: &[&str]) -> Resources {
         judging::resources(connected)
     }
 

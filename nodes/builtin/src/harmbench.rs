@@ -75,7 +75,7 @@ impl Node for HarmBench {
         &self.0
     }
 
-    fn resources(&self, connected: &[&str]) -> Resources {
+    fn resources(&self, _params: &BTreeMap<String, Value>, connected: &[&str]) -> Resources {
         judging::resources(connected)
     }
 

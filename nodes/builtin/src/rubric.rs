@@ -126,7 +126,7 @@ impl Node for RubricLabel {
         &self.0
     }
 
-    fn resources(&self, connected: &[&str]) -> Resources {
+    fn resources(&self, _params: &BTreeMap<String, Value>, connected: &[&str]) -> Resources {
         judging::resources(connected)
     }
 

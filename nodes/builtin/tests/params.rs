@@ -507,6 +507,14 @@ fn every_default_passes_its_node_checks() {
             .iter()
             .filter_map(|p| Some((p.name.to_string(), p.default.clone()?)))
             .collect();
+        // A user step is its command: with none given there is nothing to run.
+        if name == "command" {
+            let e = node
+                .check_params(&params)
+                .expect_err("a step without a command");
+            assert_eq!(e.param, "run");
+            continue;
+        }
         if let Err(e) = node.check_params(&params) {
             panic!("`{name}` refuses its defaults: {}: {}", e.param, e.message);
         }
