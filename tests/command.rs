@@ -218,7 +218,8 @@ outputs = { out = "file" }
     );
     let log = t
         .split_whitespace()
-        .find(|w| w.ends_with("bad.err"))
+        .map(|w| w.trim_end_matches(';'))
+        .find(|w| w.ends_with("bad.log"))
         .unwrap_or_else(|| panic!("the log's path: {t}"));
     assert!(std::fs::read_to_string(log).unwrap().contains("line one"));
     let s = statuses(d);

@@ -43,7 +43,7 @@ impl CommandStep {
         CommandStep(NodeSpec {
             name: "command",
             version: 1,
-            doc: "A step of your own: runs `run` (a shell command line) or `script` in the graph's directory. Declare `inputs` (any node outputs, any names), `outputs` (`name = \"kind\"`, or `{ kind = \"report\", dir = true }`) and `params`; in `run`, `{in.NAME}`, `{out.NAME}`, `{param.NAME}`, `{params}` (a JSON file of the params) and `{script}` become shell-quoted values, also given as DAG_IN_NAME, DAG_OUT_NAME, DAG_PARAM_NAME, DAG_PARAMS, DAG_SCRIPT. Outputs are stored only after a zero exit.",
+            doc: "A step of your own: runs `run` (a shell command line) or `script` in the graph's directory. Declare `inputs` (any node outputs, any names), `outputs` (`name = \"kind\"`, or `{ kind = \"report\", dir = true }`) and `params`; in `run`, `{in.NAME}`, `{out.NAME}`, `{param.NAME}`, `{params}` (a JSON file of the params) and `{script}` become shell-quoted values, also given as DAG_IN_NAME (one path a line), DAG_OUT_NAME, DAG_PARAM_NAME, DAG_PARAMS, DAG_SCRIPT. Outputs are stored only after a zero exit.",
             inputs: vec![],
             outputs: vec![],
             params: vec![
@@ -354,31 +354,19 @@ impl Node for CommandStep {
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
         let spec = ctx.spec().clone();
-        let scratch = ctx.scratch();
         let script = ctx.str("script").map(str::to_string);
         let params = self.own_params(ctx);
-        let params_path = scratch.join("params.json");
-        write(
-            &params_path,
-            &serde_json::Value::Object(params.clone()).to_string(),
-        )?;
-        let mut inputs_json = vec![];
+        let logs = log_dir(ctx)?;
+        let params_path = params_file(&logs, &params)?;
         let mut in_paths: HashMap<&str, Vec<String>> = HashMap::new();
         for port in &spec.inputs {
             for a in ctx.inputs(port.name) {
-                let path = a.path.display().to_string();
-                inputs_json.push(serde_json::json!({
-                    "port": port.name, "path": path, "kind": a.kind.name(),
-                    "digest": a.digest.to_hex(), "source": a.label,
-                }));
-                in_paths.entry(port.name).or_default().push(path);
+                in_paths
+                    .entry(port.name)
+                    .or_default()
+                    .push(a.path.display().to_string());
             }
         }
-        let inputs_path = scratch.join("inputs.json");
-        write(
-            &inputs_path,
-            &serde_json::Value::Array(inputs_json).to_string(),
-        )?;
         let out_paths: BTreeMap<&str, PathBuf> = spec
             .outputs
             .iter()
@@ -432,13 +420,15 @@ impl Node for CommandStep {
             cmd.env("DAG_SCRIPT", s);
         }
         cmd.env("DAG_PARAMS", &params_path)
-            .env("DAG_INPUTS", &inputs_path)
             .env("DAG_INSTANCE", ctx.instance())
             .current_dir(ctx.graph_dir());
-
-        let logs = log_paths(ctx)?;
-        let stdout = create(&logs.0)?;
-        let stderr = create(&logs.1)?;
+        // One log for both streams, in the order they were written. (Each file a step
+        // creates costs an inode allocation, the largest part of a small step's overhead.)
+        let log = logs.join(format!("{}.log", file_safe(ctx.instance())));
+        let stdout = create(&log)?;
+        let stderr = stdout
+            .try_clone()
+            .map_err(|e| NodeError::caused("Failed to share the log file", &e))?;
         cmd.stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -451,11 +441,10 @@ impl Node for CommandStep {
             Ended::Exited(status) => {
                 return Err(NodeError {
                     message: format!("The command of `{}` exited with {status}", ctx.instance()),
-                    causes: tail(&logs.1, 20),
+                    causes: tail(&log, 20),
                     hint: Some(format!(
-                        "its full error output is in {} (standard output in {}); nothing it wrote was stored",
-                        logs.1.display(),
-                        logs.0.display()
+                        "the last lines of its output are above, all of it in {}; nothing it wrote was stored",
+                        log.display()
                     )),
                     cancelled: false,
                 });
@@ -467,10 +456,10 @@ impl Node for CommandStep {
                         ctx.instance(),
                         after.as_secs()
                     ),
-                    causes: tail(&logs.1, 20),
+                    causes: tail(&log, 20),
                     hint: Some(format!(
                         "raise `timeout` if it needs longer; its output so far is in {}",
-                        logs.1.display()
+                        log.display()
                     )),
                     cancelled: false,
                 });
@@ -496,27 +485,42 @@ fn create(path: &Path) -> Result<std::fs::File, NodeError> {
         .map_err(|e| NodeError::caused(format!("Failed to create `{}`", path.display()), &e))
 }
 
-/// Where the command's standard output and error go: beside the run's log, one pair per
-/// instance, kept after the run (a failure points at them).
-fn log_paths(ctx: &RunContext<'_>) -> Result<(PathBuf, PathBuf), NodeError> {
+/// Where the commands of this run keep their logs and params files: beside the run's
+/// log, kept after the run (a failure points at them).
+fn log_dir(ctx: &RunContext<'_>) -> Result<PathBuf, NodeError> {
     let dir = ctx.store_root().join("logs").join(ctx.run_id());
     std::fs::create_dir_all(&dir)
         .map_err(|e| NodeError::caused(format!("Failed to create `{}`", dir.display()), &e))?;
-    let safe: String = ctx
-        .instance()
+    Ok(dir)
+}
+
+fn file_safe(instance: &str) -> String {
+    let keep = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    instance
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    Ok((
-        dir.join(format!("{safe}.out")),
-        dir.join(format!("{safe}.err")),
-    ))
+        .map(|c| if keep(c) { c } else { '_' })
+        .collect()
+}
+
+/// The params file of a step, named by its content: steps with the same params (most of
+/// a generated graph's have none) share one file, written once.
+fn params_file(
+    dir: &Path,
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<PathBuf, NodeError> {
+    static WRITTEN: OnceLock<Mutex<std::collections::HashSet<PathBuf>>> = OnceLock::new();
+    let text = serde_json::Value::Object(params.clone()).to_string();
+    let name = blake3::hash(text.as_bytes()).to_hex();
+    let path = dir.join(format!("params-{}.json", &name[..16]));
+    let mut written = WRITTEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if !written.contains(&path) {
+        write(&path, &text)?;
+        written.insert(path.clone());
+    }
+    Ok(path)
 }
 
 /// The last `n` lines of a log file.
