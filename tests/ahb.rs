@@ -173,6 +173,25 @@ fn the_ahb_graph_ends_in_its_report_and_each_edit_reruns_exactly_what_it_touches
         md.contains("![overall score per model](scores.png)"),
         "{md}"
     );
+    // The graph's own step (`lengths`, a script) beside the built-in nodes: a plot and a
+    // metrics file made from the answers before and after distillation.
+    let plot = d.join("lengths");
+    let o = dag_with_store(d, &["export", "lengths.plot", plot.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let svg = std::fs::read_to_string(plot.join("lengths.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("pre: ") && svg.contains("post: "));
+    let summary = d.join("lengths.json");
+    let o = dag_with_store(d, &["export", "lengths.summary", summary.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    for model in ["pre", "post"] {
+        // dev: 3 questions, 2 answers each.
+        assert_eq!(summary[model]["answers"], json!(6), "{summary:#}");
+        assert!(
+            summary[model]["mean_words"].as_f64().unwrap() > 0.0,
+            "{summary:#}"
+        );
+    }
     let g = graph();
     let o = dag_with_store(
         d,
