@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
-use dag_engine::{Event, Graph, LoadOptions, NodeState, RunMode, RunOptions, Runner};
+use dag_engine::{
+    Event, Graph, LoadOptions, Memo, MemoKey, NodeState, RunMode, RunOptions, Runner,
+};
 use dag_store::{Digest, Layout, NodeRunStatus, RunRecord, RunStatus, Store};
 use serde_json::json;
 

@@ -20,10 +20,38 @@ pub(super) fn init_log(store: &Store, run_id: &str) -> Option<std::path::PathBuf
 
 pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) -> Result<Exit> {
     let t0 = std::time::Instant::now();
+    // An unchanged graph over an unchanged store is answered from its memo, without
+    // loading the graph (see `dag_engine::Memo`).
+    let memo_key = memo_key(&a.graph);
+    let early = memo_key.and_then(|_| open(explicit, Some(&a.graph.graph)).ok());
+    if let (Some(store), Some(key)) = (&early, &memo_key)
+        && let Some(memo) = Memo::lookup(store, key)
+    {
+        let abs = std::path::absolute(&a.graph.graph).unwrap_or_else(|_| a.graph.graph.clone());
+        let summary = dag_engine::replay_memo(store, &abs, a.graph.profile.clone(), &memo)?;
+        let log_path = init_log(store, &summary.run_id);
+        tracing::info!(
+            nodes = summary.records.len(),
+            total_ms = t0.elapsed().as_millis() as u64,
+            "nothing changed since the memoised run: answered without loading the graph"
+        );
+        return Ok(report(
+            store,
+            &summary,
+            &memo.reports,
+            log_path,
+            json,
+            false,
+        ));
+    }
     let graph = Arc::new(load(&a.graph)?);
     let t_load = t0.elapsed();
-    let store = Arc::new(open(explicit, Some(&a.graph.graph))?);
+    let store = Arc::new(match early {
+        Some(s) => s,
+        None => open(explicit, Some(&a.graph.graph))?,
+    });
     let t_open = t0.elapsed() - t_load;
+    let fingerprint = dag_engine::Fingerprint::of(&graph);
     let cancel = Arc::new(AtomicBool::new(false));
     let terminated = Arc::new(AtomicBool::new(false));
     let mut limits = dag_engine::Limits::default();
@@ -88,6 +116,65 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
         runner.run(&on_event).await
     })?;
     tracing::info!(total_ms = t0.elapsed().as_millis() as u64, "run finished");
+    let reports = report_ports(&graph);
+    if let Some(key) = &memo_key {
+        Memo::save(
+            &store,
+            key,
+            fingerprint,
+            &summary.records,
+            summary.status == RunStatus::Succeeded,
+            reports.clone(),
+        );
+    }
+    Ok(report(
+        &store,
+        &summary,
+        &reports,
+        log_path,
+        json,
+        terminated.load(Ordering::Relaxed),
+    ))
+}
+
+/// The memo key of a run or status of `g`, when its file can be read (if it cannot, loading
+/// it reports why).
+pub(super) fn memo_key(g: &GraphArgs) -> Option<MemoKey> {
+    let bytes = std::fs::read(&g.graph).ok()?;
+    let opts = LoadOptions {
+        profile: g.profile.clone(),
+        set: g.set.clone(),
+    };
+    Some(MemoKey::new(&g.graph, &bytes, &opts, &g.only))
+}
+
+/// (node type, port) of every report output the graph's nodes declare.
+fn report_ports(graph: &Graph) -> Vec<(String, String)> {
+    let mut ports: Vec<(String, String)> = graph
+        .nodes
+        .iter()
+        .flat_map(|d| {
+            let spec = d.spec();
+            spec.outputs
+                .iter()
+                .filter(|p| p.kind == dag_engine::ArtifactKind::Report)
+                .map(move |p| (spec.name.to_string(), p.name.to_string()))
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    ports
+}
+
+/// Prints what a run did (its failures, its reports, the counts) and its exit status.
+fn report(
+    store: &Store,
+    summary: &dag_engine::RunSummary,
+    reports: &[(String, String)],
+    log_path: Option<std::path::PathBuf>,
+    json: bool,
+    terminated: bool,
+) -> Exit {
     let count = |f: &dyn Fn(&NodeRunStatus) -> bool| {
         summary.records.iter().filter(|r| f(&r.status)).count()
     };
@@ -106,7 +193,8 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
                 "run": summary.run_id,
                 "status": format!("{:?}", summary.status).to_lowercase(),
                 "nodes": summary.lines,
-            }))?
+            }))
+            .expect("JSON values serialise")
         );
     } else {
         for f in &failed {
@@ -114,7 +202,7 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
                 errln!("\nerror: node `{}` failed: {msg}", f.instance);
             }
         }
-        print_reports(&store, &graph, &summary.records);
+        print_reports(store, reports, &summary.records);
         errln!(
             "\nrun {}: {ran} ran, {cached} cached, {} failed, {skipped} skipped{}",
             summary.run_id,
@@ -124,30 +212,26 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
                 .unwrap_or_default()
         );
     }
-    Ok(match summary.status {
+    match summary.status {
         RunStatus::Succeeded => Exit::Success,
-        RunStatus::Cancelled if terminated.load(Ordering::Relaxed) => Exit::Terminated,
+        RunStatus::Cancelled if terminated => Exit::Terminated,
         RunStatus::Cancelled => Exit::Cancelled,
         _ => Exit::NodeFailed,
-    })
+    }
 }
 
 /// The result of the run: every report it computed or found cached (a `report` output
 /// whose metadata carries a `summary`, the table a report node writes for the terminal),
 /// with where its files are. Only report ports are read, so a no-op run of a large graph
 /// costs no index reads here.
-fn print_reports(store: &dag_store::Store, graph: &Graph, records: &[dag_store::NodeRunRecord]) {
-    // (node type, port) of every report output the graph's node types declare.
-    let report_ports: std::collections::HashSet<(&str, &str)> = graph
-        .nodes
+fn print_reports(
+    store: &dag_store::Store,
+    reports: &[(String, String)],
+    records: &[dag_store::NodeRunRecord],
+) {
+    let report_ports: std::collections::HashSet<(&str, &str)> = reports
         .iter()
-        .flat_map(|d| {
-            let spec = d.spec();
-            spec.outputs
-                .iter()
-                .filter(|p| p.kind == dag_engine::ArtifactKind::Report)
-                .map(move |p| (spec.name, p.name))
-        })
+        .map(|(t, p)| (t.as_str(), p.as_str()))
         .collect();
     if report_ports.is_empty() {
         return;

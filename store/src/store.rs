@@ -622,8 +622,16 @@ impl Store {
     /// writer makes goes through here, and a rebuild replays the journal through
     /// [`Store::apply`], so the index and its journal cannot disagree on what a record does.
     fn write(&self, record: Record) -> Result<(), Error> {
-        self.writable()?;
+        let db = self.writable()?;
         self.apply(&record)?;
+        if !matches!(record, Record::Run(_)) {
+            db.update_and_fetch(CHANGES_KEY, |old| {
+                let n = old
+                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                    .map_or(0, u64::from_le_bytes);
+                Some((n + 1).to_le_bytes().to_vec())
+            })?;
+        }
         match &self.journal {
             Some(journal) => journal.append(&record),
             None => Err(Error::ReadOnly),
@@ -824,6 +832,31 @@ impl Store {
             }
         }
         Ok(true)
+    }
+
+    /// The blobs artifact `d` is made of (for a list, its elements'), for a caller that
+    /// checks presence again later without the index ([`Store::blobs_on_disk`]). `None`
+    /// when the artifact is not indexed.
+    pub fn blobs_of(&self, d: &Digest) -> Result<Option<Vec<Digest>>, Error> {
+        let Some(rec) = self.artifact(d)? else {
+            return Ok(None);
+        };
+        let mut out = match rec.layout {
+            Layout::File => vec![*d],
+            Layout::Tree => rec.entries.iter().map(|e| e.digest).collect(),
+        };
+        for c in &rec.children {
+            match self.blobs_of(c)? {
+                Some(b) => out.extend(b),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Whether every one of `blobs` is on disk: one `stat` each, no hashing.
+    pub fn blobs_on_disk(&self, blobs: &[Digest]) -> bool {
+        blobs.iter().all(|b| self.blob_path(b).exists())
     }
 
     /// Every cache entry.
@@ -1134,6 +1167,37 @@ impl Store {
         Ok(())
     }
 
+    /// How many changes other than run records this index has taken (a cache entry, an
+    /// artifact, a head, a pin, a removal): a result memoised against it (a whole run found
+    /// cached, see `dag_engine::memo`) holds while the count is unchanged. `None` for a
+    /// process whose reads are served by another.
+    pub fn changes(&self) -> Result<Option<u64>, Error> {
+        let Some(db) = &self.db else {
+            return Ok(None);
+        };
+        Ok(Some(
+            db.get(CHANGES_KEY)?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map_or(0, u64::from_le_bytes),
+        ))
+    }
+
+    /// A memo saved under `key` by [`Store::put_memo`]. Memos are not journaled: an index
+    /// rebuilt from the journal has none, and the next run recomputes them.
+    pub fn memo(&self, key: &Digest) -> Result<Option<Vec<u8>>, Error> {
+        let Some(db) = &self.db else {
+            return Ok(None);
+        };
+        Ok(db.open_tree(MEMO_TREE)?.get(key.0)?.map(|v| v.to_vec()))
+    }
+
+    /// Saves a memo (see [`Store::memo`]); not flushed, since losing one costs one full run.
+    pub fn put_memo(&self, key: &Digest, value: &[u8]) -> Result<(), Error> {
+        let db = self.writable()?;
+        db.open_tree(MEMO_TREE)?.insert(key.0, value)?;
+        Ok(())
+    }
+
     fn generation(&self) -> Result<u64, Error> {
         let Some(db) = &self.db else {
             return Ok(0);
@@ -1396,6 +1460,10 @@ fn remove_unfinished_snapshots(index: &Path) -> Result<(), Error> {
 
 /// Where the index's generation count lives, in the index and beside it.
 const GENERATION_KEY: &[u8] = b"generation";
+/// Where the count of [`Store::changes`] lives, in the index's default tree.
+const CHANGES_KEY: &[u8] = b"changes";
+/// The tree of whole-run memos ([`Store::memo`]).
+const MEMO_TREE: &str = "memo";
 const GENERATION_FILE: &str = "index-generation";
 
 /// Inserts an artifact record unless present: the first producer is kept, and identical
