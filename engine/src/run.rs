@@ -148,6 +148,7 @@ pub struct Runner {
     api: Arc<Semaphore>,
     shared: Arc<crate::node::RunShared>,
     multi: indicatif::MultiProgress,
+    bar_style: indicatif::ProgressStyle,
     /// Settled instances, tagged with their node's position in the topological order.
     log: std::sync::Mutex<Vec<(usize, StatusLine, NodeRunRecord)>>,
     topo_pos: Vec<usize>,
@@ -276,7 +277,7 @@ impl Execution {
             .commit_node(&entry, &pending, Some(&self.scope))
             .map_err(store_failure)?;
         store.progress_clear(&self.key).map_err(store_failure)?;
-        let _ = std::fs::remove_dir_all(&out_dir);
+        store.release_scratch(out_dir);
         Ok(outputs)
     }
 }
@@ -332,6 +333,10 @@ impl Runner {
             )),
             opts,
             multi,
+            bar_style: indicatif::ProgressStyle::with_template(
+                "{spinner} {prefix} {wide_bar} {pos}/{len} {eta}",
+            )
+            .expect("static template"),
             log: Default::default(),
             topo_pos,
             failed_once: AtomicBool::new(false),
@@ -703,14 +708,15 @@ impl Runner {
         }
         on_event(&Event::Started(name.clone()));
         let t0 = Instant::now();
-        let bar = self.multi.add(indicatif::ProgressBar::no_length());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {prefix} {wide_bar} {pos}/{len} {eta}",
-            )
-            .expect("static template"),
-        );
-        bar.set_prefix(name.clone());
+        let bar = if self.opts.progress {
+            let bar = self.multi.add(indicatif::ProgressBar::no_length());
+            bar.set_style(self.bar_style.clone());
+            bar.set_prefix(name.clone());
+            bar
+        } else {
+            // Nothing is drawn: no bar to register (10,000 small nodes would pay for it).
+            indicatif::ProgressBar::hidden()
+        };
         let execution = Execution {
             store: self.store.clone(),
             node: decl.node.clone(),

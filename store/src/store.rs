@@ -64,6 +64,10 @@ pub struct Store {
     /// Where a writer appends each change it makes ([`crate::journal`]).
     journal: Option<Journal>,
     tmp_counter: AtomicU64,
+    /// Emptied scratch directories, renamed for their next use rather than removed and
+    /// made again: on ext4 every new inode is a search past the recently deleted ones,
+    /// which made the directory each node instance writes into most of a small node's cost.
+    scratch_pool: std::sync::Mutex<Vec<PathBuf>>,
     // Drop order matters: the sled handles above first, then `holding`.
     holding: Holding,
 }
@@ -339,6 +343,7 @@ impl Store {
             journal,
             root: root.to_path_buf(),
             tmp_counter: AtomicU64::new(0),
+            scratch_pool: Default::default(),
             holding,
         })
     }
@@ -397,8 +402,33 @@ impl Store {
                 .join("tmp")
                 .join(format!("{}-{}-{n}-{safe}", std::process::id(), now_secs()));
         let _ = fs::remove_dir_all(&dir);
+        let reused = self
+            .scratch_pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        if let Some(old) = reused
+            && fs::rename(&old, &dir).is_ok()
+        {
+            return Ok(dir);
+        }
         mkdir(&dir)?;
         Ok(dir)
+    }
+
+    /// Hands back a directory from [`Store::scratch_dir`] once its node is done with it:
+    /// kept for the next one when empty (its outputs were moved into the store), else
+    /// removed.
+    pub fn release_scratch(&self, dir: PathBuf) {
+        let empty = fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none());
+        if empty {
+            self.scratch_pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(dir);
+        } else {
+            let _ = fs::remove_dir_all(&dir);
+        }
     }
 
     /// Moves (or copies, across filesystems) `src` into the blob area, durably.
@@ -1106,7 +1136,12 @@ impl Store {
     /// Forgets the saved batches of `key` (after its outputs are committed).
     pub fn progress_clear(&self, key: &Digest) -> Result<(), Error> {
         self.writable()?;
-        let _ = fs::remove_dir_all(self.root.join("work").join(key.to_hex()));
+        let work = self.root.join("work").join(key.to_hex());
+        let _ = fs::remove_dir_all(&work);
+        // Most computations save nothing: no record for them (one per node otherwise).
+        if self.progress.scan_prefix(key.0).next().is_none() {
+            return Ok(());
+        }
         self.write(Record::ProgressCleared(*key))
     }
 
@@ -1184,17 +1219,21 @@ impl Store {
 
     /// A memo saved under `key` by [`Store::put_memo`]. Memos are not journaled: an index
     /// rebuilt from the journal has none, and the next run recomputes them.
-    pub fn memo(&self, key: &Digest) -> Result<Option<Vec<u8>>, Error> {
+    /// One that no longer decodes (saved by another version) is no memo.
+    pub fn memo<T: serde::de::DeserializeOwned>(&self, key: &Digest) -> Result<Option<T>, Error> {
         let Some(db) = &self.db else {
             return Ok(None);
         };
-        Ok(db.open_tree(MEMO_TREE)?.get(key.0)?.map(|v| v.to_vec()))
+        Ok(db
+            .open_tree(MEMO_TREE)?
+            .get(key.0)?
+            .and_then(|v| decode("memo", &v).ok()))
     }
 
     /// Saves a memo (see [`Store::memo`]); not flushed, since losing one costs one full run.
-    pub fn put_memo(&self, key: &Digest, value: &[u8]) -> Result<(), Error> {
+    pub fn put_memo<T: serde::Serialize>(&self, key: &Digest, value: &T) -> Result<(), Error> {
         let db = self.writable()?;
-        db.open_tree(MEMO_TREE)?.insert(key.0, value)?;
+        db.open_tree(MEMO_TREE)?.insert(key.0, encode(value))?;
         Ok(())
     }
 
