@@ -25,7 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use dag_engine::{
@@ -543,8 +543,9 @@ enum Ended {
 }
 
 /// Runs `cmd` until it exits, killing its process group on Ctrl-C or at the timeout. The
-/// wait itself blocks (a command ends the moment it exits, not at the next poll); a
-/// watcher thread wakes every 50 ms to look at the cancel flag and the clock.
+/// wait itself blocks (a command ends the moment it exits, not at the next poll); one
+/// watcher thread for the whole process looks at every running command's cancel flag and
+/// deadline every 50 ms (a thread per command cost more than a small command itself).
 fn run_to_end(
     ctx: &RunContext<'_>,
     mut cmd: Command,
@@ -556,30 +557,61 @@ fn run_to_end(
             .hint("check the command line; a script run by itself needs a `#!` line and the executable bit")
     })?;
     let pid = child.id() as i32;
-    let cancel = ctx.cancel_flag();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let started = Instant::now();
-    let watcher = std::thread::spawn(move || {
-        loop {
-            match done_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-            let late = timeout.is_some_and(|t| started.elapsed() >= t);
-            if cancel.load(Ordering::Relaxed) || late {
-                kill_group(pid);
-                return late;
-            }
-        }
-    });
+    let watched = Watched {
+        pid,
+        cancel: ctx.cancel_flag(),
+        deadline: timeout.map(|t| Instant::now() + t),
+        timed_out: Default::default(),
+    };
+    let timed_out = watched.timed_out.clone();
+    watcher()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(watched);
     let status = child.wait();
-    let _ = done_tx.send(());
-    let timed_out = watcher.join().unwrap_or(false);
+    watcher()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|w| w.pid != pid);
     let status = status.map_err(|e| NodeError::caused("Failed to wait for the command", &e))?;
     ctx.check_cancelled()?;
-    Ok(match (timed_out, timeout) {
-        (true, Some(t)) => Ended::TimedOut(t),
+    Ok(match timeout {
+        Some(t) if timed_out.load(Ordering::Relaxed) => Ended::TimedOut(t),
         _ => Ended::Exited(status),
+    })
+}
+
+/// A running command the watcher looks after.
+struct Watched {
+    pid: i32,
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    deadline: Option<Instant>,
+    timed_out: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The running commands, and the thread that kills them when their run is cancelled or
+/// their time is up (started with the first command).
+fn watcher() -> &'static Mutex<Vec<Watched>> {
+    static RUNNING: OnceLock<Mutex<Vec<Watched>>> = OnceLock::new();
+    RUNNING.get_or_init(|| {
+        std::thread::spawn(|| {
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                let mut running = watcher().lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                running.retain(|w| {
+                    let late = w.deadline.is_some_and(|d| now >= d);
+                    if late || w.cancel.load(Ordering::Relaxed) {
+                        w.timed_out.store(late, Ordering::Relaxed);
+                        kill_group(w.pid);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+        });
+        Mutex::new(Vec::new())
     })
 }
 
