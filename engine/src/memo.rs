@@ -169,8 +169,7 @@ impl Memo {
     /// The memo saved under `key`, if it still holds: the store has not changed since,
     /// nor the binary, nor any file the keys read.
     pub fn lookup(store: &Store, key: &MemoKey) -> Option<Memo> {
-        let bytes = store.memo(&key.0).ok()??;
-        let memo: Memo = serde_json::from_slice(&bytes).ok()?;
+        let memo: Memo = store.memo(&key.0).ok()??;
         let now = store.changes().ok()??;
         let holds =
             memo.changes == now && memo.fingerprint.unchanged() && store.blobs_on_disk(&memo.blobs);
@@ -229,8 +228,6 @@ impl Memo {
             reports,
             blobs,
         };
-        if let Ok(bytes) = serde_json::to_vec(&memo) {
-            let _ = store.put_memo(&key.0, &bytes);
-        }
+        let _ = store.put_memo(&key.0, &memo);
     }
 }

@@ -24,14 +24,18 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
     // loading the graph (see `dag_engine::Memo`).
     let memo_key = memo_key(&a.graph);
     let early = memo_key.and_then(|_| open(explicit, Some(&a.graph.graph)).ok());
+    let t_open = t0.elapsed();
     if let (Some(store), Some(key)) = (&early, &memo_key)
         && let Some(memo) = Memo::lookup(store, key)
     {
+        let t_lookup = t0.elapsed() - t_open;
         let abs = std::path::absolute(&a.graph.graph).unwrap_or_else(|_| a.graph.graph.clone());
         let summary = dag_engine::replay_memo(store, &abs, a.graph.profile.clone(), &memo)?;
         let log_path = init_log(store, &summary.run_id);
         tracing::info!(
             nodes = summary.records.len(),
+            open_store_ms = t_open.as_millis() as u64,
+            lookup_ms = t_lookup.as_millis() as u64,
             total_ms = t0.elapsed().as_millis() as u64,
             "nothing changed since the memoised run: answered without loading the graph"
         );
