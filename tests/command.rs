@@ -34,6 +34,39 @@ fn shown(d: &Path, target: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Starts `dag run g.toml -q` in `d` and returns once its command has created `held`.
+fn start_until_held(d: &Path) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(["run", "g.toml", "-q"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !d.join("held").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "dag exited before the hold"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child
+}
+
+/// Whether the process whose pid `pid_file` holds is gone, or a zombie (dead, its exit not
+/// yet collected by whoever adopted it).
+fn dead(pid_file: &Path) -> bool {
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim().chars().next())
+        })
+        .flatten();
+    matches!(state, None | Some('Z'))
+}
+
 #[test]
 fn a_step_reruns_exactly_when_something_its_key_covers_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -381,18 +414,9 @@ timeout = 1
         "{}",
         text(&o)
     );
-    let pid = std::fs::read_to_string(d.join("child.pid")).unwrap();
-    // Gone, or a zombie (dead, its exit not yet collected by whoever adopted it).
-    let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim().chars().next())
-        })
-        .flatten();
     assert!(
-        matches!(state, None | Some('Z')),
-        "the command's own child was killed with it (state {state:?})"
+        dead(&d.join("child.pid")),
+        "the command's own child was killed with it"
     );
 }
 
@@ -417,20 +441,7 @@ inputs = { x = "first.out" }
 outputs = { out = "file" }
 "#,
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
-        .args(["run", "g.toml", "-q"])
-        .current_dir(d)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    while !d.join("held").exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "dag exited before the hold"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let mut child = start_until_held(d);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     // The orphaned command is still waiting; stop it as its user would.
@@ -451,4 +462,33 @@ outputs = { out = "file" }
     );
     let v = dag(d, &["verify"]);
     assert!(v.status.success(), "{}", text(&v));
+}
+
+#[test]
+fn ctrl_c_mid_command_kills_its_process_group_and_stores_nothing_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_project(
+        d,
+        "g.toml",
+        r#"
+[node.slow]
+type = "command"
+run = "sleep 300 & echo $! > child.pid; touch held; wait; echo done > {out.out}"
+outputs = { out = "file" }
+"#,
+    );
+    let mut child = start_until_held(d);
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "Ctrl-C's exit status");
+    assert!(
+        dead(&d.join("child.pid")),
+        "the command's background process was killed with it"
+    );
+    let s = statuses(d);
+    assert_eq!(s["slow"], "Cancelled", "{s:?}");
+    assert!(text(&dag(d, &["status", "g.toml"])).contains("never run"));
 }
