@@ -34,6 +34,13 @@ fn shown(d: &Path, target: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A project directory holding `graph` as `g.toml`.
+fn project(graph: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), "g.toml", graph);
+    dir
+}
+
 /// Starts `dag run g.toml -q` in `d` and returns once its command has created `held`.
 fn start_until_held(d: &Path) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dag"))
@@ -218,11 +225,7 @@ inputs = {{ in = "count.counts" }}
 
 #[test]
 fn a_failing_step_stores_nothing_reports_its_error_output_and_lets_other_branches_finish() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write_project(
-        d,
-        "g.toml",
+    let dir = project(
         r#"
 [node.bad]
 type = "command"
@@ -241,6 +244,7 @@ run = "echo fine > {out.out}"
 outputs = { out = "file" }
 "#,
     );
+    let d = dir.path();
     let o = dag(d, &["run", "g.toml", "-q"]);
     assert!(!o.status.success());
     let t = text(&o);
@@ -357,11 +361,7 @@ fn mistakes_in_a_step_are_reported_at_load_with_their_line() {
 
 #[test]
 fn steps_fan_out_over_a_matrix_and_over_the_elements_of_a_list() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write_project(
-        d,
-        "g.toml",
+    let dir = project(
         r#"
 # A step that writes a list of checkpoints (one directory each), and one step per element.
 [node.train]
@@ -377,6 +377,7 @@ outputs = { score = "file" }
 matrix = { scale = [1, 2] }
 "#,
     );
+    let d = dir.path();
     let s = run_ok(d);
     let scored: Vec<&String> = s.keys().filter(|k| k.starts_with("score")).collect();
     assert_eq!(scored.len(), 6, "3 checkpoints x 2 scales: {s:?}");
@@ -394,11 +395,7 @@ matrix = { scale = [1, 2] }
 
 #[test]
 fn a_step_past_its_timeout_is_killed_with_everything_it_started() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write_project(
-        d,
-        "g.toml",
+    let dir = project(
         r#"
 [node.slow]
 type = "command"
@@ -407,6 +404,7 @@ outputs = { out = "file" }
 timeout = 1
 "#,
     );
+    let d = dir.path();
     let o = dag(d, &["run", "g.toml", "-q"]);
     assert!(!o.status.success());
     assert!(
@@ -422,12 +420,8 @@ timeout = 1
 
 #[test]
 fn kill_9_mid_command_then_rerun_keeps_what_finished_and_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
     // `held` first, then wait for `release`: the test kills dag in between.
-    write_project(
-        d,
-        "g.toml",
+    let dir = project(
         r#"
 [node.first]
 type = "command"
@@ -441,6 +435,7 @@ inputs = { x = "first.out" }
 outputs = { out = "file" }
 "#,
     );
+    let d = dir.path();
     let mut child = start_until_held(d);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -466,11 +461,7 @@ outputs = { out = "file" }
 
 #[test]
 fn ctrl_c_mid_command_kills_its_process_group_and_stores_nothing_of_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write_project(
-        d,
-        "g.toml",
+    let dir = project(
         r#"
 [node.slow]
 type = "command"
@@ -478,6 +469,7 @@ run = "sleep 300 & echo $! > child.pid; touch held; wait; echo done > {out.out}"
 outputs = { out = "file" }
 "#,
     );
+    let d = dir.path();
     let mut child = start_until_held(d);
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
