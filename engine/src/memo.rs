@@ -184,15 +184,13 @@ impl Memo {
         key: &MemoKey,
         fingerprint: Option<Fingerprint>,
         records: &[NodeRunRecord],
-        all_settled: bool,
-        reports: Vec<(String, String)>,
+        reports: &[(String, String)],
     ) {
         use dag_store::NodeRunStatus;
         let Some(fingerprint) = fingerprint else {
             return;
         };
-        if !all_settled
-            || records.is_empty()
+        if records.is_empty()
             || records
                 .iter()
                 .any(|r| !matches!(r.status, NodeRunStatus::Cached | NodeRunStatus::Ran))
@@ -225,7 +223,7 @@ impl Memo {
             changes,
             fingerprint,
             records,
-            reports,
+            reports: reports.to_vec(),
             blobs,
         };
         let _ = store.put_memo(&key.0, &memo);

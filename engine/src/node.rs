@@ -178,7 +178,7 @@ impl<'a> RunContext<'a> {
     }
 
     /// The spec this instance runs under: its type's, or the one its node declares.
-    pub fn spec(&self) -> &NodeSpec {
+    pub fn spec(&self) -> &'a NodeSpec {
         self.spec
     }
 

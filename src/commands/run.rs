@@ -122,14 +122,7 @@ pub(super) fn run(explicit: Option<&Path>, a: &crate::cli::RunArgs, json: bool) 
     tracing::info!(total_ms = t0.elapsed().as_millis() as u64, "run finished");
     let reports = report_ports(&graph);
     if let Some(key) = &memo_key {
-        Memo::save(
-            &store,
-            key,
-            fingerprint,
-            &summary.records,
-            summary.status == RunStatus::Succeeded,
-            reports.clone(),
-        );
+        Memo::save(&store, key, fingerprint, &summary.records, &reports);
     }
     Ok(report(
         &store,

@@ -78,9 +78,11 @@ impl Loader<'_> {
                 return false;
             }
             if spec.param(n).is_none() {
-                let mut p = ParamSpec::optional(intern(n), ParamType::Any, DECLARED_PARAM_DOC);
-                p.keyed = true;
-                spec.params.push(p);
+                spec.params.push(ParamSpec::optional(
+                    intern(n),
+                    ParamType::Any,
+                    DECLARED_PARAM_DOC,
+                ));
             }
             true
         };

@@ -141,14 +141,13 @@ enum Placeholder<'a> {
 /// The pieces of a command line: literal text and placeholders, in order.
 fn parse_line(line: &str) -> Vec<Result<&str, Placeholder<'_>>> {
     let mut out = vec![];
-    let rest = line;
     let mut literal_start = 0;
     let mut at = 0;
-    while let Some(i) = rest[at..].find('{') {
+    while let Some(i) = line[at..].find('{') {
         let open = at + i;
-        let after_dollar = open > 0 && rest.as_bytes()[open - 1] == b'$';
-        let close = rest[open..].find('}').map(|j| open + j);
-        let body = close.map(|c| &rest[open + 1..c]);
+        let after_dollar = open > 0 && line.as_bytes()[open - 1] == b'$';
+        let close = line[open..].find('}').map(|j| open + j);
+        let body = close.map(|c| &line[open + 1..c]);
         let ph = match body {
             _ if after_dollar => None,
             Some("params") => Some(Placeholder::Params),
@@ -164,7 +163,7 @@ fn parse_line(line: &str) -> Vec<Result<&str, Placeholder<'_>>> {
         match (ph, close) {
             (Some(ph), Some(c)) => {
                 if literal_start < open {
-                    out.push(Ok(&rest[literal_start..open]));
+                    out.push(Ok(&line[literal_start..open]));
                 }
                 out.push(Err(ph));
                 literal_start = c + 1;
@@ -172,12 +171,12 @@ fn parse_line(line: &str) -> Vec<Result<&str, Placeholder<'_>>> {
             }
             _ => at = open + 1,
         }
-        if at >= rest.len() {
+        if at >= line.len() {
             break;
         }
     }
-    if literal_start < rest.len() {
-        out.push(Ok(&rest[literal_start..]));
+    if literal_start < line.len() {
+        out.push(Ok(&line[literal_start..]));
     }
     out
 }
@@ -353,7 +352,7 @@ impl Node for CommandStep {
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), NodeError> {
-        let spec = ctx.spec().clone();
+        let spec = ctx.spec();
         let script = ctx.str("script").map(str::to_string);
         let params = self.own_params(ctx);
         let logs = log_dir(ctx)?;
